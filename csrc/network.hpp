@@ -1,0 +1,111 @@
+// A Darknet network: [net] options, the layer list, forward/backward/update,
+// resize, and weights I/O. Built from cfg sections by the one C++ parser.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "layers/layer.hpp"
+#include "parse/cfg.hpp"
+
+namespace dn {
+
+enum class LearningRatePolicy { Constant, Step, Exp, Poly, Steps, Sig, Random };
+
+// Everything Darknet reads from [net]/[network].
+struct NetOptions {
+  int batch = 1;         // images per sub-batch (cfg batch / subdivisions), as Darknet's net->batch
+  int subdivisions = 1;
+  int w = 0, h = 0, c = 0;
+  int inputs = 0;
+  float learning_rate = 0.001f;
+  float momentum = 0.9f;
+  float decay = 0.0001f;
+  LearningRatePolicy policy = LearningRatePolicy::Constant;
+  std::string policy_name = "constant";
+  int burn_in = 0;
+  float burn_in_power = 4.f;  // Darknet's "power" is shared with the poly policy
+  float power = 4.f;
+  float gamma = 1.f;
+  float scale = 1.f;
+  int step = 1;
+  std::vector<int> steps;
+  std::vector<float> scales;
+  int max_batches = 0;
+  int time_steps = 1;
+  int notruth = 0;
+  int random = 0;
+  // Augmentation ([net] options, used by the detection data loader).
+  float angle = 0.f, aspect = 1.f, saturation = 1.f, exposure = 1.f, hue = 0.f;
+  int max_crop = 0, min_crop = 0;
+  float max_ratio = 0.f, min_ratio = 0.f;
+  int center = 0, flip = 1;
+  float clip = 0.f;
+  int adam = 0;
+  float B1 = 0.9f, B2 = 0.999f, eps = 1e-7f;
+};
+
+class Network {
+ public:
+  // Builds from cfg text already split into sections. batch_override > 0
+  // replaces the cfg's batch (and sets subdivisions to 1), as Darknet's
+  // set_batch_network does for inference.
+  static std::unique_ptr<Network> from_sections(std::vector<CfgSection> sections, int batch_override = 0);
+  static std::unique_ptr<Network> from_cfg_file(const std::string& path, int batch_override = 0);
+
+  std::string cfg_path;
+  std::vector<CfgSection> sections;
+  NetOptions opt;
+  std::vector<std::unique_ptr<Layer>> layers;
+  std::vector<std::string> warnings;  // unknown keys etc., file:line
+
+  int major = 0, minor = 2, revision = 0;  // weights header of the last load
+  int64_t seen = 0;
+  float cost = 0.f;
+  bool train = false;
+  std::mt19937_64 rng{0};  // dropout etc.; seed with set_seed
+
+  int batch() const { return opt.batch; }
+  int width() const { return opt.w; }
+  int height() const { return opt.h; }
+  int channels() const { return opt.c; }
+  size_t input_size() const { return (size_t)opt.w * opt.h * opt.c; }  // per image
+  size_t output_size() const { return layers.back()->outputs; }        // per image
+  int truths() const;  // truth floats per image
+
+  void set_batch(int b);
+  void resize(int w, int h);      // new input size; weights kept
+  void set_training(bool on);     // allocate deltas and training buffers
+  void set_seed(uint64_t seed) { rng.seed(seed); }
+
+  // Runs every layer on batch() images; returns the last layer's output.
+  const float* forward(const float* input, const float* truth = nullptr);
+  // Backward from the deltas written by the loss layers in forward().
+  void backward(const float* input);
+  // Applies SGD with the learning rate of the current iteration.
+  void update();
+  // One step as Darknet's train_network_datum: seen += batch, forward with
+  // truth in training mode, backward, update when a full batch is accumulated.
+  float train_step(const float* input, const float* truth);
+
+  int64_t current_batch() const;         // seen / (batch * subdivisions)
+  float current_learning_rate() const;   // policy + burn_in at current_batch()
+  double total_flops() const;
+
+  // Weights I/O in Darknet's .weights format. cutoff: number of layers to
+  // load/save (<0 = all). Throws on truncation (layer, expected vs found).
+  // Returns a warning text when trailing data is left unread, else "".
+  std::string load_weights(const std::string& path, int cutoff = -1);
+  void save_weights(const std::string& path, int cutoff = -1) const;
+
+  std::string summary() const;
+  Layer& layer(int i);
+
+ private:
+  std::vector<float> workspace_;
+  void ensure_workspace();
+};
+
+}  // namespace dn

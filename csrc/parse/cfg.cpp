@@ -1,0 +1,205 @@
+#include "parse/cfg.hpp"
+
+#include <cerrno>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.hpp"
+
+namespace dn {
+
+namespace {
+
+std::string trim(const std::string& s) {
+  size_t b = 0, e = s.size();
+  while (b < e && (unsigned char)s[b] <= ' ') ++b;
+  while (e > b && (unsigned char)s[e - 1] <= ' ') --e;
+  return s.substr(b, e - b);
+}
+
+// Darknet strips every whitespace character from a line before parsing.
+std::string strip_all_space(const std::string& s) {
+  std::string out;
+  for (char ch : s)
+    if ((unsigned char)ch > ' ') out.push_back(ch);
+  return out;
+}
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> parts;
+  std::string cur;
+  for (char ch : s) {
+    if (ch == ',') {
+      parts.push_back(trim(cur));
+      cur.clear();
+    } else {
+      cur.push_back(ch);
+    }
+  }
+  parts.push_back(trim(cur));
+  // A trailing comma ("1,2,") is common in hand-written cfgs: ignore the empty tail.
+  if (parts.size() > 1 && parts.back().empty()) parts.pop_back();
+  return parts;
+}
+
+}  // namespace
+
+std::string CfgSection::where() const { return file + ":" + std::to_string(line); }
+
+const CfgOption* CfgSection::find(const std::string& key) const {
+  const CfgOption* found = nullptr;
+  for (const auto& o : options)
+    if (o.key == key) found = &o;  // the last assignment wins, as in Darknet
+  if (found) {
+    for (const auto& o : options)
+      if (o.key == key) o.used = true;
+  }
+  return found;
+}
+
+void CfgSection::touch(const std::string& key) const { find(key); }
+
+void CfgSection::fail_key(const std::string& key, const std::string& msg) const {
+  const CfgOption* o = nullptr;
+  for (const auto& opt : options)
+    if (opt.key == key) o = &opt;
+  if (o)
+    fail(file, ":", o->line, ": [", type, "] ", key, "=", o->value, ": ", msg);
+  fail(file, ":", line, ": [", type, "] ", key, ": ", msg);
+}
+
+void CfgSection::fail_section(const std::string& msg) const {
+  fail(file, ":", line, ": [", type, "]: ", msg);
+}
+
+static long parse_long_strict(const CfgSection& s, const std::string& key, const std::string& text) {
+  const char* begin = text.c_str();
+  char* end = nullptr;
+  errno = 0;
+  long v = std::strtol(begin, &end, 10);
+  // Darknet uses atoi, which accepts "3.0" as 3; accept a numeric tail only if it is zeros.
+  if (end == begin) s.fail_key(key, "expected an integer");
+  if (*end == '.') {
+    char* fend = nullptr;
+    double d = std::strtod(begin, &fend);
+    if (*fend != '\0' || d != (double)(long)d) s.fail_key(key, "expected an integer");
+    return (long)d;
+  }
+  if (*end != '\0' || errno == ERANGE || v > 2147483647L || v < -2147483647L)
+    s.fail_key(key, "expected an integer");
+  return v;
+}
+
+static float parse_float_strict(const CfgSection& s, const std::string& key, const std::string& text) {
+  const char* begin = text.c_str();
+  char* end = nullptr;
+  float v = std::strtof(begin, &end);
+  if (end == begin || *end != '\0') s.fail_key(key, "expected a number");
+  return v;
+}
+
+int CfgSection::get_int(const std::string& key, int def) const {
+  const CfgOption* o = find(key);
+  if (!o) return def;
+  return (int)parse_long_strict(*this, key, o->value);
+}
+
+int CfgSection::require_int(const std::string& key) const {
+  const CfgOption* o = find(key);
+  if (!o) fail_section("missing required key '" + key + "'");
+  return (int)parse_long_strict(*this, key, o->value);
+}
+
+float CfgSection::get_float(const std::string& key, float def) const {
+  const CfgOption* o = find(key);
+  if (!o) return def;
+  return parse_float_strict(*this, key, o->value);
+}
+
+std::string CfgSection::get_str(const std::string& key, const std::string& def) const {
+  const CfgOption* o = find(key);
+  return o ? o->value : def;
+}
+
+std::vector<int> CfgSection::get_ints(const std::string& key) const {
+  std::vector<int> out;
+  const CfgOption* o = find(key);
+  if (!o || o->value.empty()) return out;
+  for (const auto& part : split_commas(o->value)) out.push_back((int)parse_long_strict(*this, key, part));
+  return out;
+}
+
+std::vector<float> CfgSection::get_floats(const std::string& key) const {
+  std::vector<float> out;
+  const CfgOption* o = find(key);
+  if (!o || o->value.empty()) return out;
+  for (const auto& part : split_commas(o->value)) out.push_back(parse_float_strict(*this, key, part));
+  return out;
+}
+
+std::vector<std::string> CfgSection::unused_warnings() const {
+  std::vector<std::string> w;
+  for (const auto& o : options)
+    if (!o.used)
+      w.push_back(file + ":" + std::to_string(o.line) + ": unknown key '" + o.key + "' in [" + type + "] (ignored)");
+  return w;
+}
+
+std::vector<CfgSection> parse_cfg_text(const std::string& text, const std::string& file) {
+  std::vector<CfgSection> sections;
+  std::istringstream in(text);
+  std::string raw;
+  int lineno = 0;
+  while (std::getline(in, raw)) {
+    ++lineno;
+    std::string line = strip_all_space(raw);
+    if (line.empty() || line[0] == '#' || line[0] == ';') continue;
+    if (line[0] == '[') {
+      if (line.back() != ']')
+        fail(file, ":", lineno, ": malformed section header '", trim(raw), "' (missing ']')");
+      CfgSection s;
+      s.type = line.substr(1, line.size() - 2);
+      if (s.type.empty()) fail(file, ":", lineno, ": empty section name '[]'");
+      s.file = file;
+      s.line = lineno;
+      sections.push_back(std::move(s));
+      continue;
+    }
+    size_t eq = line.find('=');
+    if (eq == std::string::npos || eq == 0)
+      fail(file, ":", lineno, ": expected key=value, got '", trim(raw), "'");
+    if (sections.empty())
+      fail(file, ":", lineno, ": option '", line.substr(0, eq), "' before any [section]");
+    CfgOption o;
+    o.key = line.substr(0, eq);
+    o.value = line.substr(eq + 1);
+    // Allow trailing comments after a value: "size=3 # kernel".
+    size_t hash = o.value.find_first_of("#;");
+    if (hash != std::string::npos) o.value = o.value.substr(0, hash);
+    o.line = lineno;
+    sections.back().options.push_back(std::move(o));
+  }
+  if (sections.empty()) fail(file, ": no sections found (is this a Darknet .cfg file?)");
+  return sections;
+}
+
+std::vector<CfgSection> parse_cfg_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) fail(path, ": cannot open cfg file");
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return parse_cfg_text(ss.str(), path);
+}
+
+std::string write_cfg_text(const std::vector<CfgSection>& sections) {
+  std::ostringstream os;
+  for (size_t i = 0; i < sections.size(); ++i) {
+    if (i) os << "\n";
+    os << "[" << sections[i].type << "]\n";
+    for (const auto& o : sections[i].options) os << o.key << "=" << o.value << "\n";
+  }
+  return os.str();
+}
+
+}  // namespace dn

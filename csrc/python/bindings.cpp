@@ -1,0 +1,20 @@
+// The extension module darknet_py._core: the only bridge between Python and the core.
+#include "python/bind.hpp"
+
+#include "core/error.hpp"
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "darknet_py C++ core";
+  // C++ DarknetError becomes darknet_py.DarknetError (a ValueError subclass) with the same text.
+  static py::exception<dn::DarknetError> error(m, "DarknetError", PyExc_ValueError);
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const dn::DarknetError& e) {
+      py::set_error(error, e.what());
+    }
+  });
+  dn::bind_network(m);
+  dn::bind_detect(m);
+  dn::bind_image(m);
+}
