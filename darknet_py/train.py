@@ -30,7 +30,7 @@ class TrainResult:
     final_weights: Optional[str] = None
     last_weights: Optional[str] = None
     chart: Optional[str] = None
-    stopped: str = "max_batches"   # or "interrupted", "nan"
+    stopped: str = "max_batches"   # or "time_limit", "interrupted", "nan"
     images_per_second: float = 0.0
     sizes: List[int] = field(default_factory=list)
 
@@ -121,6 +121,7 @@ def train(data: str, cfg: str, weights: Optional[str] = None, *, max_batches: Op
           seed: int = 0, backup: Optional[str] = None, workers: int = 2, clear: bool = False,
           progress: bool = True, chart: Optional[str] = None, chart_every: int = 10,
           checkpoint_every: int = 100, multiscale: Optional[bool] = None, validate: bool = True,
+          time_limit: Optional[float] = None,
           on_iteration: Optional[Callable[[int, float, float], None]] = None) -> TrainResult:
     """Train a detector on a Darknet .data dataset, like `darknet detector train`.
 
@@ -231,6 +232,9 @@ def train(data: str, cfg: str, weights: Optional[str] = None, *, max_batches: Op
                 if interrupt.hit:
                     result.stopped = "interrupted"
                     break
+                if time_limit is not None and time.perf_counter() - t_start > time_limit:
+                    result.stopped = "time_limit"
+                    break
     finally:
         loader.close()
         if bar is not None:
@@ -240,7 +244,7 @@ def train(data: str, cfg: str, weights: Optional[str] = None, *, max_batches: Op
     if (net.width, net.height) != (base_w, base_h):
         net.resize(base_w, base_h)
     result.last_weights = save_checkpoint(net, str(backup_dir / f"{base}_last.weights"))
-    if result.stopped == "max_batches":
+    if result.stopped in ("max_batches", "time_limit"):
         result.final_weights = save_checkpoint(net, str(backup_dir / f"{base}_final.weights"))
     if result.losses:
         _write_chart(chart_path, result, start)
