@@ -85,9 +85,12 @@ WordTree parse_tree_text(const std::string& text, const std::string& file) {
     const int node = (int)i;
     // Parents must precede their children: the hierarchical product walks up, and
     // hierarchy_predictions multiplies in index order.
-    if (parent < -1 || parent >= node)
+    if (parent < -1 || parent >= node) {
+      if (node == 0)
+        fail(file, ":", line_no, ": parent index ", parent, " of '", name, "' must be -1 (the first node is a root)");
       fail(file, ":", line_no, ": parent index ", parent, " of '", name, "' must be -1 or an earlier node (0..",
            node - 1, ")");
+    }
     if ((int)parent != last_parent) {
       t.group_offset.push_back(run_start);
       t.group_size.push_back(node - run_start);
