@@ -96,8 +96,8 @@ void region_detections(const RegionOutput& r, float thresh, float hier_thresh, c
         out.objectness[k] = scale > thresh ? scale : 0;
         out.index[k] = (int)k;
 
-        const float* cls = r.data + entry(location, r.coords + !r.background);
         if (r.tree) {
+          const float* cls = r.data + entry(location, r.coords + !r.background);
           // Absolute node probabilities on a copy (Darknet overwrites the layer output).
           for (int j = 0; j < r.classes; ++j) tree_probs[j] = cls[j * plane];
           hierarchy_predictions(tree_probs.data(), r.classes, *r.tree, false, 1);
@@ -111,8 +111,10 @@ void region_detections(const RegionOutput& r, float thresh, float hier_thresh, c
             prob[top] = scale > thresh ? scale : 0;
           }
         } else if (out.objectness[k]) {
+          // Darknet reads class j at entry coords+1+j here even with background=1.
+          const float* flat_cls = r.data + entry(location, r.coords + 1);
           for (int j = 0; j < r.classes; ++j) {
-            const float p = scale * cls[j * plane];
+            const float p = scale * flat_cls[j * plane];
             prob[j] = p > thresh ? p : 0;
           }
         }

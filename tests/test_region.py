@@ -231,3 +231,10 @@ def test_class_only_truth_without_tree_is_an_error():
 def test_training_without_truth_is_an_error():
     with pytest.raises(darknet_error(), match="needs truth"):
         run_text(REGION_CFG, train=True)
+
+
+def test_truth_with_zero_size_is_an_error():
+    truth = np.zeros((1, 150), np.float32)
+    truth[0, :5] = [.5, .5, 0, .2, 1]
+    with pytest.raises(darknet_error(), match=r"truth 0: size 0x0\.2 must be positive"):
+        run_text(REGION_CFG, truth=truth, train=True)

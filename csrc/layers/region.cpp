@@ -261,6 +261,8 @@ RegionLayer::ImageStats RegionLayer::image_loss(int b, const float* truth, int64
     check(tb[0] >= 0 && tb[0] <= 1 && tb[1] >= 0 && tb[1] <= 1, "region layer ", index, ": image ", b, " truth ", t,
           ": centre (", tb[0], ", ", tb[1], ") outside 0..1",
           tree ? "" : " (classification-only labels need a tree= region layer)");
+    check(tb[2] > 0 && tb[3] > 0, "region layer ", index, ": image ", b, " truth ", t, ": size ", tb[2], "x", tb[3],
+          " must be positive");
     const int col = std::min((int)(tb[0] * w), w - 1);
     const int row = std::min((int)(tb[1] * h), h - 1);
 
