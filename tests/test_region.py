@@ -238,3 +238,19 @@ def test_truth_with_zero_size_is_an_error():
     truth[0, :5] = [.5, .5, 0, .2, 1]
     with pytest.raises(darknet_error(), match=r"truth 0: size 0x0\.2 must be positive"):
         run_text(REGION_CFG, truth=truth, train=True)
+
+
+@pytest.mark.parametrize("name, weights", [("tiny_tree", "tiny_tree.weights"), ("9k", "9k_tree.weights")])
+def test_tree_training_step_through_the_network(name, weights):
+    directory, cfg, layer = CASES[name]
+    root = reference_root()
+    manifest = load_manifest(os.path.join(root, directory))
+    net = _core.Network(os.path.join(root, cfg), 0)
+    net.load_weights(os.path.join(root, "fixtures/region_tree", weights), -1)
+    net.seen = manifest["values"]["seen_set"]
+    cost = net.train_step(np.load(os.path.join(root, directory, "input.npy")),
+                          np.load(os.path.join(root, directory, "truth.npy")))
+    (expected,) = [c["cost"] for c in manifest["layer_costs"]]
+    assert cost == pytest.approx(expected, rel=1e-4)
+    (info,) = _core.region_layers(net)
+    assert info["index"] == layer and info["stats"]["count"] == int(manifest["region_stdout"][0].split()[-1])
