@@ -1,0 +1,104 @@
+#include "kernels/batchnorm.hpp"
+
+namespace dn {
+
+void bn_mean_variance(const float* x, int batch, int filters, int spatial, float* mean, float* variance) {
+  const double n = (double)batch * spatial;
+#pragma omp parallel for schedule(static)
+  for (int f = 0; f < filters; ++f) {
+    double sum = 0;
+    for (int b = 0; b < batch; ++b) {
+      const float* p = x + ((size_t)b * filters + f) * spatial;
+      for (int i = 0; i < spatial; ++i) sum += p[i];
+    }
+    const double m = sum / n;
+    double sq = 0;
+    for (int b = 0; b < batch; ++b) {
+      const float* p = x + ((size_t)b * filters + f) * spatial;
+      for (int i = 0; i < spatial; ++i) sq += (p[i] - m) * (p[i] - m);
+    }
+    mean[f] = (float)m;
+    variance[f] = (float)(sq / (n - 1));
+  }
+}
+
+void bn_normalize_array(float* x, const float* mean, const float* variance, int batch, int filters, int spatial) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int b = 0; b < batch; ++b)
+    for (int f = 0; f < filters; ++f) {
+      float* p = x + ((size_t)b * filters + f) * spatial;
+      const float m = mean[f], inv = 1.f / sqrtf(variance[f] + kBatchNormEpsilon);
+      for (int i = 0; i < spatial; ++i) p[i] = (p[i] - m) * inv;
+    }
+}
+
+void scale_bias(float* x, const float* scales, int batch, int filters, int spatial) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int b = 0; b < batch; ++b)
+    for (int f = 0; f < filters; ++f) {
+      float* p = x + ((size_t)b * filters + f) * spatial;
+      for (int i = 0; i < spatial; ++i) p[i] *= scales[f];
+    }
+}
+
+void add_bias(float* x, const float* biases, int batch, int filters, int spatial) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int b = 0; b < batch; ++b)
+    for (int f = 0; f < filters; ++f) {
+      float* p = x + ((size_t)b * filters + f) * spatial;
+      for (int i = 0; i < spatial; ++i) p[i] += biases[f];
+    }
+}
+
+void backward_bias(float* bias_updates, const float* delta, int batch, int filters, int spatial) {
+#pragma omp parallel for schedule(static)
+  for (int f = 0; f < filters; ++f) {
+    double sum = 0;
+    for (int b = 0; b < batch; ++b) {
+      const float* p = delta + ((size_t)b * filters + f) * spatial;
+      for (int i = 0; i < spatial; ++i) sum += p[i];
+    }
+    bias_updates[f] += (float)sum;
+  }
+}
+
+void backward_scale(const float* x_norm, const float* delta, int batch, int filters, int spatial,
+                    float* scale_updates) {
+#pragma omp parallel for schedule(static)
+  for (int f = 0; f < filters; ++f) {
+    double sum = 0;
+    for (int b = 0; b < batch; ++b) {
+      const size_t off = ((size_t)b * filters + f) * spatial;
+      for (int i = 0; i < spatial; ++i) sum += (double)delta[off + i] * x_norm[off + i];
+    }
+    scale_updates[f] += (float)sum;
+  }
+}
+
+void bn_backward_delta(const float* x, const float* mean, const float* variance, int batch, int filters,
+                       int spatial, float* mean_delta, float* variance_delta, float* delta) {
+  const float n = (float)batch * spatial;
+#pragma omp parallel for schedule(static)
+  for (int f = 0; f < filters; ++f) {
+    double dsum = 0, vsum = 0;
+    for (int b = 0; b < batch; ++b) {
+      const size_t off = ((size_t)b * filters + f) * spatial;
+      for (int i = 0; i < spatial; ++i) {
+        dsum += delta[off + i];
+        vsum += (double)delta[off + i] * (x[off + i] - mean[f]);
+      }
+    }
+    const float var_eps = variance[f] + kBatchNormEpsilon;
+    mean_delta[f] = (float)(dsum * (-1.0 / std::sqrt((double)var_eps)));
+    variance_delta[f] = (float)(vsum * -.5 * std::pow((double)var_eps, -1.5));
+    const float inv_std = 1.f / sqrtf(var_eps);
+    for (int b = 0; b < batch; ++b) {
+      const size_t off = ((size_t)b * filters + f) * spatial;
+      for (int i = 0; i < spatial; ++i)
+        delta[off + i] = delta[off + i] * inv_std + variance_delta[f] * 2.f * (x[off + i] - mean[f]) / n +
+                         mean_delta[f] / n;
+    }
+  }
+}
+
+}  // namespace dn

@@ -1,0 +1,78 @@
+// [cost]: compares its input with the network truth. Output holds the
+// per-element error, delta = truth - input, backward adds scale * delta.
+#include <cmath>
+#include <cstdio>
+
+#include "layers/layers.hpp"
+
+namespace dn {
+
+enum class CostType { Sse, L1, Smooth };
+
+class CostLayer : public Layer {
+ public:
+  CostType cost_type = CostType::Sse;
+  float scale = 1.f;
+
+  void resize(int nw, int nh) override {
+    w = nw;
+    h = nh;
+    inputs = outputs = (size_t)w * h * c;
+    allocate();
+  }
+  void forward(NetState& s) override {
+    if (!s.truth) return;
+    const size_t n = (size_t)batch * inputs;
+    double total = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const float diff = s.truth[i] - s.input[i];
+      float err, d;
+      switch (cost_type) {
+        case CostType::L1: err = std::fabs(diff); d = diff > 0 ? 1.f : -1.f; break;
+        case CostType::Smooth: {
+          const float ad = std::fabs(diff);
+          // Darknet's smooth-L1 sign is flipped beyond |diff| >= 1; use the true gradient sign.
+          if (ad < 1) { err = diff * diff; d = diff; } else { err = 2 * ad - 1; d = diff > 0 ? 1.f : -1.f; }
+          break;
+        }
+        default: err = diff * diff; d = diff; break;
+      }
+      output[i] = err;
+      if (!delta.empty()) delta[i] = d;
+      total += err;
+    }
+    cost = (float)total;
+  }
+  void backward(NetState& s) override {
+    if (!s.delta) return;
+    const size_t n = (size_t)batch * inputs;
+    for (size_t i = 0; i < n; ++i) s.delta[i] += scale * delta[i];
+  }
+  std::string describe() const override {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "cost                                           %4zu", inputs);
+    return buf;
+  }
+};
+
+std::unique_ptr<Layer> make_cost(const CfgSection& s, const LayerInput& in, Network&) {
+  auto l = std::make_unique<CostLayer>();
+  l->type = "cost";
+  l->batch = in.batch;
+  l->w = l->out_w = in.w;
+  l->h = l->out_h = in.h;
+  l->c = l->out_c = in.c;
+  l->inputs = l->outputs = (size_t)in.w * in.h * in.c;
+  l->has_cost = true;
+  const std::string type = s.get_str("type", "sse");
+  if (type == "sse") l->cost_type = CostType::Sse;
+  else if (type == "L1") l->cost_type = CostType::L1;
+  else if (type == "smooth") l->cost_type = CostType::Smooth;
+  else s.fail_key("type", "unknown cost type '" + type + "' (sse, L1, smooth)");
+  l->scale = s.get_float("scale", 1.f);
+  for (const char* k : {"ratio", "noobject_scale", "thresh"}) s.touch(k);
+  l->allocate();
+  return l;
+}
+
+}  // namespace dn
