@@ -37,7 +37,7 @@ def cmd_detect(args):
             x1, y1, x2, y2 = d.corners
             print(f"{d.name}: {d.prob * 100:.0f}%\t(left={x1:.0f} top={y1:.0f} right={x2:.0f} bottom={y2:.0f})")
         target = out_dir / (Path(path).stem + "_predictions.png")
-        draw_detections(img, dets, str(target))
+        draw_detections(img, dets, net.names or [], str(target))
         print(f"wrote {target}")
     return 0
 

@@ -80,7 +80,7 @@ def draw_grid(net, image_paths, out_path: str, thresh: float = .3, columns: int 
         img = load_image(path)
         found = net.detect(img, thresh=thresh)
         tile_path = tmp_dir / f"detections_{i:02d}.png"
-        draw_detections(img, found, str(tile_path))
+        draw_detections(img, found, net.names or [], str(tile_path))
         tiles.append(Image.open(tile_path).convert("RGB"))
     if not tiles:
         raise DarknetError("no images to draw")
