@@ -137,6 +137,48 @@ class Network:
         return self._net.train_step(np.ascontiguousarray(x, dtype=np.float32),
                                     np.ascontiguousarray(truth, dtype=np.float32))
 
+    def predict_image(self, image, letterbox: bool = True) -> np.ndarray:
+        """Forward one image (path, PIL image or float32 (3,H,W) in [0,1]) sized as Darknet does."""
+        from .image import letterbox as letterbox_image, load_image, resize as resize_image
+        img = load_image(image)
+        sized = letterbox_image(img, self.width, self.height) if letterbox else resize_image(img, self.width, self.height)
+        return self.forward(sized[None])
+
+    def detect(self, image, thresh: float = .24, hier_thresh: float = .5, nms: float = .45,
+               letterbox: bool = True) -> List[Detection]:
+        """Detect objects in one image, as `darknet detector test`.
+
+        Returns one Detection per box whose best class probability exceeds `thresh`
+        after Darknet's do_nms_sort, sorted by probability (highest first).
+        """
+        from .image import load_image
+        img = load_image(image)
+        _, img_h, img_w = img.shape
+        self.predict_image(img, letterbox=letterbox)
+        return self.detections(img_w, img_h, thresh=thresh, hier_thresh=hier_thresh, nms=nms, letterbox=letterbox)
+
+    def detections(self, image_w: int, image_h: int, thresh: float = .24, hier_thresh: float = .5,
+                   nms: float = .45, letterbox: bool = True, batch_index: int = 0) -> List[Detection]:
+        """Decode the region output of the last forward for an image of image_w x image_h."""
+        boxes, objectness, probs = _core.get_network_boxes(self._net, int(image_w), int(image_h), thresh,
+                                                           hier_thresh, letterbox, True, None, batch_index)
+        if nms > 0 and len(boxes):
+            boxes, objectness, probs, _ = _core.do_nms_sort(boxes, objectness, probs, nms)
+        out = []
+        for i in range(len(boxes)):
+            if objectness[i] <= 0:
+                continue
+            cls = int(np.argmax(probs[i]))
+            p = float(probs[i, cls])
+            if p <= thresh:
+                continue
+            name = self.names[cls] if self.names and cls < len(self.names) else str(cls)
+            x, y, w, h = (float(v) for v in boxes[i])
+            out.append(Detection(cls, name, p, float(objectness[i]),
+                                 (x * image_w, y * image_h, w * image_w, h * image_h), probs[i].copy()))
+        out.sort(key=lambda d: -d.prob)
+        return out
+
     # ---- weights -----------------------------------------------------------------
     def load_weights(self, path: str, cutoff: int = -1) -> None:
         """Load a Darknet .weights file (optionally only the first `cutoff` layers)."""
