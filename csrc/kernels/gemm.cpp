@@ -49,6 +49,7 @@ namespace {
 constexpr int MR = kGemmMR;
 constexpr int NR = kGemmNR;
 constexpr int KC = kGemmKC;
+constexpr int KCmax = 384;  // buffers hold up to KCmax rows per panel
 constexpr int kPanelsPerBlock = 32;  // 1536 columns: a 256 x 1536 B block is 1.5 MB (fits 2 x L2)
 constexpr int kPanelsPerGroup = 8;   // wide GEMMs: 8 panels x 256 x 48 floats = 384 KB per thread (L2)
 constexpr size_t kFullPackFloats = (size_t)8 << 20;  // pack all of B up front when <= 32 MB
@@ -329,7 +330,10 @@ void gemm_packed(int M, int N, int K, const float* A, ptrdiff_t rs_a, ptrdiff_t 
   const int panels = (N + NR - 1) / NR;
   const int threads = std::max(1, omp_get_max_threads());
   const Activation act = ep ? ep->act : Activation::Linear;
-  const int kblocks = (K + KC - 1) / KC;
+  // Even K blocks of at most KC (K up to KCmax stays one block): no thin tail
+  // block that reloads and stores all of C for a few k steps.
+  const int KB = K <= KCmax ? K : (K + (K + KC - 1) / KC - 1) / ((K + KC - 1) / KC);
+  const int kblocks = (K + KB - 1) / KB;
 
   // One micro-tile: rows [8s, 8s+8) x the columns of panel p (global index),
   // k rows [k0, k0+kc), B panel at b (row stride = panel width).
@@ -374,14 +378,14 @@ void gemm_packed(int M, int N, int K, const float* A, ptrdiff_t rs_a, ptrdiff_t 
 #pragma omp for schedule(static) collapse(2)
       for (int p = 0; p < panels; ++p)
         for (int kb = 0; kb < kblocks; ++kb) {
-          const int k0 = kb * KC, kc = std::min(KC, K - k0);
+          const int k0 = kb * KB, kc = std::min(KB, K - k0);
           const int width = panel_width(std::min(NR, N - p * NR));
           pack_panel(p, k0, kc, bbuf + (size_t)p * K * NR + (size_t)k0 * width);
         }
 #pragma omp for schedule(dynamic, 1)
       for (int s0 = 0; s0 < strips; s0 += chunk)
-        for (int k0 = 0; k0 < K; k0 += KC) {
-          const int kc = std::min(KC, K - k0);
+        for (int k0 = 0; k0 < K; k0 += KB) {
+          const int kc = std::min(KB, K - k0);
           for (int s = s0; s < std::min(strips, s0 + chunk); ++s)
             for (int p = 0; p < panels; ++p) {
               const int width = panel_width(std::min(NR, N - p * NR));
@@ -396,15 +400,15 @@ void gemm_packed(int M, int N, int K, const float* A, ptrdiff_t rs_a, ptrdiff_t 
 #pragma omp parallel num_threads(threads)
     {
       static thread_local Scratch scratch;
-      float* bbuf = scratch.get((size_t)group * KC * NR);
+      float* bbuf = scratch.get((size_t)group * KCmax * NR);
 #pragma omp for schedule(dynamic, 1)
       for (int p0 = 0; p0 < panels; p0 += group) {
         const int np = std::min(group, panels - p0);
-        for (int k0 = 0; k0 < K; k0 += KC) {
-          const int kc = std::min(KC, K - k0);
-          for (int q = 0; q < np; ++q) pack_panel(p0 + q, k0, kc, bbuf + (size_t)q * KC * NR);
+        for (int k0 = 0; k0 < K; k0 += KB) {
+          const int kc = std::min(KB, K - k0);
+          for (int q = 0; q < np; ++q) pack_panel(p0 + q, k0, kc, bbuf + (size_t)q * KCmax * NR);
           for (int s = 0; s < strips; ++s)
-            for (int q = 0; q < np; ++q) run_tile(s, p0 + q, k0, kc, bbuf + (size_t)q * KC * NR);
+            for (int q = 0; q < np; ++q) run_tile(s, p0 + q, k0, kc, bbuf + (size_t)q * KCmax * NR);
         }
       }
     }
@@ -413,18 +417,18 @@ void gemm_packed(int M, int N, int K, const float* A, ptrdiff_t rs_a, ptrdiff_t 
     // K): shared B blocks, two barriers per block.
     static thread_local Scratch scratch;
     const int block_panels = std::min(panels, kPanelsPerBlock);
-    float* bbuf = scratch.get((size_t)block_panels * KC * NR);
+    float* bbuf = scratch.get((size_t)block_panels * KCmax * NR);
 #pragma omp parallel num_threads(threads)
     {
       for (int jb = 0; jb < panels; jb += block_panels) {
         const int nb = std::min(block_panels, panels - jb);
-        for (int k0 = 0; k0 < K; k0 += KC) {
-          const int kc = std::min(KC, K - k0);
+        for (int k0 = 0; k0 < K; k0 += KB) {
+          const int kc = std::min(KB, K - k0);
 #pragma omp for schedule(static)
-          for (int q = 0; q < nb; ++q) pack_panel(jb + q, k0, kc, bbuf + (size_t)q * KC * NR);
+          for (int q = 0; q < nb; ++q) pack_panel(jb + q, k0, kc, bbuf + (size_t)q * KCmax * NR);
 #pragma omp for schedule(static)
           for (int s = 0; s < strips; ++s)
-            for (int q = 0; q < nb; ++q) run_tile(s, jb + q, k0, kc, bbuf + (size_t)q * KC * NR);
+            for (int q = 0; q < nb; ++q) run_tile(s, jb + q, k0, kc, bbuf + (size_t)q * KCmax * NR);
         }
       }
     }
