@@ -267,28 +267,34 @@ const float* Network::forward(const float* input, const float* truth) {
 
 void Network::backward(const float* input) {
   check(train, "backward needs the network in training mode (set_training(true))");
-  NetState s;
-  s.net = this;
-  s.train = true;
-  s.seen = seen;
-  ensure_workspace();
-  s.workspace = workspace_.data();
   using Clock = std::chrono::steady_clock;
   std::vector<double>* times = layer_times;
   if (times) times->resize(layers.size(), 0.0);
   for (int i = (int)layers.size() - 1; i >= 0; --i) {
     Clock::time_point t0;
     if (times) t0 = Clock::now();
-    if (i == 0) {
-      s.input = input;
-      s.delta = nullptr;
-    } else {
-      s.input = layers[i - 1]->output.data();
-      s.delta = layers[i - 1]->delta.data();
-    }
-    layers[i]->backward(s);
+    backward_layer(i, input);
     if (times) (*times)[i] += std::chrono::duration<double>(Clock::now() - t0).count();
   }
+}
+
+void Network::backward_layer(int i, const float* input) {
+  check(train, "backward needs the network in training mode (set_training(true))");
+  check(i >= 0 && i < (int)layers.size(), "layer index ", i, " out of range");
+  NetState s;
+  s.net = this;
+  s.train = true;
+  s.seen = seen;
+  ensure_workspace();
+  s.workspace = workspace_.data();
+  if (i == 0) {
+    s.input = input;
+    s.delta = nullptr;
+  } else {
+    s.input = layers[i - 1]->output.data();
+    s.delta = layers[i - 1]->delta.data();
+  }
+  layers[i]->backward(s);
 }
 
 int64_t Network::current_batch() const { return seen / ((int64_t)opt.batch * opt.subdivisions); }

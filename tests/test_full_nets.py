@@ -82,3 +82,29 @@ def test_darknet19_top5(weights_dir):
     assert [t["index"] for t in case.manifest["top5"]] == top.tolist()
     for t in case.manifest["top5"]:
         assert out[t["index"]] == pytest.approx(t["prob"], rel=1e-4)
+
+
+REGION_NETS = [n for n in NETS if not n.startswith("darknet19")]
+
+
+@pytest.mark.parametrize("name", REGION_NETS)
+def test_detections_match_darknet(name, weights_dir):
+    """Same count, classes, boxes (relative, 1e-4 x max(1,|v|)) and probs (1e-4) as Darknet's list."""
+    case = load_case("fixtures", "full_nets", name)
+    ref = json.loads((case.files_dir / "detections.json").read_text())
+    net = build(case, weights_dir)
+    net.forward(case.array("input"))
+    w, h = ref["image_w"], ref["image_h"]
+    ours = net.detections(w, h, thresh=ref["thresh"], hier_thresh=ref["hier_thresh"], nms=ref["nms"])
+    labelled = [d for d in ref["detections"] if d["labels"]]
+    assert len(ours) == len(labelled) == ref["num_with_any_label"]
+    for d in labelled:
+        probs = np.array(d["prob"])
+        cls = int(np.argmax(probs))
+        box = np.array(d["bbox_xywh"]) * [w, h, w, h]
+        match = min(ours, key=lambda o: np.abs(np.array(o.box) - box).max())
+        assert np.abs(np.array(match.box) - box).max() <= 1e-4 * max(1.0, np.abs(box).max()), (match.box, box)
+        assert match.class_id == cls
+        assert match.prob == pytest.approx(probs[cls], abs=1e-4)
+        assert match.objectness == pytest.approx(d["objectness"], abs=1e-4)
+        np.testing.assert_allclose(match.probs, probs, atol=1e-4)

@@ -7,7 +7,10 @@
 
 namespace dn {
 
-enum class CostType { Sse, L1, Smooth };
+enum class CostType { Sse, Masked, L1, Smooth };
+
+// Darknet's marker for "no label here" in masked costs (YOLO9000 classification data).
+constexpr float kMaskedTruth = -1234.f;
 
 class CostLayer : public Layer {
  public:
@@ -25,7 +28,8 @@ class CostLayer : public Layer {
     const size_t n = (size_t)batch * inputs;
     double total = 0;
     for (size_t i = 0; i < n; ++i) {
-      const float diff = s.truth[i] - s.input[i];
+      // masked: unlabelled entries cost nothing (Darknet copies the marker into the input).
+      const float diff = (cost_type == CostType::Masked && s.truth[i] == kMaskedTruth) ? 0.f : s.truth[i] - s.input[i];
       float err, d;
       switch (cost_type) {
         case CostType::L1: err = std::fabs(diff); d = diff > 0 ? 1.f : -1.f; break;
@@ -66,9 +70,10 @@ std::unique_ptr<Layer> make_cost(const CfgSection& s, const LayerInput& in, Netw
   l->has_cost = true;
   const std::string type = s.get_str("type", "sse");
   if (type == "sse") l->cost_type = CostType::Sse;
+  else if (type == "masked") l->cost_type = CostType::Masked;
   else if (type == "L1") l->cost_type = CostType::L1;
   else if (type == "smooth") l->cost_type = CostType::Smooth;
-  else s.fail_key("type", "unknown cost type '" + type + "' (sse, L1, smooth)");
+  else s.fail_key("type", "unknown cost type '" + type + "' (sse, masked, L1, smooth)");
   l->scale = s.get_float("scale", 1.f);
   for (const char* k : {"ratio", "noobject_scale", "thresh"}) s.touch(k);
   l->allocate();
