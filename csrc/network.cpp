@@ -1,6 +1,8 @@
 #include "network.hpp"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <cerrno>
 #include <unistd.h>
 #include <cmath>
@@ -169,7 +171,10 @@ std::unique_ptr<Network> Network::from_sections(std::vector<CfgSection> sections
   }
   for (const auto& s : secs)
     for (auto& w : s.unused_warnings()) net->warnings.push_back(w);
-  net->ensure_workspace();
+  // The workspace (im2col buffer) is allocated on first use: the fast inference
+  // path packs convolutions straight from the image and never needs it.
+  const char* ref = std::getenv("DARKNET_PY_REFERENCE_KERNELS");
+  net->reference_kernels = ref && *ref && std::string(ref) != "0";
   return net;
 }
 
@@ -189,8 +194,11 @@ Layer& Network::layer(int i) {
 }
 
 void Network::ensure_workspace() {
+  // Convolutions use the workspace only on the reference / training path.
+  const bool conv_needs = train || reference_kernels;
   size_t need = 0;
-  for (const auto& l : layers) need = std::max(need, l->workspace_floats());
+  for (const auto& l : layers)
+    if (conv_needs || l->type != "convolutional") need = std::max(need, l->workspace_floats());
   if (workspace_.size() < need) workspace_.assign(need, 0.f);
 }
 
@@ -212,7 +220,7 @@ void Network::resize(int w, int h) {
     cw = l->out_w;
     ch = l->out_h;
   }
-  ensure_workspace();
+  if (!workspace_.empty()) ensure_workspace();
 }
 
 void Network::set_training(bool on) {
@@ -228,11 +236,19 @@ const float* Network::forward(const float* input, const float* truth) {
   s.truth = truth;
   s.train = train;
   s.seen = seen;
+  ensure_workspace();
   s.workspace = workspace_.data();
-  for (auto& l : layers) {
+  using Clock = std::chrono::steady_clock;
+  std::vector<double>* times = layer_times;
+  if (times) times->assign(layers.size(), 0.0);
+  for (size_t i = 0; i < layers.size(); ++i) {
+    Layer* l = layers[i].get();
+    Clock::time_point t0;
+    if (times) t0 = Clock::now();
     if (!l->delta.empty()) std::fill(l->delta.begin(), l->delta.end(), 0.f);
     l->forward(s);
     s.input = l->output.data();
+    if (times) (*times)[i] = std::chrono::duration<double>(Clock::now() - t0).count();
   }
   // Network cost: mean over the layers that compute one (Darknet's calc_network_cost).
   double sum = 0;
@@ -251,7 +267,15 @@ const float* Network::forward(const float* input, const float* truth) {
 
 void Network::backward(const float* input) {
   check(train, "backward needs the network in training mode (set_training(true))");
-  for (int i = (int)layers.size() - 1; i >= 0; --i) backward_layer(i, input);
+  using Clock = std::chrono::steady_clock;
+  std::vector<double>* times = layer_times;
+  if (times) times->resize(layers.size(), 0.0);
+  for (int i = (int)layers.size() - 1; i >= 0; --i) {
+    Clock::time_point t0;
+    if (times) t0 = Clock::now();
+    backward_layer(i, input);
+    if (times) (*times)[i] += std::chrono::duration<double>(Clock::now() - t0).count();
+  }
 }
 
 void Network::backward_layer(int i, const float* input) {
@@ -261,6 +285,7 @@ void Network::backward_layer(int i, const float* input) {
   s.net = this;
   s.train = true;
   s.seen = seen;
+  ensure_workspace();
   s.workspace = workspace_.data();
   if (i == 0) {
     s.input = input;

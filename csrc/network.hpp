@@ -66,6 +66,12 @@ class Network {
   float cost = 0.f;
   bool train = false;
   std::mt19937_64 rng{0};  // dropout etc.; seed with set_seed
+  // Inference uses the fast kernels unless this is set (tests compare both);
+  // initialised from DARKNET_PY_REFERENCE_KERNELS=1.
+  bool reference_kernels = false;
+  // When non-null, forward()/backward() store each layer's wall time (seconds)
+  // here; one pointer test per layer when off.
+  std::vector<double>* layer_times = nullptr;
 
   int batch() const { return opt.batch; }
   int width() const { return opt.w; }

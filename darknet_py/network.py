@@ -179,6 +179,11 @@ class Network:
         out.sort(key=lambda d: -d.prob)
         return out
 
+    def profile(self, runs: int = 20, warmup: int = 2, backward: bool = False, **kwargs):
+        """Per-layer timing (darknet_py.profile.Profile): median ms, share, FLOPs, GFLOP/s, % of peak."""
+        from .profile import profile_network
+        return profile_network(self, runs=runs, warmup=warmup, backward=backward, **kwargs)
+
     # ---- weights -----------------------------------------------------------------
     def load_weights(self, path: str, cutoff: int = -1) -> None:
         """Load a Darknet .weights file (optionally only the first `cutoff` layers)."""

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "kernels/batchnorm.hpp"
+#include "kernels/conv_fast.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/im2col.hpp"
 #include "layers/layers.hpp"
@@ -113,7 +114,33 @@ double ConvolutionalLayer::flops() const {
   return 2.0 * filters * size * size * (double)(c / groups) * out_h * out_w;
 }
 
+void ConvolutionalLayer::forward_fast(NetState& s) {
+  fold_batchnorm(filters, biases.data(), batch_normalize ? scales.data() : nullptr, rolling_mean.data(),
+                 rolling_variance.data(), fold_scale, fold_bias);
+  ConvShape sh;
+  sh.batch = batch;
+  sh.c = c;
+  sh.h = h;
+  sh.w = w;
+  sh.filters = filters;
+  sh.size = size;
+  sh.stride = stride;
+  sh.pad = pad;
+  sh.groups = groups;
+  sh.out_h = out_h;
+  sh.out_w = out_w;
+  ConvEpilogue ep;
+  ep.scale = fold_scale.empty() ? nullptr : fold_scale.data();
+  ep.bias = fold_bias.data();
+  ep.act = activation;
+  conv_forward_fast(sh, s.input, weights.data(), ep, output.data());
+}
+
 void ConvolutionalLayer::forward(NetState& s) {
+  if (!s.train && !s.net->reference_kernels) {
+    forward_fast(s);
+    return;
+  }
   const int spatial = out_w * out_h;
   const int m = filters / groups;                    // output channels per group
   const int k = size * size * (c / groups);          // column rows

@@ -17,10 +17,13 @@ class ConvolutionalLayer : public Layer {
   // Training state.
   std::vector<float> bias_updates, scale_updates, weight_updates;
   std::vector<float> mean, variance, mean_delta, variance_delta, x, x_norm;
+  // Inference fast path (kernels/conv_fast.*): BN folded into a per-filter scale/bias.
+  std::vector<float> fold_scale, fold_bias;
 
   size_t weight_count() const { return (size_t)filters * (c / groups) * size * size; }
 
   void forward(NetState& s) override;
+  void forward_fast(NetState& s);  // inference: folded BN, fused epilogue, packed GEMM
   void backward(NetState& s) override;
   void update(const UpdateArgs& a) override;
   void resize(int new_w, int new_h) override;

@@ -3,7 +3,9 @@
 #include <cfloat>
 #include <cstdio>
 
+#include "kernels/pool.hpp"
 #include "layers/layers.hpp"
+#include "network.hpp"
 
 namespace dn {
 
@@ -36,6 +38,10 @@ class MaxpoolLayer : public Layer {
   double flops() const override { return (double)outputs * size * size; }
 
   void forward(NetState& s) override {
+    if (argmax.empty() && !s.net->reference_kernels) {  // inference: values only, vectorised
+      maxpool_forward_fast(s.input, output.data(), batch, c, h, w, size, stride, padding, out_h, out_w);
+      return;
+    }
     const int offset = -padding / 2;
     const bool keep_argmax = !argmax.empty();
 #pragma omp parallel for collapse(2) schedule(static)

@@ -95,6 +95,8 @@ void bind_network(py::module_& m) {
       .def_property_readonly("version",
                              [](const Network& n) { return py::make_tuple(n.major, n.minor, n.revision); })
       .def_readwrite("seen", &Network::seen)
+      .def_readwrite("reference_kernels", &Network::reference_kernels,
+                     "Run inference on the plain reference kernels instead of the fast path.")
       .def_property_readonly("total_flops", &Network::total_flops)
       .def_property_readonly("options",
                              [](const Network& n) {
