@@ -1,0 +1,66 @@
+// [softmax] on device, as csrc/layers/softmax.cpp: the shared softmax formula
+// (csrc/kernels/softmax.hpp) per group of each image; with truth, the
+// cross-entropy delta t - p and cost sum(-t log p) (per-block partial sums in
+// double, added on the host in block order: deterministic).
+#include <vector>
+
+#include "cuda/common.cuh"
+#include "cuda/cuda_layers.hpp"
+#include "kernels/softmax.hpp"
+
+namespace dn {
+namespace cuda {
+
+namespace {
+
+// One thread per (image, group); consecutive threads take consecutive groups.
+__global__ void softmax_kernel(int batch, size_t inputs, int groups, int group_size, float temperature,
+                               const float* __restrict__ input, float* __restrict__ output) {
+  DN_GRID_STRIDE(t, (size_t)batch * groups) {
+    const size_t b = t / groups, g = t % groups;
+    const size_t off = b * inputs + g * (size_t)group_size;
+    softmax(input + off, group_size, temperature, 1, output + off);
+  }
+}
+
+__global__ void xent_kernel(size_t n, const float* __restrict__ output, const float* __restrict__ truth,
+                            float* __restrict__ delta, double* __restrict__ partial) {
+  double cost = 0;
+  DN_GRID_STRIDE(i, n) {
+    const float t = truth[i], p = output[i];
+    if (delta) delta[i] = t - p;
+    if (t) cost += -t * logf(p);
+  }
+  cost = block_sum(cost);
+  if (threadIdx.x == 0) partial[blockIdx.x] = cost;
+}
+
+}  // namespace
+
+float cuda_softmax_forward(int batch, size_t inputs, int groups, float temperature, const float* d_input,
+                           float* d_output, const float* d_truth, float* d_delta) {
+  check(groups > 0 && inputs % groups == 0, "softmax (CUDA): ", inputs, " inputs not divisible into ", groups,
+        " groups");
+  const size_t threads = (size_t)batch * groups;
+  if (!threads) return 0.f;
+  softmax_kernel<<<grid_for(threads), kThreads>>>(batch, inputs, groups, (int)(inputs / groups), temperature,
+                                                   d_input, d_output);
+  DN_CUDA_LAUNCH_CHECK();
+  if (!d_truth) return 0.f;
+  const size_t n = (size_t)batch * inputs;
+  const unsigned blocks = grid_for(n);
+  DeviceBuffer<double> partial(blocks);
+  xent_kernel<<<blocks, kThreads>>>(n, d_output, d_truth, d_delta, partial.data());
+  DN_CUDA_LAUNCH_CHECK();
+  std::vector<double> h = partial.to_host();
+  double total = 0;
+  for (double v : h) total += v;
+  return (float)total;
+}
+
+void cuda_softmax_backward(int batch, size_t inputs, const float* d_delta, float* d_prev_delta) {
+  if (d_prev_delta) cuda_axpy((size_t)batch * inputs, 1.f, d_delta, d_prev_delta);
+}
+
+}  // namespace cuda
+}  // namespace dn
