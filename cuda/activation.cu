@@ -1,7 +1,7 @@
 // Activations and their gradients: the CPU's activate()/gradient() formulas
 // (csrc/kernels/activations.hpp) applied element-wise on device.
-#include "cuda/common.cuh"
-#include "cuda/cuda_layers.hpp"
+#include "common.cuh"
+#include "cuda_layers.hpp"
 #include "kernels/activations.hpp"
 
 namespace dn {

@@ -1,8 +1,8 @@
 // [avgpool] on device (global average over each channel), as
 // csrc/layers/avgpool.cpp: one warp per (image, channel) reads its plane with
 // consecutive lanes on consecutive pixels and reduces with shuffles.
-#include "cuda/common.cuh"
-#include "cuda/cuda_layers.hpp"
+#include "common.cuh"
+#include "cuda_layers.hpp"
 
 namespace dn {
 namespace cuda {

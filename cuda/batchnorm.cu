@@ -2,8 +2,8 @@
 // statistics and gradient sums accumulate in double (one block per filter,
 // coalesced over each filter's spatial planes), and every per-element step
 // calls the shared formulas of csrc/kernels/batchnorm.hpp.
-#include "cuda/common.cuh"
-#include "cuda/cuda_layers.hpp"
+#include "common.cuh"
+#include "cuda_layers.hpp"
 #include "kernels/batchnorm.hpp"
 
 namespace dn {

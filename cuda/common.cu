@@ -1,8 +1,8 @@
 // Error handling, device query, DeviceBuffer and small array kernels.
 #include <string>
 
-#include "cuda/common.cuh"
-#include "cuda/cuda_layers.hpp"
+#include "common.cuh"
+#include "cuda_layers.hpp"
 
 namespace dn {
 namespace cuda {

@@ -4,8 +4,8 @@
 // order of batch norm, bias and activation steps).
 #include <algorithm>
 
-#include "cuda/common.cuh"
-#include "cuda/cuda_layers.hpp"
+#include "common.cuh"
+#include "cuda_layers.hpp"
 #include "kernels/batchnorm.hpp"
 #include "kernels/sgd.hpp"
 

@@ -3,8 +3,8 @@
 // (per-block partial sums added on the host in block order).
 #include <vector>
 
-#include "cuda/common.cuh"
-#include "cuda/cuda_layers.hpp"
+#include "common.cuh"
+#include "cuda_layers.hpp"
 #include "kernels/cost.hpp"
 
 namespace dn {

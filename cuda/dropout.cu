@@ -1,8 +1,8 @@
 // [dropout] on device, as csrc/layers/dropout.cpp. The uniform draws come from
 // the caller (drawn on the host from the network's seeded generator), so a
 // CUDA run drops exactly the units a CPU run with the same seed drops.
-#include "cuda/common.cuh"
-#include "cuda/cuda_layers.hpp"
+#include "common.cuh"
+#include "cuda_layers.hpp"
 
 namespace dn {
 namespace cuda {

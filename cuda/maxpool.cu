@@ -3,8 +3,8 @@
 // its input index is kept for the backward.
 #include <cfloat>
 
-#include "cuda/common.cuh"
-#include "cuda/cuda_layers.hpp"
+#include "common.cuh"
+#include "cuda_layers.hpp"
 
 namespace dn {
 namespace cuda {

@@ -11,8 +11,8 @@
 //    layer's delta.
 #include <vector>
 
-#include "cuda/common.cuh"
-#include "cuda/cuda_layers.hpp"
+#include "common.cuh"
+#include "cuda_layers.hpp"
 #include "kernels/region_formulas.hpp"
 
 namespace dn {

@@ -3,8 +3,8 @@
 // the non-reverse forward gathers, the reverse forward scatters, and each
 // backward is the inverse, accumulating into the previous delta. The map is a
 // bijection, so the scatters need no atomics.
-#include "cuda/common.cuh"
-#include "cuda/cuda_layers.hpp"
+#include "common.cuh"
+#include "cuda_layers.hpp"
 #include "kernels/reorg_index.hpp"
 
 namespace dn {

@@ -1,8 +1,8 @@
 // [route] on device, as csrc/layers/route.cpp: concatenation of the sources'
 // per-image outputs along channels; backward adds each slice of the delta into
 // its source's delta.
-#include "cuda/common.cuh"
-#include "cuda/cuda_layers.hpp"
+#include "common.cuh"
+#include "cuda_layers.hpp"
 
 namespace dn {
 namespace cuda {

@@ -4,8 +4,8 @@
 // double, added on the host in block order: deterministic).
 #include <vector>
 
-#include "cuda/common.cuh"
-#include "cuda/cuda_layers.hpp"
+#include "common.cuh"
+#include "cuda_layers.hpp"
 #include "kernels/softmax.hpp"
 
 namespace dn {
