@@ -251,21 +251,25 @@ const float* Network::forward(const float* input, const float* truth) {
 
 void Network::backward(const float* input) {
   check(train, "backward needs the network in training mode (set_training(true))");
+  for (int i = (int)layers.size() - 1; i >= 0; --i) backward_layer(i, input);
+}
+
+void Network::backward_layer(int i, const float* input) {
+  check(train, "backward needs the network in training mode (set_training(true))");
+  check(i >= 0 && i < (int)layers.size(), "layer index ", i, " out of range");
   NetState s;
   s.net = this;
   s.train = true;
   s.seen = seen;
   s.workspace = workspace_.data();
-  for (int i = (int)layers.size() - 1; i >= 0; --i) {
-    if (i == 0) {
-      s.input = input;
-      s.delta = nullptr;
-    } else {
-      s.input = layers[i - 1]->output.data();
-      s.delta = layers[i - 1]->delta.data();
-    }
-    layers[i]->backward(s);
+  if (i == 0) {
+    s.input = input;
+    s.delta = nullptr;
+  } else {
+    s.input = layers[i - 1]->output.data();
+    s.delta = layers[i - 1]->delta.data();
   }
+  layers[i]->backward(s);
 }
 
 int64_t Network::current_batch() const { return seen / ((int64_t)opt.batch * opt.subdivisions); }

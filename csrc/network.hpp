@@ -84,6 +84,9 @@ class Network {
   const float* forward(const float* input, const float* truth = nullptr);
   // Backward from the deltas written by the loss layers in forward().
   void backward(const float* input);
+  // Backward of layer i alone (layers after i must have run theirs): lets tests
+  // read each layer's incoming delta as Darknet's backward_network sees it.
+  void backward_layer(int i, const float* input);
   // Applies SGD with the learning rate of the current iteration.
   void update();
   // One step as Darknet's train_network_datum: seen += batch, forward with

@@ -25,6 +25,7 @@
 #include "layers/convolutional.hpp"
 #include "layers/layer.hpp"
 #include "layers/region.hpp"
+#include "parse/tree.hpp"
 
 namespace dn {
 namespace cuda {
@@ -201,6 +202,10 @@ void cuda_region_backward(const RegionLayer& l, const float* d_output, float* d_
 // d_truth: d_delta = t - p and the returned cost is sum(-t log p) (else 0).
 float cuda_softmax_forward(int batch, size_t inputs, int groups, float temperature, const float* d_input,
                            float* d_output, const float* d_truth, float* d_delta);
+// [softmax] tree=: one softmax per WordTree sibling group of each image
+// (tree.n() == inputs); truth/delta/cost as above.
+float cuda_softmax_tree_forward(int batch, size_t inputs, const WordTree& tree, float temperature,
+                                const float* d_input, float* d_output, const float* d_truth, float* d_delta);
 void cuda_softmax_backward(int batch, size_t inputs, const float* d_delta, float* d_prev_delta);
 
 // -------------------------------------------------------------------- cost

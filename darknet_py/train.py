@@ -149,13 +149,16 @@ def train(data: str, cfg: str, weights: Optional[str] = None, *, max_batches: Op
     if validate:
         validate_dataset(paths, classes)
 
+    net._net.set_training(True)  # allocates the momentum buffers the state file fills
+    net._net.set_seed(seed)
     if weights:
         net.load_weights(weights)
-        load_training_state(net, weights)
+        if not load_training_state(net, weights):
+            import warnings
+            warnings.warn(f"{weights}: no {CHECKPOINT_STATE_SUFFIX} beside it; momentum restarts from zero "
+                          "(as Darknet)", stacklevel=2)
     if clear:
         net.seen = 0
-    net._net.set_training(True)
-    net._net.set_seed(seed)
 
     opts = net.options
     batch, subdivisions = net.batch, opts["subdivisions"]

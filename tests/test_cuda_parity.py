@@ -3,7 +3,7 @@
 One table (CASES) over every kernel: activations, GEMM, convolutional (with and
 without batch norm, groups, 1x1, strided, inference), SGD update, maxpool
 (stride 1 and 2, ties), avgpool, route, reorg (C > stride^2, H != W, reverse),
-softmax (groups, temperature, cross-entropy), cost (sse, L1, smooth), dropout
+softmax (groups, temperature, WordTree groups, cross-entropy), cost (sse, masked, L1, smooth), dropout
 and region (flat softmax, logistic classes, background, WordTree). Odd shapes
 on purpose: non-square maps, channel counts that are not multiples of 32.
 
@@ -107,6 +107,17 @@ def randomize_conv(net, index, rng, rolling=False):
         if rolling:
             p["rolling_mean"][...] = rng.normal(0, 0.3, p["rolling_mean"].shape)
             p["rolling_variance"][...] = rng.uniform(0.5, 2.0, p["rolling_variance"].shape)
+
+
+TREE = "a -1\nb -1\nc 0\nd 0\ne 0\nf 1\ng 1\nh 2\ni 2\n"  # groups [a b] [c d e] [f g] [h i]
+
+
+def _tree_path():
+    d = Path(tempfile.gettempdir()) / f"darknet_py_cuda_parity_{os.getpid()}"
+    d.mkdir(exist_ok=True)
+    p = d / "parity.tree"
+    p.write_text(TREE)
+    return p
 
 
 class Case(NamedTuple):
@@ -417,6 +428,30 @@ def _softmax_case(groups, temperature, n):
     return run
 
 
+def _softmax_tree_case(backend):
+    rng = np.random.default_rng(73)
+    n = 9  # the nodes of TREE: groups [a b] [c d e] [f g] [h i]
+    x = rng.normal(0, 2, (2, n)).astype(np.float32)
+    truth = np.zeros((2, n), np.float32)
+    truth[0, [0, 3]] = 1  # a, then d under a
+    truth[1, [1, 6]] = 1  # b, then g under b
+    tree = str(_tree_path())
+    if backend == "cuda":
+        r = dict(_core.cuda_parity_softmax(x, truth=truth, tree=tree))
+        r["loss_delta"] = r.pop("delta")
+        r["cost"] = np.float32(r["cost"])
+        return r
+    net = make_net(f"[softmax]\ntree={tree}\n", (2, n, 1, 1))
+    r = cpu_run(net, x.reshape(2, n, 1, 1), truth=truth)
+    r.pop("delta")
+    return {k: (v.reshape(2, n) if np.ndim(v) else v) for k, v in r.items()}
+
+
+CASES["softmax_tree"] = Case(lambda: _softmax_tree_case("cpu"), lambda: _softmax_tree_case("cuda"),
+                             {"*": LIBM, "cost": REDUCTION},
+                             "[softmax] tree= (9 nodes in 4 sibling groups); input (2, 9); one-hot path truth")
+
+
 for _g, _t, _n in ((1, 1.0, 37), (3, 1.0, 45), (5, 2.0, 35)):
     _fn = _softmax_case(_g, _t, _n)
     CASES[f"softmax_g{_g}_t{_t:g}_n{_n}"] = Case(
@@ -430,6 +465,8 @@ def _cost_case(kind, scale):
         n = 45
         x = rng.normal(0, 1.5, (2, n)).astype(np.float32)
         truth = rng.normal(0, 1.5, (2, n)).astype(np.float32)
+        if kind == "masked":
+            truth[:, ::4] = -1234  # Darknet's "no label" marker
         if backend == "cuda":
             r = dict(_core.cuda_parity_cost(x, truth, kind, scale))
             r["loss_delta"] = r.pop("delta")
@@ -442,7 +479,7 @@ def _cost_case(kind, scale):
     return run
 
 
-for _k, _s in (("sse", 1.0), ("L1", 0.5), ("smooth", 2.0)):
+for _k, _s in (("sse", 1.0), ("masked", 1.0), ("L1", 0.5), ("smooth", 2.0)):
     _fn = _cost_case(_k, _s)
     CASES[f"cost_{_k}"] = Case((lambda f: lambda: f("cpu"))(_fn), (lambda f: lambda: f("cuda"))(_fn),
                                {"*": EXACT, "cost": REDUCTION, "prev_delta": ROUNDING},
@@ -482,17 +519,6 @@ for _train in (True, False):
 
 
 # ------------------------------------------------------------------ region
-
-TREE = "a -1\nb -1\nc 0\nd 0\ne 0\nf 1\ng 1\nh 2\ni 2\n"  # groups [a b] [c d e] [f g] [h i]
-
-
-def _tree_path():
-    d = Path(tempfile.gettempdir()) / f"darknet_py_cuda_parity_{os.getpid()}"
-    d.mkdir(exist_ok=True)
-    p = d / "parity.tree"
-    p.write_text(TREE)
-    return p
-
 
 REGIONS = {
     "region_softmax": ("softmax=1", 4, 3, (2, 5, 4), True),

@@ -7,7 +7,10 @@
 
 namespace dn {
 
-enum class CostType { Sse, L1, Smooth };
+enum class CostType { Sse, Masked, L1, Smooth };
+
+// Darknet's marker for "no label here" in masked costs (YOLO9000 classification data).
+constexpr float kMaskedTruth = -1234.f;
 
 struct CostTerm {
   float error;  // added to the cost
@@ -15,7 +18,8 @@ struct CostTerm {
 };
 
 DN_HD CostTerm cost_term(CostType type, float truth, float input) {
-  const float diff = truth - input;
+  // masked: unlabelled entries cost nothing (Darknet copies the marker into the input).
+  const float diff = (type == CostType::Masked && truth == kMaskedTruth) ? 0.f : truth - input;
   CostTerm t;
   switch (type) {
     case CostType::L1:
@@ -34,7 +38,7 @@ DN_HD CostTerm cost_term(CostType type, float truth, float input) {
       }
       break;
     }
-    default:
+    default:  // sse, masked
       t.error = diff * diff;
       t.delta = diff;
       break;

@@ -74,10 +74,12 @@ void ConvolutionalLayer::allocate() {
   Layer::allocate();
   const size_t nf = filters;
   if (training) {
-    bias_updates.assign(nf, 0.f);
-    weight_updates.assign(weight_count(), 0.f);
+    // Parameter-shaped state (momentum) survives resize/set_batch: multi-scale
+    // training resizes the network every 10 batches.
+    if (bias_updates.size() != nf) bias_updates.assign(nf, 0.f);
+    if (weight_updates.size() != weight_count()) weight_updates.assign(weight_count(), 0.f);
     if (batch_normalize) {
-      scale_updates.assign(nf, 0.f);
+      if (scale_updates.size() != nf) scale_updates.assign(nf, 0.f);
       mean.assign(nf, 0.f);
       variance.assign(nf, 0.f);
       mean_delta.assign(nf, 0.f);

@@ -54,9 +54,10 @@ std::unique_ptr<Layer> make_cost(const CfgSection& s, const LayerInput& in, Netw
   l->has_cost = true;
   const std::string type = s.get_str("type", "sse");
   if (type == "sse") l->cost_type = CostType::Sse;
+  else if (type == "masked") l->cost_type = CostType::Masked;
   else if (type == "L1") l->cost_type = CostType::L1;
   else if (type == "smooth") l->cost_type = CostType::Smooth;
-  else s.fail_key("type", "unknown cost type '" + type + "' (sse, L1, smooth)");
+  else s.fail_key("type", "unknown cost type '" + type + "' (sse, masked, L1, smooth)");
   l->scale = s.get_float("scale", 1.f);
   for (const char* k : {"ratio", "noobject_scale", "thresh"}) s.touch(k);
   l->allocate();

@@ -7,6 +7,7 @@
 
 #include "kernels/softmax.hpp"
 #include "layers/layers.hpp"
+#include "parse/tree.hpp"
 
 namespace dn {
 
@@ -14,6 +15,7 @@ class SoftmaxLayer : public Layer {
  public:
   int groups = 1;
   float temperature = 1.f;
+  std::shared_ptr<WordTree> tree;  // tree=: one softmax per sibling group (YOLO9000's WordTree)
 
   void resize(int nw, int nh) override {
     w = nw;
@@ -22,13 +24,23 @@ class SoftmaxLayer : public Layer {
     allocate();
   }
   void forward(NetState& s) override {
-    const int group_size = (int)(inputs / groups);
+    if (tree) {
+      const int n_groups = tree->groups();
+#pragma omp parallel for collapse(2) schedule(static) if (batch * n_groups > 64)
+      for (int b = 0; b < batch; ++b)
+        for (int g = 0; g < n_groups; ++g) {
+          const size_t off = (size_t)b * inputs + tree->group_offset[g];
+          softmax(s.input + off, tree->group_size[g], temperature, 1, output.data() + off);
+        }
+    } else {
+      const int group_size = (int)(inputs / groups);
 #pragma omp parallel for collapse(2) schedule(static) if (batch * groups > 8)
-    for (int b = 0; b < batch; ++b)
-      for (int g = 0; g < groups; ++g) {
-        const size_t off = (size_t)b * inputs + (size_t)g * group_size;
-        softmax(s.input + off, group_size, temperature, 1, output.data() + off);
-      }
+      for (int b = 0; b < batch; ++b)
+        for (int g = 0; g < groups; ++g) {
+          const size_t off = (size_t)b * inputs + (size_t)g * group_size;
+          softmax(s.input + off, group_size, temperature, 1, output.data() + off);
+        }
+    }
     if (s.truth && !delta.empty()) {
       double total = 0;
       const size_t n = (size_t)batch * inputs;
@@ -63,7 +75,13 @@ std::unique_ptr<Layer> make_softmax(const CfgSection& s, const LayerInput& in, N
   l->groups = s.get_int("groups", 1);
   l->temperature = s.get_float("temperature", 1.f);
   l->has_cost = true;
-  if (s.has("tree")) s.fail_key("tree", "tree softmax in [softmax] layers is not supported yet");
+  const std::string tree_value = s.get_str("tree", "");
+  if (!tree_value.empty()) {
+    l->tree = std::make_shared<WordTree>(read_tree(resolve_data_path(s, "tree", tree_value)));
+    if ((size_t)l->tree->n() != l->inputs)
+      s.fail_key("tree", "tree has " + std::to_string(l->tree->n()) + " nodes but the layer input has " +
+                             std::to_string(l->inputs) + " values");
+  }
   s.touch("noloss");
   s.touch("spatial");
   if (l->groups <= 0 || l->inputs % l->groups)

@@ -18,6 +18,7 @@
 #include "../../cuda/cuda_layers.hpp"  // repo-root cuda/, not a -I path (keeps <cuda/...> toolkit headers unshadowed)
 #include "layers/convolutional.hpp"
 #include "layers/region.hpp"
+#include "parse/tree.hpp"
 #endif
 
 namespace dn {
@@ -339,21 +340,28 @@ py::dict reorg(const FloatArray& x, int stride, bool reverse, const py::object& 
 }
 
 py::dict softmax(const FloatArray& x, int groups, float temperature, const py::object& truth,
-                 const py::object& prev_delta) {
+                 const py::object& prev_delta, const std::string& tree_path) {
   require_device();
   check_ndim(x, 2, "x");
   const int batch = (int)x.shape(0);
   const size_t inputs = (size_t)x.shape(1), n = (size_t)x.size();
+  WordTree tree;
+  if (!tree_path.empty()) tree = read_tree(tree_path);
   DeviceBuffer<float> dx = to_device(x), out(n);
+  auto run = [&](const float* d_truth, float* d_delta) {
+    if (!tree_path.empty())
+      return cuda::cuda_softmax_tree_forward(batch, inputs, tree, temperature, dx.data(), out.data(), d_truth,
+                                             d_delta);
+    return cuda::cuda_softmax_forward(batch, inputs, groups, temperature, dx.data(), out.data(), d_truth, d_delta);
+  };
   py::dict r;
   if (truth.is_none()) {
-    cuda::cuda_softmax_forward(batch, inputs, groups, temperature, dx.data(), out.data(), nullptr, nullptr);
+    run(nullptr, nullptr);
     r["output"] = to_numpy(out, shape_of(x));
     return r;
   }
   DeviceBuffer<float> dt = to_device(optional_array(truth, n, "truth")), delta(n);
-  const float cost =
-      cuda::cuda_softmax_forward(batch, inputs, groups, temperature, dx.data(), out.data(), dt.data(), delta.data());
+  const float cost = run(dt.data(), delta.data());
   DeviceBuffer<float> dprev = to_device_or_zeros(prev_delta, n, "prev_delta");
   cuda::cuda_softmax_backward(batch, inputs, delta.data(), dprev.data());
   r["output"] = to_numpy(out, shape_of(x));
@@ -368,9 +376,10 @@ py::dict cost(const FloatArray& x, const FloatArray& truth, const std::string& t
   require_device();
   CostType t;
   if (type == "sse") t = CostType::Sse;
+  else if (type == "masked") t = CostType::Masked;
   else if (type == "L1") t = CostType::L1;
   else if (type == "smooth") t = CostType::Smooth;
-  else fail("unknown cost type '", type, "' (sse, L1, smooth)");
+  else fail("unknown cost type '", type, "' (sse, masked, L1, smooth)");
   const size_t n = (size_t)x.size();
   check((size_t)truth.size() == n, "truth has ", truth.size(), " floats, x ", n);
   DeviceBuffer<float> dx = to_device(x), dt = to_device(truth), out(n), delta(n);
@@ -503,7 +512,8 @@ void bind_cuda(py::module_& m) {
   m.def("cuda_parity_reorg", &reorg, py::arg("x"), py::arg("stride"), py::arg("reverse") = false,
         py::arg("delta") = py::none(), py::arg("prev_delta") = py::none());
   m.def("cuda_parity_softmax", &softmax, py::arg("x"), py::arg("groups") = 1, py::arg("temperature") = 1.f,
-        py::arg("truth") = py::none(), py::arg("prev_delta") = py::none());
+        py::arg("truth") = py::none(), py::arg("prev_delta") = py::none(), py::arg("tree") = "",
+        "tree: path of a WordTree file for [softmax] tree= (then groups is ignored)");
   m.def("cuda_parity_cost", &cost, py::arg("x"), py::arg("truth"), py::arg("type") = "sse",
         py::arg("scale") = 1.f, py::arg("prev_delta") = py::none());
   m.def("cuda_parity_dropout", &dropout, py::arg("x"), py::arg("draws"), py::arg("probability"),

@@ -157,6 +157,14 @@ void bind_network(py::module_& m) {
             net.backward(in);
           },
           py::arg("x"))
+      .def(
+          "backward_layer",
+          [](Network& net, int i, const FloatArray& x) {
+            const float* in = prepare_input(net, x);
+            py::gil_scoped_release release;
+            net.backward_layer(i, in);
+          },
+          py::arg("i"), py::arg("x"))
       .def("update", &Network::update, py::call_guard<py::gil_scoped_release>())
       .def(
           "train_step",
