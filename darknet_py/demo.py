@@ -120,13 +120,14 @@ def run_demo(out: str = "darknet_py_demo", minutes: float = 6.0, quick: bool = F
     anchor_line = ", ".join(f"{a:.2f},{b:.2f}" for a, b in grid)
     print(f"[2/4] k-means (1-IoU) anchors in grid units: {anchor_line}  (avg IoU {clusters.avg_iou:.3f})")
     lines = [("anchors=" + anchor_line) if l.startswith("anchors=") else l for l in cfg_text.splitlines()]
-    if quick:
-        lines = [("batch=16" if l.startswith("batch=") else l) for l in lines]
+    if quick:  # small batch and short warm-up so a minute of training shows progress
+        quick_keys = {"batch=": "batch=16", "burn_in=": "burn_in=10"}
+        lines = [next((v for k, v in quick_keys.items() if l.startswith(k)), l) for l in lines]
     cfg_path = out_dir / "demo.cfg"
     cfg_path.write_text("\n".join(lines) + "\n")
 
-    budget = 60.0 if quick else minutes * 60
-    max_batches = 40 if quick else None
+    budget = 90.0 if quick else minutes * 60
+    max_batches = 60 if quick else None
     print(f"[3/4] training {cfg_path} for up to {budget / 60:.1f} minutes")
     result = train(str(data), str(cfg_path), seed=seed, backup=str(out_dir / "backup"), progress=progress,
                    chart=str(out_dir / "loss.png"), max_batches=max_batches, time_limit=budget,

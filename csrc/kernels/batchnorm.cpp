@@ -27,8 +27,8 @@ void bn_normalize_array(float* x, const float* mean, const float* variance, int 
   for (int b = 0; b < batch; ++b)
     for (int f = 0; f < filters; ++f) {
       float* p = x + ((size_t)b * filters + f) * spatial;
-      const float m = mean[f], inv = 1.f / sqrtf(variance[f] + kBatchNormEpsilon);
-      for (int i = 0; i < spatial; ++i) p[i] = (p[i] - m) * inv;
+      const float m = mean[f], inv = bn_inv_std(variance[f]);
+      for (int i = 0; i < spatial; ++i) p[i] = bn_apply(p[i], m, inv);
     }
 }
 
@@ -88,15 +88,14 @@ void bn_backward_delta(const float* x, const float* mean, const float* variance,
         vsum += (double)delta[off + i] * (x[off + i] - mean[f]);
       }
     }
-    const float var_eps = variance[f] + kBatchNormEpsilon;
-    mean_delta[f] = (float)(dsum * (-1.0 / std::sqrt((double)var_eps)));
-    variance_delta[f] = (float)(vsum * -.5 * std::pow((double)var_eps, -1.5));
-    const float inv_std = 1.f / sqrtf(var_eps);
+    mean_delta[f] = bn_mean_delta(dsum, variance[f]);
+    variance_delta[f] = bn_variance_delta(vsum, variance[f]);
+    const float inv_std = bn_inv_std(variance[f]);
     for (int b = 0; b < batch; ++b) {
       const size_t off = ((size_t)b * filters + f) * spatial;
       for (int i = 0; i < spatial; ++i)
-        delta[off + i] = delta[off + i] * inv_std + variance_delta[f] * 2.f * (x[off + i] - mean[f]) / n +
-                         mean_delta[f] / n;
+        delta[off + i] = bn_input_delta(delta[off + i], inv_std, variance_delta[f], x[off + i], mean[f],
+                                        mean_delta[f], n);
     }
   }
 }

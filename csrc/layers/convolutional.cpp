@@ -9,6 +9,7 @@
 #include "kernels/conv_fast.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/im2col.hpp"
+#include "kernels/sgd.hpp"
 #include "layers/layers.hpp"
 #include "network.hpp"
 
@@ -163,8 +164,8 @@ void ConvolutionalLayer::forward(NetState& s) {
       std::memcpy(x.data(), output.data(), sizeof(float) * output.size());
       bn_mean_variance(output.data(), batch, filters, spatial, mean.data(), variance.data());
       for (int f = 0; f < filters; ++f) {  // rolling stats as Darknet: 0.99 * old + 0.01 * batch
-        rolling_mean[f] = .99f * rolling_mean[f] + .01f * mean[f];
-        rolling_variance[f] = .99f * rolling_variance[f] + .01f * variance[f];
+        rolling_mean[f] = bn_rolling(rolling_mean[f], mean[f]);
+        rolling_variance[f] = bn_rolling(rolling_variance[f], variance[f]);
       }
       bn_normalize_array(output.data(), mean.data(), variance.data(), batch, filters, spatial);
       std::memcpy(x_norm.data(), output.data(), sizeof(float) * output.size());
@@ -222,23 +223,13 @@ void ConvolutionalLayer::backward(NetState& s) {
 void ConvolutionalLayer::update(const UpdateArgs& a) {
   const float lr = a.learning_rate * learning_rate_scale;
   const float step = lr / a.batch;
-  for (int f = 0; f < filters; ++f) {
-    biases[f] += step * bias_updates[f];
-    bias_updates[f] *= a.momentum;
-  }
+  for (int f = 0; f < filters; ++f) sgd_step(biases[f], bias_updates[f], step, a.momentum);
   if (batch_normalize)
-    for (int f = 0; f < filters; ++f) {
-      scales[f] += step * scale_updates[f];
-      scale_updates[f] *= a.momentum;
-    }
+    for (int f = 0; f < filters; ++f) sgd_step(scales[f], scale_updates[f], step, a.momentum);
   const size_t n = weights.size();
   const float decay = -a.decay * a.batch;
 #pragma omp parallel for schedule(static) if (n > 65536)
-  for (size_t i = 0; i < n; ++i) {
-    weight_updates[i] += decay * weights[i];
-    weights[i] += step * weight_updates[i];
-    weight_updates[i] *= a.momentum;
-  }
+  for (size_t i = 0; i < n; ++i) sgd_step_decay(weights[i], weight_updates[i], step, decay, a.momentum);
 }
 
 std::vector<Blob> ConvolutionalLayer::params() {

@@ -3,14 +3,10 @@
 #include <cmath>
 #include <cstdio>
 
+#include "kernels/cost.hpp"
 #include "layers/layers.hpp"
 
 namespace dn {
-
-enum class CostType { Sse, Masked, L1, Smooth };
-
-// Darknet's marker for "no label here" in masked costs (YOLO9000 classification data).
-constexpr float kMaskedTruth = -1234.f;
 
 class CostLayer : public Layer {
  public:
@@ -28,22 +24,10 @@ class CostLayer : public Layer {
     const size_t n = (size_t)batch * inputs;
     double total = 0;
     for (size_t i = 0; i < n; ++i) {
-      // masked: unlabelled entries cost nothing (Darknet copies the marker into the input).
-      const float diff = (cost_type == CostType::Masked && s.truth[i] == kMaskedTruth) ? 0.f : s.truth[i] - s.input[i];
-      float err, d;
-      switch (cost_type) {
-        case CostType::L1: err = std::fabs(diff); d = diff > 0 ? 1.f : -1.f; break;
-        case CostType::Smooth: {
-          const float ad = std::fabs(diff);
-          // Darknet's smooth-L1 sign is flipped beyond |diff| >= 1; use the true gradient sign.
-          if (ad < 1) { err = diff * diff; d = diff; } else { err = 2 * ad - 1; d = diff > 0 ? 1.f : -1.f; }
-          break;
-        }
-        default: err = diff * diff; d = diff; break;
-      }
-      output[i] = err;
-      if (!delta.empty()) delta[i] = d;
-      total += err;
+      const CostTerm t = cost_term(cost_type, s.truth[i], s.input[i]);
+      output[i] = t.error;
+      if (!delta.empty()) delta[i] = t.delta;
+      total += t.error;
     }
     cost = (float)total;
   }

@@ -18,4 +18,5 @@ PYBIND11_MODULE(_core, m) {
   dn::bind_detect(m);
   dn::bind_image(m);
   dn::bind_perf(m);
+  dn::bind_cuda(m);
 }
