@@ -435,63 +435,6 @@ void gemm_packed(int M, int N, int K, const float* A, ptrdiff_t rs_a, ptrdiff_t 
   }
 }
 
-namespace {
-
-// C[i][j] += alpha * dot(A row i, B row j): the A*B^T product when K is much longer
-// than M and N (a convolution's weight gradient: delta rows times im2col rows, both
-// contiguous along the pixels). Blocked over K so the rows stay in L2; four dot
-// products share each load of an A row.
-__attribute__((target_clones("avx512f", "avx2,fma", "default"))) void dots_block(
-    int M, int N, int k0, int kc, float alpha, const float* A, int lda, const float* B, int ldb, float* C,
-    int ldc, int i0, int i1) {
-  for (int i = i0; i < i1; ++i) {
-    const float* a = A + (size_t)i * lda + k0;
-    int j = 0;
-    for (; j + 4 <= N; j += 4) {
-      const float* b0 = B + (size_t)(j + 0) * ldb + k0;
-      const float* b1 = B + (size_t)(j + 1) * ldb + k0;
-      const float* b2 = B + (size_t)(j + 2) * ldb + k0;
-      const float* b3 = B + (size_t)(j + 3) * ldb + k0;
-      float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-#pragma omp simd reduction(+ : s0, s1, s2, s3)
-      for (int k = 0; k < kc; ++k) {
-        s0 += a[k] * b0[k];
-        s1 += a[k] * b1[k];
-        s2 += a[k] * b2[k];
-        s3 += a[k] * b3[k];
-      }
-      float* c = C + (size_t)i * ldc + j;
-      c[0] += alpha * s0;
-      c[1] += alpha * s1;
-      c[2] += alpha * s2;
-      c[3] += alpha * s3;
-    }
-    for (; j < N; ++j) {
-      const float* b = B + (size_t)j * ldb + k0;
-      float sum = 0;
-#pragma omp simd reduction(+ : sum)
-      for (int k = 0; k < kc; ++k) sum += a[k] * b[k];
-      C[(size_t)i * ldc + j] += alpha * sum;
-    }
-  }
-}
-
-void gemm_nt_long_k(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, float* C,
-                    int ldc) {
-  constexpr int kChunk = 2048;
-  // Rows of C are split among threads (no two threads write the same row); K is
-  // walked in chunks so each thread's A and B rows stay cache resident.
-#pragma omp parallel
-  {
-#pragma omp for schedule(static)
-    for (int i = 0; i < M; ++i)
-      for (int k0 = 0; k0 < K; k0 += kChunk)
-        dots_block(M, N, k0, std::min(kChunk, K - k0), alpha, A, lda, B, ldb, C, ldc, i, i + 1);
-  }
-}
-
-}  // namespace
-
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
           int ldb, float beta, float* C, int ldc) {
   if (M <= 0 || N <= 0) return;
@@ -507,10 +450,6 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
     }
   }
   if (skip_product) return;
-  if (trans_b && !trans_a && K >= 16 * std::max(M, N) && M >= 2) {
-    gemm_nt_long_k(M, N, K, alpha, A, lda, B, ldb, C, ldc);
-    return;
-  }
   PackB pack = [=](int k0, int kc, int j0, int nr, int width, float* dst) {
     if (!trans_b) {
       for (int k = 0; k < kc; ++k) {
