@@ -1,0 +1,21 @@
+"""Darknet datasets: .data/list/label files, validation, the detection loader
+and a synthetic dataset generator."""
+from .dataset import (IMAGE_EXTENSIONS, DataConfig, DatasetReport, label_path, read_data_cfg, read_labels,
+                      read_list, read_names, validate_dataset)
+from .loader import DetectionLoader
+from .synthetic import SYNTHETIC_CLASSES, generate
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "DataConfig",
+    "DatasetReport",
+    "label_path",
+    "read_data_cfg",
+    "read_labels",
+    "read_list",
+    "read_names",
+    "validate_dataset",
+    "DetectionLoader",
+    "SYNTHETIC_CLASSES",
+    "generate",
+]
