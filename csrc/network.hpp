@@ -66,6 +66,12 @@ class Network {
   float cost = 0.f;
   bool train = false;
   std::mt19937_64 rng{0};  // dropout etc.; seed with set_seed
+  // Inference uses the fast kernels unless this is set (tests compare both);
+  // initialised from DARKNET_PY_REFERENCE_KERNELS=1.
+  bool reference_kernels = false;
+  // When non-null, forward()/backward() store each layer's wall time (seconds)
+  // here; one pointer test per layer when off.
+  std::vector<double>* layer_times = nullptr;
 
   int batch() const { return opt.batch; }
   int width() const { return opt.w; }
@@ -84,6 +90,9 @@ class Network {
   const float* forward(const float* input, const float* truth = nullptr);
   // Backward from the deltas written by the loss layers in forward().
   void backward(const float* input);
+  // Backward of layer i alone (layers after i must have run theirs): lets tests
+  // read each layer's incoming delta as Darknet's backward_network sees it.
+  void backward_layer(int i, const float* input);
   // Applies SGD with the learning rate of the current iteration.
   void update();
   // One step as Darknet's train_network_datum: seen += batch, forward with

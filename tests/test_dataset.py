@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from darknet_py._core import DarknetError
+from darknet_py import DarknetError
 from darknet_py.data import label_path, read_data_cfg, read_labels, read_list, read_names, validate_dataset
 
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from darknet_py import _core
-from darknet_py._core import DarknetError
+import darknet_py
+from darknet_py import DarknetError, _core
 from darknet_py.image import draw_detections, letterbox, letterbox_size, load_image, resize, save_image
 
-from _data_reference import reference_dir
+from conftest import require_reference
 
 F = np.float32
 
@@ -342,11 +342,10 @@ def test_letterbox_of_dog_matches_darknet_fixture():
     JPEG decoder differs from stb_image on some pixels by a few levels; measured
     at 416: mean |diff| 2.8e-4, max 0.0113 (2.9/255), 16% of pixels differ.
     Geometry (letterbox bars exact 0.5) must match exactly."""
-    ref_root = reference_dir()
-    dog = load_image(os.path.join(ref_root, "data", "dog.jpg"))
+    dog = load_image(require_reference("data", "dog.jpg"))
     assert dog.shape == (3, 576, 768)
     for case, size in [("yolov2-voc_416", 416), ("yolov2-voc_608", 608), ("darknet19_256", 256)]:
-        ref = np.load(os.path.join(ref_root, "fixtures", "full_nets", case, "input.npy"))[0]
+        ref = np.load(require_reference("fixtures", "full_nets", case, "input.npy"))[0]
         ours = letterbox(dog, size, size)
         assert ours.shape == ref.shape
         new_w, new_h = letterbox_size(768, 576, size, size)
@@ -416,3 +415,12 @@ def test_draw_detections_writes_file(tmp_path):
     assert Image.open(tmp_path / "d.jpg").size == (80, 60)
     with pytest.raises(DarknetError, match="box"):
         draw_detections(im, [dict(name="x", prob=1.0)], ["x"])
+
+
+def test_draw_detections_takes_network_detections(tmp_path):
+    im = np.full((3, 60, 80), 0.3, F)
+    det = darknet_py.Detection(1, "dog", 0.9, 0.95, (40, 30, 20, 10))
+    draw_detections(im, [det], ["cat", "dog"], tmp_path / "boxes.png")
+    pixels = np.asarray(Image.open(tmp_path / "boxes.png")).astype(int)
+    assert pixels.shape == (60, 80, 3)
+    assert tuple(pixels[30, 30]) == darknet_py.image.class_color(1, 2)  # left edge of the box, class colour

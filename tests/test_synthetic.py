@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from darknet_py._core import DarknetError
+from darknet_py import DarknetError
 from darknet_py.data import (SYNTHETIC_CLASSES, DetectionLoader, generate, read_data_cfg, read_labels, read_list,
                              read_names, validate_dataset, label_path)
 from darknet_py.image import load_image

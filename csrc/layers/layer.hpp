@@ -86,7 +86,6 @@ class Layer {
   // One line for the network summary, after the index column.
   virtual std::string describe() const;
 
- protected:
   // (Re)sizes output/delta to batch*outputs; layers extend for their own buffers.
   virtual void allocate();
 };

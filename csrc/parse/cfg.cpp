@@ -1,6 +1,7 @@
 #include "parse/cfg.hpp"
 
 #include <cerrno>
+#include <filesystem>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -200,6 +201,34 @@ std::string write_cfg_text(const std::vector<CfgSection>& sections) {
     for (const auto& o : sections[i].options) os << o.key << "=" << o.value << "\n";
   }
   return os.str();
+}
+
+// tree=/map= paths: as given (relative to the working directory, as Darknet),
+// then relative to the cfg file's directory and each of its parents, so a cfg
+// that names "data/9k.tree" works from the project root as well.
+std::string resolve_data_path(const CfgSection& s, const std::string& key, const std::string& value) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> tried;
+  std::error_code ec;
+  auto exists = [&](const fs::path& p) {
+    tried.push_back(p.string());
+    return fs::is_regular_file(p, ec);
+  };
+  fs::path given(value);
+  if (exists(given)) return given.string();
+  if (given.is_relative() && !s.file.empty() && s.file[0] != '<') {
+    fs::path dir = fs::absolute(fs::path(s.file), ec).parent_path();
+    while (!dir.empty()) {
+      if (exists(dir / given)) return (dir / given).string();
+      fs::path up = dir.parent_path();
+      if (up == dir) break;
+      dir = up;
+    }
+  }
+  std::string list;
+  for (size_t i = 0; i < tried.size() && i < 4; ++i) list += (i ? ", " : "") + tried[i];
+  if (tried.size() > 4) list += ", ...";
+  s.fail_key(key, "file '" + value + "' not found (tried " + list + ")");
 }
 
 }  // namespace dn

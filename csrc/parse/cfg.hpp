@@ -38,6 +38,11 @@ struct CfgSection {
   std::vector<std::string> unused_warnings() const;
 };
 
+// Finds a data file named in a cfg (tree=, map=): as given (relative to the
+// working directory, as Darknet), then relative to the cfg's directory and its
+// parents. Throws a file:line DarknetError listing the places tried.
+std::string resolve_data_path(const CfgSection& s, const std::string& key, const std::string& value);
+
 std::vector<CfgSection> parse_cfg_text(const std::string& text, const std::string& file);
 std::vector<CfgSection> parse_cfg_file(const std::string& path);
 // Writes sections back as cfg text (comments are not kept).

@@ -1,7 +1,227 @@
-// TEMPORARY stub on branch `data` so the module links before main's
-// bind_network.cpp lands. On merging main, take main's version of this file.
+// pybind11 bindings for dn::Network and its layers.
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+
+#include "network.hpp"
 #include "python/bind.hpp"
 
 namespace dn {
-void bind_network(py::module_& m) { (void)m; }
+
+namespace {
+
+using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+
+// A numpy view over a blob that keeps the owning Python network alive.
+py::array view(const Blob& b, py::handle owner) {
+  std::vector<py::ssize_t> shape(b.shape.begin(), b.shape.end());
+  return py::array_t<float>(shape, b.data, owner);
+}
+
+py::array copy_map(const std::vector<float>& v, int batch, int c, int h, int w) {
+  py::array_t<float> a({(py::ssize_t)batch, (py::ssize_t)c, (py::ssize_t)h, (py::ssize_t)w});
+  if ((size_t)a.size() != v.size()) throw DarknetError("internal: buffer size does not match its shape");
+  std::memcpy(a.mutable_data(), v.data(), sizeof(float) * v.size());
+  return a;
+}
+
+// Checks an (N, C, H, W) (or (C, H, W)) input against the network and sets the batch.
+const float* prepare_input(Network& net, const FloatArray& x) {
+  const auto nd = x.ndim();
+  if (nd != 4 && nd != 3) fail("input must be (N, C, H, W) or (C, H, W) float32, got ", nd, " dimensions");
+  const py::ssize_t n = nd == 4 ? x.shape(0) : 1;
+  const py::ssize_t c = x.shape(nd - 3), h = x.shape(nd - 2), w = x.shape(nd - 1);
+  if (c != net.channels() || h != net.height() || w != net.width())
+    fail("input is ", c, "x", h, "x", w, " (CxHxW) but the network expects ", net.channels(), "x", net.height(), "x",
+         net.width(), " (resize the network first)");
+  if (n <= 0) fail("input batch is empty");
+  net.set_batch((int)n);
+  return x.data();
+}
+
+const float* prepare_truth(Network& net, const py::object& truth, FloatArray& holder) {
+  if (truth.is_none()) return nullptr;
+  holder = FloatArray::ensure(truth);
+  if (!holder) fail("truth must be a float32 array");
+  const size_t need = (size_t)net.batch() * net.truths();
+  if ((size_t)holder.size() != need)
+    fail("truth has ", holder.size(), " floats but the network needs batch*truths = ", net.batch(), "*",
+         net.truths(), " = ", need);
+  return holder.data();
+}
+
+}  // namespace
+
+void bind_network(py::module_& m) {
+  py::class_<Layer>(m, "Layer")
+      .def_readonly("type", &Layer::type)
+      .def_readonly("index", &Layer::index)
+      .def_readonly("batch", &Layer::batch)
+      .def_readonly("w", &Layer::w)
+      .def_readonly("h", &Layer::h)
+      .def_readonly("c", &Layer::c)
+      .def_readonly("out_w", &Layer::out_w)
+      .def_readonly("out_h", &Layer::out_h)
+      .def_readonly("out_c", &Layer::out_c)
+      .def_readonly("inputs", &Layer::inputs)
+      .def_readonly("outputs", &Layer::outputs)
+      .def_readonly("truths", &Layer::truths)
+      .def_readonly("has_cost", &Layer::has_cost)
+      .def_readonly("cost", &Layer::cost)
+      .def_property_readonly("flops", &Layer::flops)
+      .def("describe", &Layer::describe);
+
+  py::class_<Network>(m, "Network")
+      .def(py::init([](const std::string& cfg, int batch) { return Network::from_cfg_file(cfg, batch); }),
+           py::arg("cfg"), py::arg("batch") = 0)
+      .def_static(
+          "from_text",
+          [](const std::string& text, const std::string& name, int batch) {
+            return Network::from_sections(parse_cfg_text(text, name), batch);
+          },
+          py::arg("text"), py::arg("name") = "<string>", py::arg("batch") = 0)
+      .def_property_readonly("width", &Network::width)
+      .def_property_readonly("height", &Network::height)
+      .def_property_readonly("channels", &Network::channels)
+      .def_property_readonly("batch", &Network::batch)
+      .def_property_readonly("subdivisions", [](const Network& n) { return n.opt.subdivisions; })
+      .def_property_readonly("truths", &Network::truths)
+      .def_property_readonly("n_layers", [](const Network& n) { return (int)n.layers.size(); })
+      .def_property_readonly("warnings", [](const Network& n) { return n.warnings; })
+      .def_property_readonly("cfg_path", [](const Network& n) { return n.cfg_path; })
+      .def_property_readonly("cost", [](const Network& n) { return n.cost; })
+      .def_property_readonly("training", [](const Network& n) { return n.train; })
+      .def_property_readonly("version",
+                             [](const Network& n) { return py::make_tuple(n.major, n.minor, n.revision); })
+      .def_readwrite("seen", &Network::seen)
+      .def_readwrite("reference_kernels", &Network::reference_kernels,
+                     "Run inference on the plain reference kernels instead of the fast path.")
+      .def_property_readonly("total_flops", &Network::total_flops)
+      .def_property_readonly("options",
+                             [](const Network& n) {
+                               const NetOptions& o = n.opt;
+                               py::dict d;
+                               d["batch"] = o.batch * o.subdivisions;
+                               d["subdivisions"] = o.subdivisions;
+                               d["width"] = o.w;
+                               d["height"] = o.h;
+                               d["channels"] = o.c;
+                               d["learning_rate"] = o.learning_rate;
+                               d["momentum"] = o.momentum;
+                               d["decay"] = o.decay;
+                               d["policy"] = o.policy_name;
+                               d["burn_in"] = o.burn_in;
+                               d["power"] = o.power;
+                               d["gamma"] = o.gamma;
+                               d["step"] = o.step;
+                               d["scale"] = o.scale;
+                               d["steps"] = o.steps;
+                               d["scales"] = o.scales;
+                               d["max_batches"] = o.max_batches;
+                               d["random"] = o.random;
+                               d["angle"] = o.angle;
+                               d["aspect"] = o.aspect;
+                               d["saturation"] = o.saturation;
+                               d["exposure"] = o.exposure;
+                               d["hue"] = o.hue;
+                               d["flip"] = o.flip;
+                               return d;
+                             })
+      .def("layer", [](Network& n, int i) -> Layer& { return n.layer(i); }, py::return_value_policy::reference_internal)
+      .def("summary", &Network::summary)
+      .def("set_batch", &Network::set_batch, py::call_guard<py::gil_scoped_release>())
+      .def("resize", &Network::resize, py::arg("width"), py::arg("height"), py::call_guard<py::gil_scoped_release>())
+      .def("set_training", &Network::set_training, py::call_guard<py::gil_scoped_release>())
+      .def("set_seed", &Network::set_seed)
+      .def(
+          "forward",
+          [](Network& net, const FloatArray& x, const py::object& truth) {
+            const float* in = prepare_input(net, x);
+            FloatArray truth_holder;
+            const float* t = prepare_truth(net, truth, truth_holder);
+            {
+              py::gil_scoped_release release;
+              net.forward(in, t);
+            }
+            // The output layer is the last non-cost layer.
+            int i = (int)net.layers.size() - 1;
+            while (i > 0 && net.layers[i]->type == "cost") --i;
+            const Layer& l = *net.layers[i];
+            return copy_map(l.output, l.batch, l.out_c, l.out_h, l.out_w);
+          },
+          py::arg("x"), py::arg("truth") = py::none())
+      .def(
+          "backward",
+          [](Network& net, const FloatArray& x) {
+            const float* in = prepare_input(net, x);
+            py::gil_scoped_release release;
+            net.backward(in);
+          },
+          py::arg("x"))
+      .def(
+          "backward_layer",
+          [](Network& net, int i, const FloatArray& x) {
+            const float* in = prepare_input(net, x);
+            py::gil_scoped_release release;
+            net.backward_layer(i, in);
+          },
+          py::arg("i"), py::arg("x"))
+      .def("update", &Network::update, py::call_guard<py::gil_scoped_release>())
+      .def(
+          "train_step",
+          [](Network& net, const FloatArray& x, const py::object& truth) {
+            const float* in = prepare_input(net, x);
+            FloatArray truth_holder;
+            const float* t = prepare_truth(net, truth, truth_holder);
+            if (!t) fail("train_step needs truth");
+            py::gil_scoped_release release;
+            return net.train_step(in, t);
+          },
+          py::arg("x"), py::arg("truth"))
+      .def_property_readonly("current_batch", &Network::current_batch)
+      .def_property_readonly("learning_rate", &Network::current_learning_rate)
+      .def("load_weights", &Network::load_weights, py::arg("path"), py::arg("cutoff") = -1,
+           py::call_guard<py::gil_scoped_release>())
+      .def("save_weights", &Network::save_weights, py::arg("path"), py::arg("cutoff") = -1,
+           py::call_guard<py::gil_scoped_release>())
+      .def("layer_output",
+           [](Network& n, int i) {
+             Layer& l = n.layer(i);
+             return copy_map(l.output, l.batch, l.out_c, l.out_h, l.out_w);
+           })
+      .def("layer_delta",
+           [](Network& n, int i) -> py::object {
+             Layer& l = n.layer(i);
+             if (l.delta.empty()) return py::none();
+             return copy_map(l.delta, l.batch, l.out_c, l.out_h, l.out_w);
+           })
+      .def("set_layer_delta",
+           [](Network& n, int i, const FloatArray& d) {
+             Layer& l = n.layer(i);
+             if (l.delta.empty()) fail("layer ", i, " has no delta (enable training first)");
+             if ((size_t)d.size() != l.delta.size())
+               fail("delta for layer ", i, " needs ", l.delta.size(), " floats, got ", d.size());
+             std::memcpy(l.delta.data(), d.data(), sizeof(float) * l.delta.size());
+           })
+      .def(
+          "layer_params",
+          [](py::object self, int i) {
+            Network& n = self.cast<Network&>();
+            py::dict d;
+            for (const Blob& b : n.layer(i).params()) d[py::str(b.name)] = view(b, self);
+            return d;
+          },
+          "Parameters of layer i in weights-file order, as writable numpy views.")
+      .def(
+          "layer_buffers",
+          [](py::object self, int i) {
+            Network& n = self.cast<Network&>();
+            py::dict d;
+            for (const Blob& b : n.layer(i).buffers()) d[py::str(b.name)] = view(b, self);
+            return d;
+          },
+          "Training buffers of layer i (updates, BN statistics) as writable numpy views.");
+}
+
 }  // namespace dn

@@ -17,4 +17,6 @@ PYBIND11_MODULE(_core, m) {
   dn::bind_network(m);
   dn::bind_detect(m);
   dn::bind_image(m);
+  dn::bind_perf(m);
+  dn::bind_cuda(m);
 }

@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Kernel lab: every version of each hot kernel, validated against the plain
+reference, then timed (the llm.c dev/cuda habit).
+
+    python bench/kernels/bench_kernels.py [--threads 1] [--runs 7] [--only conv|gemm|maxpool|reorg|region]
+
+Versions:
+  conv     reference = im2col + GEMM + separate BN/bias/activation passes
+           fast      = BN folded into a per-filter scale/bias in the GEMM epilogue,
+                       B panels packed straight from the image (no im2col buffer)
+  gemm     reference (double-accumulating triple loop, validation only) and the
+           packed micro-kernels: avx512 (8x48, 24 zmm accumulators), avx2 (4x16
+           sub-tiles), plain C++ (compiler-vectorised)
+  maxpool  reference (the layer's argmax loop) vs fast (vertical max into a row
+           buffer, then horizontal max)
+  reorg, region: one version each (memory-bound), GB/s
+
+Napkin math:
+  conv FLOPs = 2 * filters * size^2 * (c/groups) * out_h * out_w (Darknet's figure);
+  at 64 flop/cycle/core (2 x 512-bit FMA) and ~3.7 GHz one core peaks near
+  240 GFLOP/s, so yolov2-voc's 13x13x1024 3x3 conv (3.19 GFLOP) needs >= 13 ms on
+  one core. Memory-bound kernels: bytes = read input + write output (4 B each);
+  one core streams roughly 10-20 GB/s from DRAM, more from L2/L3: maxpool 2x2/2 on
+  416x416x32 moves 22 MB + 5.5 MB -> ~2 ms at 15 GB/s.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+import darknet_py  # noqa: E402
+from darknet_py import _core  # noqa: E402
+
+# (w=h, c, filters, size, stride) of every distinct conv in yolov2-voc / tiny at 416.
+CONV_SHAPES = [(416, 3, 32, 3, 1), (416, 3, 16, 3, 1), (208, 32, 64, 3, 1), (104, 64, 128, 3, 1),
+               (104, 128, 64, 1, 1), (52, 128, 256, 3, 1), (52, 256, 128, 1, 1), (26, 256, 512, 3, 1),
+               (26, 512, 256, 1, 1), (26, 512, 64, 1, 1), (13, 512, 1024, 3, 1), (13, 1024, 512, 1, 1),
+               (13, 1024, 1024, 3, 1), (13, 1280, 1024, 3, 1), (13, 1024, 125, 1, 1)]
+
+
+def median_time(fn, runs, warmup=1):
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def single_layer_net(w, h, c, section, seed=0):
+    net = darknet_py.Network.from_text(f"[net]\nwidth={w}\nheight={h}\nchannels={c}\n\n{section}", name="bench")
+    rng = np.random.default_rng(seed)
+    for layer in net.layers:
+        p = layer.params
+        if p:
+            p["weights"][...] = rng.standard_normal(p["weights"].shape) * np.sqrt(2 / np.prod(p["weights"].shape[1:]))
+            p["biases"][...] = rng.uniform(-.1, .1, p["biases"].shape)
+            if "scales" in p:
+                p["scales"][...] = rng.uniform(.8, 1.2, p["scales"].shape)
+                p["rolling_variance"][...] = rng.uniform(.5, 1.5, p["rolling_variance"].shape)
+    return net
+
+
+def versions_of_net(net, x, runs):
+    """{version: median seconds} for the fast and reference paths, after checking they agree."""
+    core = net._net
+    core.reference_kernels = True
+    ref = net.forward(x).copy()
+    t_ref = median_time(lambda: net.forward(x), runs)
+    core.reference_kernels = False
+    fast = net.forward(x)
+    err = np.abs(fast - ref).max() / max(1.0, np.abs(ref).max())
+    assert err < 1e-4, f"fast path disagrees with the reference: {err:.3g}"
+    t_fast = median_time(lambda: net.forward(x), runs)
+    return {"reference": t_ref, "fast": t_fast}, err
+
+
+def bench_conv(runs):
+    print("== conv (batch 1; BN + leaky) ==")
+    print(f"{'shape':34s} {'GFLOP':>7s} {'ref ms':>8s} {'GF/s':>6s} {'fast ms':>8s} {'GF/s':>6s} {'speedup':>7s}  max rel err")
+    for (s, c, f, k, st) in CONV_SHAPES:
+        net = single_layer_net(s, s, c, f"[convolutional]\nbatch_normalize=1\nfilters={f}\nsize={k}\nstride={st}\n"
+                                        f"pad=1\nactivation=leaky\n")
+        x = np.random.default_rng(1).standard_normal((1, c, s, s)).astype(np.float32)
+        t, err = versions_of_net(net, x, runs)
+        fl = net.total_flops
+        print(f"{s:4d}x{s:<4d}x{c:5d} -> {f:5d} {k}x{k}/{st}      {fl / 1e9:7.3f} {t['reference'] * 1e3:8.2f} "
+              f"{fl / t['reference'] / 1e9:6.0f} {t['fast'] * 1e3:8.2f} {fl / t['fast'] / 1e9:6.0f} "
+              f"{t['reference'] / t['fast']:6.2f}x  {err:.1e}")
+
+
+def bench_gemm(runs):
+    print("== gemm (C = A*B, row-major; M x N x K as conv: filters x pixels x c*k*k) ==")
+    rng = np.random.default_rng(0)
+    # validation on an odd size for every kernel family
+    A = rng.standard_normal((37, 301)).astype(np.float32)
+    B = rng.standard_normal((301, 83)).astype(np.float32)
+    R = np.zeros((37, 83), np.float32)
+    _core.gemm(False, False, 37, 83, 301, 1.0, A, B, 0.0, R, reference=True)
+    families = [k for k in ("avx512", "avx2", "plain")
+                if ["plain", "avx2", "avx512"].index(k) <= ["plain", "avx2", "avx512"].index(_core.cpu_kernel_best())]
+    for k in families:
+        _core.set_cpu_kernel(k)
+        C = np.zeros_like(R)
+        _core.gemm(False, False, 37, 83, 301, 1.0, A, B, 0.0, C)
+        print(f"  {k:7s} max abs err vs reference on 37x83x301: {np.abs(C - R).max():.2e}")
+    print(f"{'M':>6s} {'N':>7s} {'K':>6s} " + " ".join(f"{k + ' GF/s':>12s}" for k in families))
+    for (M, N, K) in [(32, 173056, 27), (64, 43264, 288), (128, 10816, 576), (256, 2704, 1152), (512, 676, 2304),
+                      (1024, 169, 4608), (1024, 169, 9216), (512, 169, 1024)]:
+        A = rng.standard_normal((M, K)).astype(np.float32)
+        B = rng.standard_normal((K, N)).astype(np.float32)
+        C = np.zeros((M, N), np.float32)
+        row = []
+        for k in families:
+            _core.set_cpu_kernel(k)
+            t = median_time(lambda: _core.gemm(False, False, M, N, K, 1.0, A, B, 0.0, C), runs if k != "plain" else 2)
+            row.append(2 * M * N * K / t / 1e9)
+        print(f"{M:6d} {N:7d} {K:6d} " + " ".join(f"{g:12.1f}" for g in row))
+    _core.set_cpu_kernel("auto")
+
+
+def bench_memory_bound(runs, only):
+    cases = {
+        "maxpool": [(416, 32, "[maxpool]\nsize=2\nstride=2\n"), (104, 128, "[maxpool]\nsize=2\nstride=2\n"),
+                    (13, 1024, "[maxpool]\nsize=2\nstride=1\n")],
+        "reorg": [(26, 64, "[reorg]\nstride=2\n")],
+        "region": [(13, 125, "[region]\nanchors=1.08,1.19, 3.42,4.41, 6.63,11.38, 9.42,5.11, 16.62,10.52\n"
+                             "classes=20\ncoords=4\nnum=5\n")],
+    }
+    for kind, shapes in cases.items():
+        if only and only != kind:
+            continue
+        print(f"== {kind} ==")
+        for (s, c, section) in shapes:
+            net = single_layer_net(s, s, c, section)
+            x = np.random.default_rng(1).standard_normal((1, c, s, s)).astype(np.float32)
+            t, err = versions_of_net(net, x, runs)
+            nbytes = 4 * (x.size + net.layers[0].output.size)
+            print(f"  {s}x{s}x{c} {section.splitlines()[1]:10s} reference {t['reference'] * 1e3:7.3f} ms "
+                  f"({nbytes / t['reference'] / 1e9:5.1f} GB/s)   fast {t['fast'] * 1e3:7.3f} ms "
+                  f"({nbytes / t['fast'] / 1e9:5.1f} GB/s)   err {err:.1e}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--only", choices=["conv", "gemm", "maxpool", "reorg", "region"])
+    args = ap.parse_args()
+    _core.set_num_threads(args.threads)
+    print(f"threads {args.threads}, kernels {_core.cpu_kernel()}, medians of {args.runs} runs")
+    if args.only in (None, "conv"):
+        bench_conv(args.runs)
+    if args.only in (None, "gemm"):
+        bench_gemm(args.runs)
+    bench_memory_bound(args.runs, args.only if args.only not in ("conv", "gemm") else "none")
+
+
+if __name__ == "__main__":
+    main()

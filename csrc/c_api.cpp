@@ -1,0 +1,94 @@
+// extern "C" over the C++ core: exceptions become status codes + dn_last_error().
+#include "darknet_py/darknet_py.h"
+
+#include <memory>
+#include <string>
+
+#include "network.hpp"
+
+struct dn_network {
+  std::unique_ptr<dn::Network> net;
+};
+
+namespace {
+thread_local std::string last_error;
+
+template <typename F>
+int guarded(F&& f) {
+  try {
+    last_error.clear();
+    f();
+    return 0;
+  } catch (const std::exception& e) {
+    last_error = e.what();
+  } catch (...) {
+    last_error = "unknown error";
+  }
+  return 1;
+}
+
+int null_arg(const char* what) {
+  last_error = std::string(what) + " is NULL";
+  return 1;
+}
+}  // namespace
+
+extern "C" {
+
+const char* dn_last_error(void) { return last_error.c_str(); }
+
+int dn_network_load(const char* cfg_path, const char* weights_path, int batch, dn_network** out) {
+  if (!cfg_path) return null_arg("cfg_path");
+  if (!out) return null_arg("out");
+  *out = nullptr;
+  return guarded([&] {
+    auto h = std::make_unique<dn_network>();
+    h->net = dn::Network::from_cfg_file(cfg_path, batch);
+    if (weights_path) h->net->load_weights(weights_path);
+    *out = h.release();
+  });
+}
+
+void dn_network_free(dn_network* net) { delete net; }
+
+int dn_network_input_shape(const dn_network* net, int* batch, int* channels, int* height, int* width) {
+  if (!net) return null_arg("net");
+  if (batch) *batch = net->net->batch();
+  if (channels) *channels = net->net->channels();
+  if (height) *height = net->net->height();
+  if (width) *width = net->net->width();
+  return 0;
+}
+
+int dn_network_output_shape(const dn_network* net, int* channels, int* height, int* width) {
+  if (!net) return null_arg("net");
+  const auto& layers = net->net->layers;
+  int i = (int)layers.size() - 1;
+  while (i > 0 && layers[i]->type == "cost") --i;
+  if (channels) *channels = layers[i]->out_c;
+  if (height) *height = layers[i]->out_h;
+  if (width) *width = layers[i]->out_w;
+  return 0;
+}
+
+int dn_network_layer_count(const dn_network* net) { return net ? (int)net->net->layers.size() : -1; }
+
+int dn_network_resize(dn_network* net, int width, int height) {
+  if (!net) return null_arg("net");
+  return guarded([&] { net->net->resize(width, height); });
+}
+
+int dn_network_forward(dn_network* net, const float* input, const float** output) {
+  if (!net) return null_arg("net");
+  if (!input) return null_arg("input");
+  if (!output) return null_arg("output");
+  return guarded([&] { *output = net->net->forward(input); });
+}
+
+int dn_network_save_weights(const dn_network* net, const char* path) {
+  if (!net) return null_arg("net");
+  if (!path) return null_arg("path");
+  return guarded([&] { net->net->save_weights(path); });
+}
+
+}  // extern "C"

@@ -1,0 +1,37 @@
+/* darknet_py C API: load a Darknet cfg/weights, run forward, read outputs.
+ * Opaque handles, explicit ownership; every call returns a status (0 = ok) and
+ * dn_last_error() describes the most recent failure on this thread. */
+#ifndef DARKNET_PY_H
+#define DARKNET_PY_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct dn_network dn_network;
+
+/* Thread-local message of the last failed call ("" if none). */
+const char* dn_last_error(void);
+
+/* Builds a network from a .cfg file with the given batch (0 keeps the cfg's). */
+int dn_network_load(const char* cfg_path, const char* weights_path /* may be NULL */, int batch, dn_network** out);
+void dn_network_free(dn_network* net);
+
+int dn_network_input_shape(const dn_network* net, int* batch, int* channels, int* height, int* width);
+int dn_network_output_shape(const dn_network* net, int* channels, int* height, int* width);
+int dn_network_layer_count(const dn_network* net);
+/* Changes the input size in place (weights kept). */
+int dn_network_resize(dn_network* net, int width, int height);
+
+/* input: batch*channels*height*width floats (NCHW). output: receives a pointer to the
+ * network-owned output (batch*C*H*W floats), valid until the next call on net. */
+int dn_network_forward(dn_network* net, const float* input, const float** output);
+
+int dn_network_save_weights(const dn_network* net, const char* path);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,56 @@
+// Batch-norm arithmetic in Darknet's layout (batch, filters, spatial), with the
+// declared semantics: normalise by sqrt(var + 1e-5) in training and inference.
+#pragma once
+#include <math.h>
+
+#include <cmath>
+#include <cstddef>
+
+#include "core/hd.hpp"
+
+namespace dn {
+
+constexpr float kBatchNormEpsilon = 1e-5f;
+
+DN_HD float bn_normalize(float x, float mean, float variance) {
+  return (x - mean) / sqrtf(variance + kBatchNormEpsilon);
+}
+
+// The per-element pieces the CPU loops (batchnorm.cpp, convolutional.cpp) and
+// the CUDA kernels (cuda/batchnorm.cu) share, written once so both round alike.
+// 1 / sqrt(var + eps), computed once per filter.
+DN_HD float bn_inv_std(float variance) { return 1.f / sqrtf(variance + kBatchNormEpsilon); }
+// Normalisation with the per-filter factor above: (x - mean) * inv_std.
+DN_HD float bn_apply(float x, float mean, float inv_std) { return (x - mean) * inv_std; }
+// Rolling statistics as Darknet: 0.99 * old + 0.01 * batch value.
+DN_HD float bn_rolling(float old_value, float batch_value) { return .99f * old_value + .01f * batch_value; }
+// Darknet's mean_delta / variance_delta from the per-filter sums
+// sum(delta) and sum(delta * (x - mean)) (accumulated in double).
+DN_HD float bn_mean_delta(double delta_sum, float variance) {
+  const float var_eps = variance + kBatchNormEpsilon;
+  return (float)(delta_sum * (-1.0 / ::sqrt((double)var_eps)));
+}
+DN_HD float bn_variance_delta(double centered_sum, float variance) {
+  const float var_eps = variance + kBatchNormEpsilon;
+  return (float)(centered_sum * -.5 * ::pow((double)var_eps, -1.5));
+}
+// Darknet's normalize_delta for one element; n = batch * spatial.
+DN_HD float bn_input_delta(float delta, float inv_std, float variance_delta, float x, float mean, float mean_delta,
+                           float n) {
+  return delta * inv_std + variance_delta * 2.f * (x - mean) / n + mean_delta / n;
+}
+
+// Per-filter mean and variance (divisor N-1, as Darknet) over batch*spatial.
+void bn_mean_variance(const float* x, int batch, int filters, int spatial, float* mean, float* variance);
+void bn_normalize_array(float* x, const float* mean, const float* variance, int batch, int filters, int spatial);
+void scale_bias(float* x, const float* scales, int batch, int filters, int spatial);
+void add_bias(float* x, const float* biases, int batch, int filters, int spatial);
+// updates[f] += sum over batch/spatial of delta (bias) or delta*x_norm (scale).
+void backward_bias(float* bias_updates, const float* delta, int batch, int filters, int spatial);
+void backward_scale(const float* x_norm, const float* delta, int batch, int filters, int spatial,
+                    float* scale_updates);
+// Darknet's batch-norm input gradient (mean_delta, variance_delta, normalize_delta).
+void bn_backward_delta(const float* x, const float* mean, const float* variance, int batch, int filters,
+                       int spatial, float* mean_delta, float* variance_delta, float* delta);
+
+}  // namespace dn

@@ -1,0 +1,42 @@
+// Fast inference convolution: BN folded into a per-filter scale and bias
+// applied in the GEMM epilogue together with the activation, B panels packed
+// straight from the image (no im2col buffer; 1x1 stride-1 convs read the input
+// as the B matrix). Not yet here: Winograd for 3x3 stride-1 convs (see the
+// perf notes: worth it at 208..26 px; at 13x13 / batch 1 it loses to the GEMM).
+// The plain path in layers/convolutional.cpp stays the reference.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "kernels/activations.hpp"
+
+namespace dn {
+
+struct ConvShape {
+  int batch = 1, c = 0, h = 0, w = 0;
+  int filters = 0, size = 1, stride = 1, pad = 0, groups = 1;
+  int out_h = 0, out_w = 0;
+};
+
+// Per-filter y = act(scale[f] * conv + bias[f]); scale may be null (no BN).
+struct ConvEpilogue {
+  const float* scale = nullptr;
+  const float* bias = nullptr;
+  Activation act = Activation::Linear;
+};
+
+// Folds BN (rolling statistics) into scale/bias: scale = gamma / sqrt(var + eps),
+// bias = beta - mean * scale. Without BN, scale is empty and bias = biases.
+void fold_batchnorm(int filters, const float* biases, const float* scales, const float* mean, const float* var,
+                    std::vector<float>& out_scale, std::vector<float>& out_bias);
+
+// output[batch, filters, out_h, out_w] from input[batch, c, h, w] and weights
+// [filters, c/groups, size, size] (Darknet order).
+void conv_forward_fast(const ConvShape& s, const float* input, const float* weights, const ConvEpilogue& ep,
+                       float* output);
+
+// Packs a kc x width panel of the virtual im2col matrix of one image/group.
+void pack_im2col_panel(const ConvShape& s, const float* image, int k0, int kc, int j0, int nr, int width, float* dst);
+
+}  // namespace dn

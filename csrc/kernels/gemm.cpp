@@ -1,0 +1,477 @@
+// Packed, register-blocked SGEMM with run-time ISA dispatch.
+//
+// Loop structure (BLIS-like, sized for 2 cores with 48 KB L1 / 2 MB L2):
+//   for each block of up to kPanelsPerBlock B panels (jc)
+//     for each K block of kGemmKC rows (pc)
+//       pack the B block into panels  [panel][kc][width]     (threads split panels)
+//       for each (8-row strip of A, panel) micro-tile         (threads split strips or panels)
+//         8 x width tile of C += A[strip, pc] * Bpanel over kc, epilogue on the last pc
+// A is read in place: the micro-kernel broadcasts A(i, k) from memory (AVX-512
+// embedded broadcast), so a conv's weights are never copied or re-packed.
+//
+// Napkin math for the AVX-512 8 x 48 kernel: per k step, 3 B loads + 8
+// broadcast-FMAs x 3 = 24 FMAs on 24 zmm accumulators; two FMA ports -> 12
+// cycles per k step if the 11 loads (3 ports) keep up, i.e. the kernel is
+// FMA-bound at 64 flop/cycle/core.
+#include "kernels/gemm.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <immintrin.h>
+#include <memory>
+#include <vector>
+
+#include "core/error.hpp"
+
+namespace dn {
+
+void gemm_reference(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+                    const float* B, int ldb, float beta, float* C, int ldc) {
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) {
+      double sum = 0;
+      for (int k = 0; k < K; ++k) {
+        float a = trans_a ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
+        float b = trans_b ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+        sum += (double)a * b;
+      }
+      float& c = C[(size_t)i * ldc + j];
+      c = (float)(alpha * sum + (beta == 0.f ? 0.f : beta * c));
+    }
+}
+
+namespace {
+
+constexpr int MR = kGemmMR;
+constexpr int NR = kGemmNR;
+constexpr int KC = kGemmKC;
+constexpr int KCmax = 384;  // buffers hold up to KCmax rows per panel
+constexpr int kPanelsPerBlock = 32;  // 1536 columns: a 256 x 1536 B block is 1.5 MB (fits 2 x L2)
+constexpr int kPanelsPerGroup = 8;   // wide GEMMs: 8 panels x 256 x 48 floats = 384 KB per thread (L2)
+constexpr size_t kFullPackFloats = (size_t)8 << 20;  // pack all of B up front when <= 32 MB
+
+enum : int { kAccumulate = 1, kEpilogue = 2 };
+
+// Arguments of one micro-tile.
+struct Tile {
+  int kc;
+  const float* a;  // A(strip row 0, k0)
+  ptrdiff_t rs, cs;
+  int mv;          // valid rows (<= MR)
+  const float* b;  // packed panel, row stride = width
+  float* c;
+  ptrdiff_t ldc;
+  int nv;          // valid columns (<= width)
+  int flags;
+  const float* scale;  // already offset to the strip's first row (or null)
+  const float* bias;
+  Activation act;
+};
+
+// Shared scalar epilogue: t holds the MR x width accumulator tile.
+inline void store_tile(const Tile& t, const float* acc, int width) {
+  for (int i = 0; i < t.mv; ++i) {
+    float* c = t.c + i * t.ldc;
+    const float* r = acc + i * width;
+    const bool epi = t.flags & kEpilogue;
+    const float s = (epi && t.scale) ? t.scale[i] : 1.f;
+    const float bi = (epi && t.bias) ? t.bias[i] : 0.f;
+    for (int j = 0; j < t.nv; ++j) {
+      float v = r[j];
+      if (t.flags & kAccumulate) v += c[j];
+      if (epi) v = activate(v * s + bi, t.act);
+      c[j] = v;
+    }
+  }
+}
+
+// ---------------------------------------------------------------- plain C++
+template <int W>
+void ukr_plain(const Tile& t) {
+  alignas(64) float acc[MR * W] = {};
+  const float* ap[MR];
+  for (int i = 0; i < MR; ++i) ap[i] = t.a + (i < t.mv ? i : t.mv - 1) * t.rs;
+  for (int k = 0; k < t.kc; ++k) {
+    const float* b = t.b + (size_t)k * W;
+    for (int i = 0; i < MR; ++i) {
+      const float a = ap[i][k * t.cs];
+      float* r = acc + i * W;
+#pragma omp simd
+      for (int j = 0; j < W; ++j) r[j] += a * b[j];
+    }
+  }
+  store_tile(t, acc, W);
+}
+
+// ---------------------------------------------------------------- AVX2 + FMA
+// 4 rows x 16 columns at a time (8 ymm accumulators), looping over the tile.
+template <int W>
+__attribute__((target("avx2,fma"))) void ukr_avx2(const Tile& t) {
+  alignas(64) float acc[MR * W];
+  const float* ap[MR];
+  for (int i = 0; i < MR; ++i) ap[i] = t.a + (i < t.mv ? i : t.mv - 1) * t.rs;
+  const ptrdiff_t cs = t.cs;
+  for (int i0 = 0; i0 < MR; i0 += 4) {
+    if (i0 >= t.mv) break;
+    for (int j0 = 0; j0 < W; j0 += 16) {
+      __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(),
+             c11 = _mm256_setzero_ps(), c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(),
+             c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+      const float *a0 = ap[i0], *a1 = ap[i0 + 1], *a2 = ap[i0 + 2], *a3 = ap[i0 + 3];
+      const float* b = t.b + j0;
+      for (int k = 0; k < t.kc; ++k) {
+        const __m256 b0 = _mm256_loadu_ps(b + (size_t)k * W), b1 = _mm256_loadu_ps(b + (size_t)k * W + 8);
+        __m256 x = _mm256_broadcast_ss(a0 + k * cs);
+        c00 = _mm256_fmadd_ps(x, b0, c00);
+        c01 = _mm256_fmadd_ps(x, b1, c01);
+        x = _mm256_broadcast_ss(a1 + k * cs);
+        c10 = _mm256_fmadd_ps(x, b0, c10);
+        c11 = _mm256_fmadd_ps(x, b1, c11);
+        x = _mm256_broadcast_ss(a2 + k * cs);
+        c20 = _mm256_fmadd_ps(x, b0, c20);
+        c21 = _mm256_fmadd_ps(x, b1, c21);
+        x = _mm256_broadcast_ss(a3 + k * cs);
+        c30 = _mm256_fmadd_ps(x, b0, c30);
+        c31 = _mm256_fmadd_ps(x, b1, c31);
+      }
+      float* r = acc + i0 * W + j0;
+      _mm256_store_ps(r, c00);
+      _mm256_store_ps(r + 8, c01);
+      _mm256_store_ps(r + W, c10);
+      _mm256_store_ps(r + W + 8, c11);
+      _mm256_store_ps(r + 2 * W, c20);
+      _mm256_store_ps(r + 2 * W + 8, c21);
+      _mm256_store_ps(r + 3 * W, c30);
+      _mm256_store_ps(r + 3 * W + 8, c31);
+    }
+  }
+  store_tile(t, acc, W);
+}
+
+// ---------------------------------------------------------------- AVX-512
+template <int NV>
+__attribute__((target("avx512f"))) void ukr_avx512(const Tile& t) {
+  constexpr int W = NV * 16;
+  __m512 acc[MR][NV];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 3
+    for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_setzero_ps();
+  const float* ap[MR];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) ap[i] = t.a + (i < t.mv ? i : t.mv - 1) * t.rs;
+  const float* b = t.b;
+  const int kc = t.kc;
+  if (t.cs == 1) {
+    for (int k = 0; k < kc; ++k) {
+      __m512 bv[NV];
+#pragma GCC unroll 3
+      for (int j = 0; j < NV; ++j) bv[j] = _mm512_loadu_ps(b + (size_t)k * W + 16 * j);
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i) {
+        const __m512 x = _mm512_set1_ps(ap[i][k]);
+#pragma GCC unroll 3
+        for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_fmadd_ps(x, bv[j], acc[i][j]);
+      }
+    }
+  } else {
+    const ptrdiff_t cs = t.cs;
+    for (int k = 0; k < kc; ++k) {
+      __m512 bv[NV];
+#pragma GCC unroll 3
+      for (int j = 0; j < NV; ++j) bv[j] = _mm512_loadu_ps(b + (size_t)k * W + 16 * j);
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i) {
+        const __m512 x = _mm512_set1_ps(ap[i][k * cs]);
+#pragma GCC unroll 3
+        for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_fmadd_ps(x, bv[j], acc[i][j]);
+      }
+    }
+  }
+  const bool epi = t.flags & kEpilogue;
+  const bool vec_act = t.act == Activation::Linear || t.act == Activation::Leaky || t.act == Activation::Relu;
+  if (epi && !vec_act) {  // rare activations: vector store, scalar finish
+    alignas(64) float tile[MR * W];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 3
+      for (int j = 0; j < NV; ++j) _mm512_store_ps(tile + i * W + 16 * j, acc[i][j]);
+    store_tile(t, tile, W);
+    return;
+  }
+  __mmask16 mask[NV];
+#pragma GCC unroll 3
+  for (int j = 0; j < NV; ++j) {
+    const int n = std::min(16, std::max(0, t.nv - 16 * j));
+    mask[j] = (__mmask16)((1u << n) - 1u);
+  }
+  const __m512 tenth = _mm512_set1_ps(.1f), zero = _mm512_setzero_ps();
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+    if (i >= t.mv) break;
+    float* c = t.c + i * t.ldc;
+    const __m512 s = _mm512_set1_ps(epi && t.scale ? t.scale[i] : 1.f);
+    const __m512 bi = _mm512_set1_ps(epi && t.bias ? t.bias[i] : 0.f);
+#pragma GCC unroll 3
+    for (int j = 0; j < NV; ++j) {
+      __m512 v = acc[i][j];
+      if (t.flags & kAccumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask[j], c + 16 * j));
+      if (epi) {
+        v = _mm512_fmadd_ps(v, s, bi);
+        if (t.act == Activation::Leaky) {
+          const __mmask16 neg = _mm512_cmp_ps_mask(v, zero, _CMP_LE_OQ);  // Darknet: x > 0 ? x : .1x
+          v = _mm512_mask_mul_ps(v, neg, v, tenth);
+        } else if (t.act == Activation::Relu) {
+          v = _mm512_max_ps(v, zero);
+        }
+      }
+      _mm512_mask_storeu_ps(c + 16 * j, mask[j], v);
+    }
+  }
+}
+
+using Ukr = void (*)(const Tile&);
+// [isa][width/16 - 1]
+const Ukr kKernels[3][3] = {
+    {ukr_plain<16>, ukr_plain<32>, ukr_plain<48>},
+    {ukr_avx2<16>, ukr_avx2<32>, ukr_avx2<48>},
+    {ukr_avx512<1>, ukr_avx512<2>, ukr_avx512<3>},
+};
+
+CpuIsa detect_isa() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return CpuIsa::Avx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return CpuIsa::Avx2;
+  return CpuIsa::Plain;
+}
+
+std::atomic<int> g_isa{-1};
+
+// A reusable 64-byte-aligned scratch buffer (no zeroing, no page faults after the first call).
+struct Scratch {
+  float* p = nullptr;
+  size_t n = 0;
+  ~Scratch() { std::free(p); }
+  float* get(size_t need) {
+    if (need > n) {
+      std::free(p);
+      p = static_cast<float*>(std::aligned_alloc(64, ((need * sizeof(float) + 63) / 64) * 64));
+      if (!p) fail("gemm: out of memory for a ", need, "-float packing buffer");
+      n = need;
+    }
+    return p;
+  }
+};
+
+inline int panel_width(int nr) { return (nr + 15) / 16 * 16; }
+
+}  // namespace
+
+CpuIsa cpu_isa_best() {
+  static const CpuIsa best = detect_isa();
+  return best;
+}
+
+CpuIsa cpu_isa() {
+  int v = g_isa.load(std::memory_order_relaxed);
+  if (v < 0) {
+    CpuIsa isa = cpu_isa_best();
+    if (const char* env = std::getenv("DARKNET_PY_ISA")) {
+      const std::string s = env;
+      if (s == "plain") isa = CpuIsa::Plain;
+      else if (s == "avx2" && isa >= CpuIsa::Avx2) isa = CpuIsa::Avx2;
+    }
+    v = (int)isa;
+    g_isa.store(v);
+  }
+  return (CpuIsa)v;
+}
+
+const char* cpu_isa_name(CpuIsa isa) {
+  switch (isa) {
+    case CpuIsa::Avx512: return "avx512";
+    case CpuIsa::Avx2: return "avx2";
+    case CpuIsa::Plain: return "plain";
+  }
+  return "?";
+}
+
+void set_cpu_isa(const std::string& name) {
+  CpuIsa want;
+  if (name == "auto") want = cpu_isa_best();
+  else if (name == "avx512") want = CpuIsa::Avx512;
+  else if (name == "avx2") want = CpuIsa::Avx2;
+  else if (name == "plain") want = CpuIsa::Plain;
+  else fail("unknown CPU kernel '", name, "' (auto, avx512, avx2, plain)");
+  if (want > cpu_isa_best())
+    fail("this CPU does not support the ", name, " kernels (best: ", cpu_isa_name(cpu_isa_best()), ")");
+  g_isa.store((int)want);
+}
+
+void gemm_packed(int M, int N, int K, const float* A, ptrdiff_t rs_a, ptrdiff_t cs_a, const PackB& pack_b, float* C,
+                 ptrdiff_t ldc, bool accumulate, const GemmEpilogue* ep) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {  // empty sum: C = epilogue(accumulate ? C : 0)
+    for (int i = 0; i < M; ++i)
+      for (int j = 0; j < N; ++j) {
+        float& c = C[i * ldc + j];
+        float v = accumulate ? c : 0.f;
+        if (ep) v = activate(v * (ep->scale ? ep->scale[i] : 1.f) + (ep->bias ? ep->bias[i] : 0.f), ep->act);
+        c = v;
+      }
+    return;
+  }
+  const Ukr* kernels = kKernels[(int)cpu_isa()];
+  const int strips = (M + MR - 1) / MR;
+  const int panels = (N + NR - 1) / NR;
+  const int threads = std::max(1, omp_get_max_threads());
+  const Activation act = ep ? ep->act : Activation::Linear;
+  // Even K blocks of at most KC (K up to KCmax stays one block): no thin tail
+  // block that reloads and stores all of C for a few k steps.
+  const int KB = K <= KCmax ? K : (K + (K + KC - 1) / KC - 1) / ((K + KC - 1) / KC);
+  const int kblocks = (K + KB - 1) / KB;
+
+  // One micro-tile: rows [8s, 8s+8) x the columns of panel p (global index),
+  // k rows [k0, k0+kc), B panel at b (row stride = panel width).
+  auto run_tile = [&](int s, int p, int k0, int kc, const float* b) {
+    const int j0 = p * NR;
+    const int nr = std::min(NR, N - j0);
+    const int width = panel_width(nr);
+    const int i0 = s * MR;
+    Tile t;
+    t.kc = kc;
+    t.a = A + i0 * rs_a + (ptrdiff_t)k0 * cs_a;
+    t.rs = rs_a;
+    t.cs = cs_a;
+    t.mv = std::min(MR, M - i0);
+    t.b = b;
+    t.c = C + i0 * ldc + j0;
+    t.ldc = ldc;
+    t.nv = nr;
+    t.flags = ((accumulate || k0 > 0) ? kAccumulate : 0) | ((ep && k0 + kc >= K) ? kEpilogue : 0);
+    t.scale = ep && ep->scale ? ep->scale + i0 : nullptr;
+    t.bias = ep && ep->bias ? ep->bias + i0 : nullptr;
+    t.act = act;
+    kernels[width / 16 - 1](t);
+  };
+  auto pack_panel = [&](int p, int k0, int kc, float* dst) {
+    const int j0 = p * NR;
+    const int nr = std::min(NR, N - j0);
+    pack_b(k0, kc, j0, nr, panel_width(nr), dst);
+  };
+
+  // Threads share out the work with as few barriers as possible: on a loaded
+  // machine each barrier can cost a scheduler time slice.
+  const size_t full_pack = (size_t)panels * K * NR;
+  if (strips >= panels && full_pack <= kFullPackFloats) {
+    // Deep layers (many filters, few pixels): pack all of B once (one barrier),
+    // then threads take groups of strips; per K block the B slice stays in L2.
+    static thread_local Scratch scratch;
+    float* bbuf = scratch.get(full_pack);
+    const int chunk = std::max(1, strips / (threads * 4));
+#pragma omp parallel num_threads(threads)
+    {
+#pragma omp for schedule(static) collapse(2)
+      for (int p = 0; p < panels; ++p)
+        for (int kb = 0; kb < kblocks; ++kb) {
+          const int k0 = kb * KB, kc = std::min(KB, K - k0);
+          const int width = panel_width(std::min(NR, N - p * NR));
+          pack_panel(p, k0, kc, bbuf + (size_t)p * K * NR + (size_t)k0 * width);
+        }
+#pragma omp for schedule(dynamic, 1)
+      for (int s0 = 0; s0 < strips; s0 += chunk)
+        for (int k0 = 0; k0 < K; k0 += KB) {
+          const int kc = std::min(KB, K - k0);
+          for (int s = s0; s < std::min(strips, s0 + chunk); ++s)
+            for (int p = 0; p < panels; ++p) {
+              const int width = panel_width(std::min(NR, N - p * NR));
+              run_tile(s, p, k0, kc, bbuf + (size_t)p * K * NR + (size_t)k0 * width);
+            }
+        }
+    }
+  } else if (strips < panels) {
+    // Wide layers (many pixels): threads take groups of panels and pack their
+    // own B; no barrier until the end.
+    const int group = std::max(1, std::min(kPanelsPerGroup, panels / (threads * 4)));
+#pragma omp parallel num_threads(threads)
+    {
+      static thread_local Scratch scratch;
+      float* bbuf = scratch.get((size_t)group * KCmax * NR);
+#pragma omp for schedule(dynamic, 1)
+      for (int p0 = 0; p0 < panels; p0 += group) {
+        const int np = std::min(group, panels - p0);
+        for (int k0 = 0; k0 < K; k0 += KB) {
+          const int kc = std::min(KB, K - k0);
+          for (int q = 0; q < np; ++q) pack_panel(p0 + q, k0, kc, bbuf + (size_t)q * KCmax * NR);
+          for (int s = 0; s < strips; ++s)
+            for (int q = 0; q < np; ++q) run_tile(s, p0 + q, k0, kc, bbuf + (size_t)q * KCmax * NR);
+        }
+      }
+    }
+  } else {
+    // Many strips and a B too large to pack whole (training GEMMs with a long
+    // K): shared B blocks, two barriers per block.
+    static thread_local Scratch scratch;
+    const int block_panels = std::min(panels, kPanelsPerBlock);
+    float* bbuf = scratch.get((size_t)block_panels * KCmax * NR);
+#pragma omp parallel num_threads(threads)
+    {
+      for (int jb = 0; jb < panels; jb += block_panels) {
+        const int nb = std::min(block_panels, panels - jb);
+        for (int k0 = 0; k0 < K; k0 += KB) {
+          const int kc = std::min(KB, K - k0);
+#pragma omp for schedule(static)
+          for (int q = 0; q < nb; ++q) pack_panel(jb + q, k0, kc, bbuf + (size_t)q * KCmax * NR);
+#pragma omp for schedule(static)
+          for (int s = 0; s < strips; ++s)
+            for (int q = 0; q < nb; ++q) run_tile(s, jb + q, k0, kc, bbuf + (size_t)q * KCmax * NR);
+        }
+      }
+    }
+  }
+}
+
+void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
+          int ldb, float beta, float* C, int ldc) {
+  if (M <= 0 || N <= 0) return;
+  const bool skip_product = K <= 0 || alpha == 0.f;
+  if (beta != 1.f || skip_product) {
+#pragma omp parallel for schedule(static) if ((size_t)M * N > 65536)
+    for (int i = 0; i < M; ++i) {
+      float* c = C + (size_t)i * ldc;
+      if (beta == 0.f)
+        std::fill(c, c + N, 0.f);
+      else if (beta != 1.f)
+        for (int j = 0; j < N; ++j) c[j] *= beta;
+    }
+  }
+  if (skip_product) return;
+  PackB pack = [=](int k0, int kc, int j0, int nr, int width, float* dst) {
+    if (!trans_b) {
+      for (int k = 0; k < kc; ++k) {
+        const float* src = B + (size_t)(k0 + k) * ldb + j0;
+        float* d = dst + (size_t)k * width;
+        if (alpha == 1.f)
+          std::memcpy(d, src, sizeof(float) * nr);
+        else
+          for (int j = 0; j < nr; ++j) d[j] = alpha * src[j];
+        for (int j = nr; j < width; ++j) d[j] = 0.f;
+      }
+    } else {
+      for (int j = 0; j < nr; ++j) {
+        const float* src = B + (size_t)(j0 + j) * ldb + k0;
+        for (int k = 0; k < kc; ++k) dst[(size_t)k * width + j] = alpha * src[k];
+      }
+      for (int k = 0; k < kc; ++k)
+        for (int j = nr; j < width; ++j) dst[(size_t)k * width + j] = 0.f;
+    }
+  };
+  const ptrdiff_t rs = trans_a ? 1 : lda, cs = trans_a ? lda : 1;
+  gemm_packed(M, N, K, A, rs, cs, pack, C, ldc, /*accumulate=*/true, nullptr);
+}
+
+}  // namespace dn

@@ -1,0 +1,57 @@
+// Single-precision GEMM on row-major matrices:
+//   C[M,N] = alpha * op(A) * op(B) + beta * C,  op(X) = X or X^T.
+// lda/ldb/ldc are row strides as stored. Multi-threaded with OpenMP.
+//
+// The fast path (gemm, gemm_packed) packs B into column panels of 16/32/48
+// floats and runs a register-blocked 8 x 48 micro-kernel (AVX-512: 24 zmm
+// accumulators, A broadcast straight from memory, so A is never packed). The
+// instruction set is chosen at run time (AVX-512 / AVX2+FMA / plain C++), so
+// one build runs anywhere; set_cpu_isa() forces a lower one (tests, benches).
+#pragma once
+#include <cstddef>
+#include <functional>
+#include <string>
+
+#include "kernels/activations.hpp"
+
+namespace dn {
+
+void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
+          int ldb, float beta, float* C, int ldc);
+
+// The plain triple loop, kept as the reference the fast path is tested against.
+void gemm_reference(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+                    const float* B, int ldb, float beta, float* C, int ldc);
+
+// ---- run-time kernel selection
+enum class CpuIsa { Plain = 0, Avx2 = 1, Avx512 = 2 };
+CpuIsa cpu_isa();                        // the kernel family in use
+CpuIsa cpu_isa_best();                   // the best this CPU supports
+const char* cpu_isa_name(CpuIsa isa);    // "avx512", "avx2", "plain"
+// "auto" | "avx512" | "avx2" | "plain"; throws DarknetError when the CPU lacks it.
+void set_cpu_isa(const std::string& name);
+
+// ---- the packed driver used by conv and gemm
+constexpr int kGemmMR = 8;       // rows of C per micro-tile
+constexpr int kGemmNR = 48;      // widest B panel (3 x 16 floats)
+constexpr int kGemmKC = 256;     // depth of one packed block
+
+// What the last K block applies to each C value: y = act(scale[i] * sum + bias[i]).
+struct GemmEpilogue {
+  const float* scale = nullptr;  // per row of C, nullptr = 1
+  const float* bias = nullptr;   // per row of C, nullptr = 0
+  Activation act = Activation::Linear;
+};
+
+// Fills a kc x width panel (row stride `width`, width in {16, 32, 48}) with
+// rows [k0, k0+kc) and columns [j0, j0+nr) of the (virtual) B matrix; columns
+// nr..width-1 must be zero.
+using PackB = std::function<void(int k0, int kc, int j0, int nr, int width, float* dst)>;
+
+// C[M,N] (+)= A[M,K] * B[K,N], then the epilogue. A's element (i, k) is at
+// A[i * rs_a + k * cs_a] (so a transposed A is rs_a = 1, cs_a = lda).
+// accumulate=false overwrites C. Runs its own OpenMP parallel region.
+void gemm_packed(int M, int N, int K, const float* A, ptrdiff_t rs_a, ptrdiff_t cs_a, const PackB& pack_b, float* C,
+                 ptrdiff_t ldc, bool accumulate, const GemmEpilogue* ep);
+
+}  // namespace dn

@@ -1,0 +1,92 @@
+// [reorg]: Darknet's passthrough reorganisation. Its index mapping is NOT the
+// usual space-to-depth (see the reference README): the formula lives in
+// kernels/reorg_index.hpp, shared with the CUDA kernel.
+#include <cstdio>
+
+#include "kernels/reorg_index.hpp"
+#include "layers/layers.hpp"
+
+namespace dn {
+
+class ReorgLayer : public Layer {
+ public:
+  int stride = 2;
+  bool reverse = false;
+
+  void compute_shape() {
+    if (reverse) {
+      out_w = w * stride;
+      out_h = h * stride;
+      out_c = c / (stride * stride);
+    } else {
+      out_w = w / stride;
+      out_h = h / stride;
+      out_c = c * stride * stride;
+    }
+    inputs = (size_t)w * h * c;
+    outputs = (size_t)out_w * out_h * out_c;
+  }
+  void resize(int nw, int nh) override {
+    w = nw;
+    h = nh;
+    if (!reverse && (w % stride || h % stride))
+      fail("layer ", index, " (reorg): input ", w, "x", h, " not divisible by stride ", stride);
+    compute_shape();
+    allocate();
+  }
+  // Darknet: non-reverse forward gathers (out[i] = in[reorg_index(i)]) using the
+  // INPUT dims; reverse scatters. Backward is the inverse of each.
+  void forward(NetState& s) override { run(s.input, output.data(), !reverse, false); }
+  void backward(NetState& s) override {
+    if (s.delta) run(delta.data(), s.delta, reverse, true);
+  }
+  std::string describe() const override {
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "reorg              /%2d  %4d x%4d x%4d   ->  %4d x%4d x%4d", stride, w, h, c,
+                  out_w, out_h, out_c);
+    return buf;
+  }
+
+ private:
+  // gather: dst[linear] = src[mapped]; else dst[mapped] = src[linear]. The
+  // linear index always runs over the INPUT dims, as Darknet passes them.
+  void run(const float* src, float* dst, bool gather, bool accumulate) {
+    const long total = (long)batch * c * h * w;
+#pragma omp parallel for schedule(static) if (total > 65536)
+    for (long linear = 0; linear < total; ++linear) {
+      const long mapped = reorg_index(linear, w, h, c, stride);
+      if (gather) {
+        if (accumulate) dst[linear] += src[mapped]; else dst[linear] = src[mapped];
+      } else {
+        if (accumulate) dst[mapped] += src[linear]; else dst[mapped] = src[linear];
+      }
+    }
+  }
+};
+
+std::unique_ptr<Layer> make_reorg(const CfgSection& s, const LayerInput& in, Network&) {
+  auto l = std::make_unique<ReorgLayer>();
+  l->type = "reorg";
+  l->batch = in.batch;
+  l->w = in.w;
+  l->h = in.h;
+  l->c = in.c;
+  l->stride = s.get_int("stride", 1);
+  l->reverse = s.get_int("reverse", 0) != 0;
+  s.touch("flatten");
+  s.touch("extra");
+  if (s.get_int("flatten", 0) || s.get_int("extra", 0)) s.fail_section("reorg flatten/extra are not supported");
+  if (l->stride <= 0) s.fail_key("stride", "must be > 0");
+  const int s2 = l->stride * l->stride;
+  if (l->reverse) {
+    if (in.c % s2) s.fail_key("stride", "reverse reorg needs channels (" + std::to_string(in.c) + ") divisible by stride^2");
+  } else {
+    if (in.w % l->stride || in.h % l->stride)
+      s.fail_key("stride", "input " + std::to_string(in.w) + "x" + std::to_string(in.h) + " not divisible by stride");
+  }
+  l->compute_shape();
+  l->allocate();
+  return l;
+}
+
+}  // namespace dn

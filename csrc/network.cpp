@@ -1,0 +1,460 @@
+#include "network.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cerrno>
+#include <unistd.h>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "layers/layers.hpp"
+
+namespace dn {
+
+namespace {
+
+using Factory = std::unique_ptr<Layer> (*)(const CfgSection&, const LayerInput&, Network&);
+
+Factory factory_for(const std::string& type) {
+  if (type == "convolutional" || type == "conv") return make_convolutional;
+  if (type == "maxpool" || type == "max") return make_maxpool;
+  if (type == "avgpool" || type == "avg") return make_avgpool;
+  if (type == "route") return make_route;
+  if (type == "reorg") return make_reorg;
+  if (type == "region") return make_region;
+  if (type == "softmax" || type == "soft") return make_softmax;
+  if (type == "cost") return make_cost;
+  if (type == "dropout") return make_dropout;
+  return nullptr;
+}
+
+bool is_darknet_type(const std::string& type) {
+  static const char* known[] = {"shortcut", "connected", "conn", "crop", "detection", "local", "yolo", "upsample",
+                                "batchnorm", "normalization", "lstm", "rnn", "gru", "crnn", "deconvolutional",
+                                "deconv", "activation", "logistic", "l2norm", "iseg", "xnor"};
+  for (const char* k : known)
+    if (type == k) return true;
+  return false;
+}
+
+void parse_net_options(const CfgSection& s, NetOptions& o) {
+  const int cfg_batch = s.get_int("batch", 1);
+  o.subdivisions = s.get_int("subdivisions", 1);
+  if (cfg_batch <= 0) s.fail_key("batch", "must be > 0");
+  if (o.subdivisions <= 0) s.fail_key("subdivisions", "must be > 0");
+  if (cfg_batch % o.subdivisions)
+    s.fail_key("subdivisions", "batch " + std::to_string(cfg_batch) + " is not divisible by subdivisions");
+  o.batch = cfg_batch / o.subdivisions;
+  o.learning_rate = s.get_float("learning_rate", .001f);
+  o.momentum = s.get_float("momentum", .9f);
+  o.decay = s.get_float("decay", .0001f);
+  o.time_steps = s.get_int("time_steps", 1);
+  o.notruth = s.get_int("notruth", 0);
+  o.random = s.get_int("random", 0);
+  o.adam = s.get_int("adam", 0);
+  o.B1 = s.get_float("B1", .9f);
+  o.B2 = s.get_float("B2", .999f);
+  o.eps = s.get_float("eps", 1e-7f);
+  o.h = s.get_int("height", 0);
+  o.w = s.get_int("width", 0);
+  o.c = s.get_int("channels", 0);
+  o.inputs = s.get_int("inputs", o.h * o.w * o.c);
+  o.max_crop = s.get_int("max_crop", o.w * 2);
+  o.min_crop = s.get_int("min_crop", o.w);
+  o.max_ratio = s.get_float("max_ratio", (float)o.max_crop / (o.w ? o.w : 1));
+  o.min_ratio = s.get_float("min_ratio", (float)o.min_crop / (o.w ? o.w : 1));
+  o.center = s.get_int("center", 0);
+  o.clip = s.get_float("clip", 0.f);
+  o.flip = s.get_int("flip", 1);
+  o.angle = s.get_float("angle", 0.f);
+  o.aspect = s.get_float("aspect", 1.f);
+  o.saturation = s.get_float("saturation", 1.f);
+  o.exposure = s.get_float("exposure", 1.f);
+  o.hue = s.get_float("hue", 0.f);
+  if (o.w <= 0 || o.h <= 0 || o.c <= 0) {
+    if (!s.has("width")) s.fail_section("missing required key 'width'");
+    if (!s.has("height")) s.fail_section("missing required key 'height'");
+    if (!s.has("channels")) s.fail_section("missing required key 'channels'");
+    if (o.w <= 0) s.fail_key("width", "must be > 0");
+    if (o.h <= 0) s.fail_key("height", "must be > 0");
+    s.fail_key("channels", "must be > 0");
+  }
+  o.policy_name = s.get_str("policy", "constant");
+  o.burn_in = s.get_int("burn_in", 0);
+  o.power = s.get_float("power", 4.f);
+  o.burn_in_power = o.power;
+  o.max_batches = s.get_int("max_batches", 0);
+  const std::string& p = o.policy_name;
+  if (p == "constant") {
+    o.policy = LearningRatePolicy::Constant;
+  } else if (p == "step") {
+    o.policy = LearningRatePolicy::Step;
+    o.step = s.get_int("step", 1);
+    o.scale = s.get_float("scale", 1.f);
+    if (o.step <= 0) s.fail_key("step", "must be > 0");
+  } else if (p == "steps") {
+    o.policy = LearningRatePolicy::Steps;
+    o.steps = s.get_ints("steps");
+    o.scales = s.get_floats("scales");
+    if (o.steps.empty()) s.fail_section("policy=steps needs 'steps'");
+    if (o.steps.size() != o.scales.size())
+      s.fail_key("scales", "has " + std::to_string(o.scales.size()) + " values but steps has " +
+                               std::to_string(o.steps.size()));
+  } else if (p == "exp") {
+    o.policy = LearningRatePolicy::Exp;
+    o.gamma = s.get_float("gamma", 1.f);
+  } else if (p == "sig") {
+    o.policy = LearningRatePolicy::Sig;
+    o.gamma = s.get_float("gamma", 1.f);
+    o.step = s.get_int("step", 1);
+  } else if (p == "poly") {
+    o.policy = LearningRatePolicy::Poly;
+    if (o.max_batches <= 0) s.fail_section("policy=poly needs max_batches > 0");
+  } else if (p == "random") {
+    o.policy = LearningRatePolicy::Random;
+  } else {
+    s.fail_key("policy", "unknown policy '" + p + "' (constant, step, steps, exp, poly, sig, random)");
+  }
+  // Read but without effect here (Darknet reads them for other data loaders / RNNs).
+  for (const char* k : {"step", "scale", "gamma", "steps", "scales", "max_batches"}) s.touch(k);
+}
+
+}  // namespace
+
+std::unique_ptr<Network> Network::from_cfg_file(const std::string& path, int batch_override) {
+  auto net = from_sections(parse_cfg_file(path), batch_override);
+  net->cfg_path = path;
+  return net;
+}
+
+std::unique_ptr<Network> Network::from_sections(std::vector<CfgSection> sections, int batch_override) {
+  auto net = std::make_unique<Network>();
+  net->sections = std::move(sections);
+  const auto& secs = net->sections;
+  if (secs.empty()) fail("cfg has no sections");
+  if (secs[0].type != "net" && secs[0].type != "network")
+    secs[0].fail_section("the first section must be [net] or [network]");
+  if (!secs.empty()) net->cfg_path = secs[0].file;
+  parse_net_options(secs[0], net->opt);
+  if (batch_override > 0) {
+    net->opt.batch = batch_override;
+    net->opt.subdivisions = 1;
+  }
+  if (secs.size() < 2) secs[0].fail_section("the cfg defines no layers after [net]");
+
+  LayerInput in{net->opt.batch, net->opt.w, net->opt.h, net->opt.c};
+  for (size_t i = 1; i < secs.size(); ++i) {
+    const CfgSection& s = secs[i];
+    if (s.type == "net" || s.type == "network") s.fail_section("[net] may appear only once, as the first section");
+    Factory make = factory_for(s.type);
+    if (!make) {
+      if (is_darknet_type(s.type)) s.fail_section("layer type [" + s.type + "] is not supported by darknet_py");
+      s.fail_section("unknown section type [" + s.type + "]");
+    }
+    std::unique_ptr<Layer> layer;
+    try {
+      layer = make(s, in, *net);
+    } catch (const DarknetError& e) {
+      const std::string msg = e.what();
+      // Errors from shape checks deep inside a layer get the section's location.
+      if (msg.rfind(s.file + ":", 0) == 0) throw;
+      s.fail_section(msg);
+    }
+    layer->index = (int)net->layers.size();
+    if (layer->outputs == 0) s.fail_section("layer produces an empty output");
+    in = LayerInput{net->opt.batch, layer->out_w, layer->out_h, layer->out_c};
+    net->layers.push_back(std::move(layer));
+  }
+  for (const auto& s : secs)
+    for (auto& w : s.unused_warnings()) net->warnings.push_back(w);
+  // The workspace (im2col buffer) is allocated on first use: the fast inference
+  // path packs convolutions straight from the image and never needs it.
+  const char* ref = std::getenv("DARKNET_PY_REFERENCE_KERNELS");
+  net->reference_kernels = ref && *ref && std::string(ref) != "0";
+  return net;
+}
+
+int Network::truths() const {
+  const Layer& last = *layers.back();
+  if (last.truths) return last.truths;
+  // The output layer for classifiers is the last non-cost layer; truths match its size.
+  for (auto it = layers.rbegin(); it != layers.rend(); ++it)
+    if ((*it)->type != "cost") return (int)(*it)->outputs;
+  return (int)last.outputs;
+}
+
+Layer& Network::layer(int i) {
+  if (i < 0) i += (int)layers.size();
+  check(i >= 0 && i < (int)layers.size(), "layer index ", i, " out of range (", layers.size(), " layers)");
+  return *layers[i];
+}
+
+void Network::ensure_workspace() {
+  // Convolutions use the workspace only on the reference / training path.
+  const bool conv_needs = train || reference_kernels;
+  size_t need = 0;
+  for (const auto& l : layers)
+    if (conv_needs || l->type != "convolutional") need = std::max(need, l->workspace_floats());
+  if (workspace_.size() < need) workspace_.assign(need, 0.f);
+}
+
+void Network::set_batch(int b) {
+  check(b > 0, "batch must be > 0, got ", b);
+  if (b == opt.batch) return;
+  opt.batch = b;
+  for (auto& l : layers) l->set_batch(b);
+}
+
+void Network::resize(int w, int h) {
+  check(w > 0 && h > 0, "resize: size must be positive, got ", w, "x", h);
+  opt.w = w;
+  opt.h = h;
+  opt.inputs = w * h * opt.c;
+  int cw = w, ch = h;
+  for (auto& l : layers) {
+    l->resize(cw, ch);
+    cw = l->out_w;
+    ch = l->out_h;
+  }
+  if (!workspace_.empty()) ensure_workspace();
+}
+
+void Network::set_training(bool on) {
+  train = on;
+  for (auto& l : layers)
+    if (l->training != on) l->set_training(on);
+}
+
+const float* Network::forward(const float* input, const float* truth) {
+  NetState s;
+  s.net = this;
+  s.input = input;
+  s.truth = truth;
+  s.train = train;
+  s.seen = seen;
+  ensure_workspace();
+  s.workspace = workspace_.data();
+  using Clock = std::chrono::steady_clock;
+  std::vector<double>* times = layer_times;
+  if (times) times->assign(layers.size(), 0.0);
+  for (size_t i = 0; i < layers.size(); ++i) {
+    Layer* l = layers[i].get();
+    Clock::time_point t0;
+    if (times) t0 = Clock::now();
+    if (!l->delta.empty()) std::fill(l->delta.begin(), l->delta.end(), 0.f);
+    l->forward(s);
+    s.input = l->output.data();
+    if (times) (*times)[i] = std::chrono::duration<double>(Clock::now() - t0).count();
+  }
+  // Network cost: mean over the layers that compute one (Darknet's calc_network_cost).
+  double sum = 0;
+  int count = 0;
+  if (truth)
+    for (auto& l : layers)
+      if (l->has_cost) {
+        sum += l->cost;
+        ++count;
+      }
+  cost = count ? (float)(sum / count) : 0.f;
+  for (auto it = layers.rbegin(); it != layers.rend(); ++it)
+    if ((*it)->type != "cost") return (*it)->output.data();
+  return layers.back()->output.data();
+}
+
+void Network::backward(const float* input) {
+  check(train, "backward needs the network in training mode (set_training(true))");
+  using Clock = std::chrono::steady_clock;
+  std::vector<double>* times = layer_times;
+  if (times) times->resize(layers.size(), 0.0);
+  for (int i = (int)layers.size() - 1; i >= 0; --i) {
+    Clock::time_point t0;
+    if (times) t0 = Clock::now();
+    backward_layer(i, input);
+    if (times) (*times)[i] += std::chrono::duration<double>(Clock::now() - t0).count();
+  }
+}
+
+void Network::backward_layer(int i, const float* input) {
+  check(train, "backward needs the network in training mode (set_training(true))");
+  check(i >= 0 && i < (int)layers.size(), "layer index ", i, " out of range");
+  NetState s;
+  s.net = this;
+  s.train = true;
+  s.seen = seen;
+  ensure_workspace();
+  s.workspace = workspace_.data();
+  if (i == 0) {
+    s.input = input;
+    s.delta = nullptr;
+  } else {
+    s.input = layers[i - 1]->output.data();
+    s.delta = layers[i - 1]->delta.data();
+  }
+  layers[i]->backward(s);
+}
+
+int64_t Network::current_batch() const { return seen / ((int64_t)opt.batch * opt.subdivisions); }
+
+float Network::current_learning_rate() const {
+  const int64_t batch_num = current_batch();
+  if (batch_num < opt.burn_in) return opt.learning_rate * std::pow((float)batch_num / opt.burn_in, opt.power);
+  switch (opt.policy) {
+    case LearningRatePolicy::Constant: return opt.learning_rate;
+    case LearningRatePolicy::Step: return opt.learning_rate * std::pow(opt.scale, (float)(batch_num / opt.step));
+    case LearningRatePolicy::Steps: {
+      float rate = opt.learning_rate;
+      for (size_t i = 0; i < opt.steps.size(); ++i) {
+        if (opt.steps[i] > batch_num) return rate;
+        rate *= opt.scales[i];
+      }
+      return rate;
+    }
+    case LearningRatePolicy::Exp: return opt.learning_rate * std::pow(opt.gamma, (float)batch_num);
+    case LearningRatePolicy::Poly:
+      return opt.learning_rate * std::pow(1.f - (float)batch_num / opt.max_batches, opt.power);
+    case LearningRatePolicy::Random: {
+      // Deterministic per batch number so resumed runs reproduce the schedule.
+      std::mt19937_64 g((uint64_t)batch_num * 0x9E3779B97F4A7C15ull + 1);
+      return opt.learning_rate * std::pow(std::uniform_real_distribution<float>(0.f, 1.f)(g), opt.power);
+    }
+    case LearningRatePolicy::Sig:
+      return opt.learning_rate * (1.f / (1.f + std::exp(opt.gamma * (batch_num - opt.step))));
+  }
+  return opt.learning_rate;
+}
+
+void Network::update() {
+  UpdateArgs a;
+  a.batch = opt.batch * opt.subdivisions;
+  a.learning_rate = current_learning_rate();
+  a.momentum = opt.momentum;
+  a.decay = opt.decay;
+  for (auto& l : layers) l->update(a);
+}
+
+float Network::train_step(const float* input, const float* truth) {
+  if (!train) set_training(true);
+  seen += opt.batch;
+  forward(input, truth);
+  backward(input);
+  if ((seen / opt.batch) % opt.subdivisions == 0) update();
+  return cost;
+}
+
+double Network::total_flops() const {
+  double f = 0;
+  for (const auto& l : layers) f += l->flops();
+  return f;
+}
+
+std::string Network::summary() const {
+  std::ostringstream os;
+  os << "layer     filters    size              input                output\n";
+  char idx[16];
+  for (const auto& l : layers) {
+    std::snprintf(idx, sizeof idx, "%5d ", l->index);
+    os << idx << l->describe() << "\n";
+  }
+  char total[64];
+  std::snprintf(total, sizeof total, "Total BFLOPS %.3f\n", total_flops() / 1e9);
+  os << total;
+  return os.str();
+}
+
+// ---------------------------------------------------------------- weights I/O
+
+std::string Network::load_weights(const std::string& path, int cutoff) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) fail(path, ": cannot open weights file");
+  f.seekg(0, std::ios::end);
+  const int64_t file_size = f.tellg();
+  f.seekg(0);
+  int32_t header[3];
+  if (file_size < 12 || !f.read(reinterpret_cast<char*>(header), sizeof header))
+    fail(path, ": not a Darknet weights file (", file_size, " bytes, need at least a 12-byte header)");
+  const int32_t mj = header[0], mn = header[1], rev = header[2];
+  int64_t pos = 12;
+  int64_t file_seen = 0;
+  if ((mj * 10 + mn) >= 2 && mj < 1000 && mn < 1000) {
+    uint64_t s64 = 0;
+    if (file_size < 20 || !f.read(reinterpret_cast<char*>(&s64), 8))
+      fail(path, ": truncated header (version ", mj, ".", mn, " needs an 8-byte 'seen' field)");
+    file_seen = (int64_t)s64;
+    pos += 8;
+  } else {
+    int32_t s32 = 0;
+    if (file_size < 16 || !f.read(reinterpret_cast<char*>(&s32), 4)) fail(path, ": truncated header");
+    file_seen = (uint32_t)s32;
+    pos += 4;
+  }
+  if (mj > 1000 || mn > 1000) fail(path, ": transposed (connected-layer) weights are not supported");
+  const int n = cutoff < 0 ? (int)layers.size() : std::min(cutoff, (int)layers.size());
+  // Check the whole file size first so a short file never leaves a half-loaded network.
+  int64_t need = pos;
+  for (int i = 0; i < n; ++i)
+    for (const Blob& b : layers[i]->params()) {
+      const int64_t avail = (file_size - need) / 4;
+      if (avail < (int64_t)b.count)
+        fail(path, ": truncated weights: layer ", i, " (", layers[i]->type, ") ", b.name, " expects ", b.count,
+             " floats but only ", std::max<int64_t>(avail, 0), " remain (file is ", file_size,
+             " bytes; the cfg needs ", [&] {
+               int64_t total = pos;
+               for (int j = 0; j < n; ++j)
+                 for (const Blob& bb : layers[j]->params()) total += 4 * (int64_t)bb.count;
+               return total;
+             }(),
+             " bytes)");
+      need += 4 * (int64_t)b.count;
+    }
+  for (int i = 0; i < n; ++i)
+    for (const Blob& b : layers[i]->params())
+      if (!f.read(reinterpret_cast<char*>(b.data), 4 * (std::streamsize)b.count))
+        fail(path, ": read error in layer ", i, " ", b.name);
+  major = mj;
+  minor = mn;
+  revision = rev;
+  seen = file_seen;
+  if (cutoff < 0 && need < file_size) {
+    std::ostringstream os;
+    os << path << ": " << (file_size - need) << " bytes after the last layer's weights were not used (the cfg has "
+       << (need - pos) / 4 << " parameters, the file " << (file_size - pos) / 4 << ")";
+    warnings.push_back(os.str());
+    return os.str();
+  }
+  return "";
+}
+
+void Network::save_weights(const std::string& path, int cutoff) const {
+  // Write to a temporary file in the same directory, flush it to disk, then
+  // rename: a crash or a full disk never leaves a half-written file at `path`.
+  const std::string tmp = path + ".tmp." + std::to_string((long)::getpid());
+  FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) fail(path, ": cannot open '", tmp, "' for writing: ", std::strerror(errno));
+  bool ok = true;
+  const int32_t header[3] = {0, 2, 0};
+  const uint64_t s64 = (uint64_t)seen;
+  ok = ok && std::fwrite(header, sizeof header, 1, f) == 1;
+  ok = ok && std::fwrite(&s64, 8, 1, f) == 1;
+  const int n = cutoff < 0 ? (int)layers.size() : std::min(cutoff, (int)layers.size());
+  for (int i = 0; i < n && ok; ++i)
+    for (const Blob& b : layers[i]->params())
+      if (b.count && std::fwrite(b.data, 4, b.count, f) != b.count) ok = false;
+  ok = ok && std::fflush(f) == 0 && ::fsync(::fileno(f)) == 0;
+  const int saved_errno = errno;
+  ok = (std::fclose(f) == 0) && ok;
+  if (!ok) {
+    std::remove(tmp.c_str());
+    fail(path, ": write failed: ", std::strerror(saved_errno), " (the previous file, if any, is untouched)");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int e = errno;
+    std::remove(tmp.c_str());
+    fail(path, ": cannot rename the finished file into place: ", std::strerror(e));
+  }
+}
+
+}  // namespace dn

@@ -1,0 +1,75 @@
+// Device-side helpers shared by the cuda/*.cu files: error checks that throw
+// dn::DarknetError, launch geometry, grid-stride loops and block reductions.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstddef>
+
+#include "core/error.hpp"
+
+namespace dn {
+namespace cuda {
+
+// Throws DarknetError("CUDA error at file:line (call): <cudaGetErrorString>").
+[[noreturn]] void throw_cuda_error(cudaError_t e, const char* call, const char* file, int line);
+
+#define DN_CUDA_CHECK(call)                                                        \
+  do {                                                                             \
+    const cudaError_t dn_cuda_err_ = (call);                                       \
+    if (dn_cuda_err_ != cudaSuccess)                                               \
+      ::dn::cuda::throw_cuda_error(dn_cuda_err_, #call, __FILE__, __LINE__);       \
+  } while (0)
+
+// After a <<<...>>> launch: reports bad launch configurations immediately.
+#define DN_CUDA_LAUNCH_CHECK() DN_CUDA_CHECK(cudaGetLastError())
+
+constexpr int kThreads = 256;  // threads per block for element-wise kernels
+constexpr int kMaxBlocks = 65535;
+
+// Blocks for n elements in a grid-stride loop (at least 1).
+inline unsigned grid_for(size_t n, int threads = kThreads) {
+  size_t blocks = (n + threads - 1) / threads;
+  if (blocks < 1) blocks = 1;
+  if (blocks > (size_t)kMaxBlocks) blocks = kMaxBlocks;
+  return (unsigned)blocks;
+}
+
+// for (size_t i = global thread index; i < n; i += total threads)
+#define DN_GRID_STRIDE(i, n)                                                          \
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (size_t)(n); \
+       i += (size_t)blockDim.x * gridDim.x)
+
+__device__ inline double warp_sum(double v) {
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+__device__ inline float warp_sum(float v) {
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+// Sum of v over the whole block, returned to every thread. blockDim.x must be
+// a multiple of 32 (at most 1024); every thread of the block must call it.
+// Safe to call repeatedly in one kernel.
+__device__ inline double block_sum(double v) {
+  __shared__ double warp_sums[32];
+  __shared__ double total;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int warps = blockDim.x >> 5;
+  v = warp_sum(v);
+  if (lane == 0) warp_sums[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    double s = lane < warps ? warp_sums[lane] : 0.0;
+    s = warp_sum(s);
+    if (lane == 0) total = s;
+  }
+  __syncthreads();
+  const double result = total;
+  __syncthreads();  // everyone has read `total` before a next call overwrites it
+  return result;
+}
+
+}  // namespace cuda
+}  // namespace dn

@@ -1,0 +1,151 @@
+"""The `darknet-py` command: detect, info, train, demo, partial, and (from their
+modules) map / valid / anchors / profile."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from ._core import DarknetError
+
+
+def _read_names(path):
+    if not path:
+        return None
+    from .data.dataset import read_names
+    return read_names(path)
+
+
+def cmd_detect(args):
+    from . import load
+    from .image import draw_detections, load_image
+    names = _read_names(args.names)
+    net = load(args.cfg, args.weights, names=names)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path in args.images:
+        img = load_image(path)
+        t0 = time.perf_counter()
+        dets = net.detect(img, thresh=args.thresh, hier_thresh=args.hier_thresh, nms=args.nms,
+                          letterbox=not args.no_letterbox)
+        ms = (time.perf_counter() - t0) * 1000
+        print(f"{path}: Predicted in {ms:.1f} milliseconds.")
+        for d in dets:
+            x1, y1, x2, y2 = d.corners
+            print(f"{d.name}: {d.prob * 100:.0f}%\t(left={x1:.0f} top={y1:.0f} right={x2:.0f} bottom={y2:.0f})")
+        target = out_dir / (Path(path).stem + "_predictions.png")
+        draw_detections(img, dets, net.names or [], str(target))
+        print(f"wrote {target}")
+    return 0
+
+
+def cmd_info(args):
+    from .network import Network
+    net = Network.from_cfg(args.cfg, batch=1)
+    if args.size:
+        net.resize(args.size, args.size)
+    print(net.summary(), end="")
+    return 0
+
+
+def cmd_partial(args):
+    from . import load
+    net = load(args.cfg, args.weights, cutoff=args.layers)
+    net.save_weights(args.out, cutoff=args.layers)
+    print(f"wrote the first {args.layers} layers of {args.weights} to {args.out}")
+    return 0
+
+
+def cmd_train(args):
+    from .train import train
+    res = train(args.data, args.cfg, args.weights, max_batches=args.max_batches, seed=args.seed,
+                backup=args.backup, clear=args.clear, workers=args.workers,
+                checkpoint_every=args.checkpoint_every)
+    print(f"stopped: {res.stopped} after {res.iterations} iterations; "
+          f"{res.images_per_second:.1f} images/s; final loss {res.losses[-1] if res.losses else float('nan'):.4f}")
+    print(f"weights: {res.final_weights or res.last_weights}; loss chart: {res.chart}")
+    return 0
+
+
+def cmd_demo(args):
+    from .demo import run_demo
+    run_demo(out=args.out, minutes=args.minutes, quick=args.quick, seed=args.seed)
+    return 0
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="darknet-py", description="Darknet-compatible YOLOv2 / YOLO9000")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("detect", help="detect objects in images")
+    d.add_argument("cfg")
+    d.add_argument("weights")
+    d.add_argument("images", nargs="+")
+    d.add_argument("--names", help="class names file (one per line)")
+    d.add_argument("--thresh", type=float, default=.24)
+    d.add_argument("--hier-thresh", type=float, default=.5)
+    d.add_argument("--nms", type=float, default=.45)
+    d.add_argument("--no-letterbox", action="store_true", help="plain resize instead of letterbox")
+    d.add_argument("--out", default="predictions")
+    d.set_defaults(func=cmd_detect)
+
+    i = sub.add_parser("info", help="print the layer table (shapes, BFLOPs)")
+    i.add_argument("cfg")
+    i.add_argument("--size", type=int, help="input size to show (resizes the network)")
+    i.set_defaults(func=cmd_info)
+
+    pa = sub.add_parser("partial", help="save the first N layers of a weights file (e.g. darknet19_448.conv.23)")
+    pa.add_argument("cfg")
+    pa.add_argument("weights")
+    pa.add_argument("out")
+    pa.add_argument("layers", type=int)
+    pa.set_defaults(func=cmd_partial)
+
+    t = sub.add_parser("train", help="train a detector on a Darknet .data dataset")
+    t.add_argument("data")
+    t.add_argument("cfg")
+    t.add_argument("weights", nargs="?")
+    t.add_argument("--max-batches", type=int)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--backup", help="checkpoint directory (default: the .data file's backup)")
+    t.add_argument("--clear", action="store_true", help="reset the iteration counter of the weights")
+    t.add_argument("--workers", type=int, default=2)
+    t.add_argument("--checkpoint-every", type=int, default=100)
+    t.set_defaults(func=cmd_train)
+
+    de = sub.add_parser("demo", help="generate a synthetic dataset, train, evaluate, draw detections")
+    de.add_argument("--out", default="darknet_py_demo")
+    de.add_argument("--minutes", type=float, default=6.0, help="training time budget")
+    de.add_argument("--quick", action="store_true", help="tiny run (about a minute) for smoke tests")
+    de.add_argument("--seed", type=int, default=0)
+    de.set_defaults(func=cmd_demo)
+
+    for module in ("evaluate", "profile"):
+        try:
+            mod = __import__(f"darknet_py.{module}", fromlist=["register_commands"])
+        except ImportError:
+            continue
+        mod.register_commands(sub)
+    return p
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    warnings.simplefilter("default")
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+    try:
+        return args.func(args) or 0
+    except DarknetError as e:
+        print(f"darknet-py: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""Python face of the C++ network: load cfg/weights, forward, inspect layers, detect."""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from . import _core
+from ._core import DarknetError
+
+
+class DarknetWarning(UserWarning):
+    """Non-fatal problems in cfg/weights files (unknown keys, trailing weights)."""
+
+
+@dataclass
+class Detection:
+    """One detected object. `box` is (x_center, y_center, width, height) in image pixels."""
+
+    class_id: int
+    name: str
+    prob: float
+    objectness: float
+    box: tuple
+    probs: np.ndarray = field(repr=False, default=None)
+
+    @property
+    def corners(self):
+        """(x1, y1, x2, y2) in pixels."""
+        x, y, w, h = self.box
+        return (x - w / 2, y - h / 2, x + w / 2, y + h / 2)
+
+
+class LayerView:
+    """Read access to one layer of a network: shapes, output, delta, parameters."""
+
+    def __init__(self, net: "Network", index: int):
+        self._net = net
+        self.index = index
+        self._layer = net._net.layer(index)
+
+    type = property(lambda self: self._layer.type)
+    input_shape = property(lambda self: (self._layer.c, self._layer.h, self._layer.w))
+    output_shape = property(lambda self: (self._layer.out_c, self._layer.out_h, self._layer.out_w))
+    flops = property(lambda self: self._layer.flops)
+    cost = property(lambda self: self._layer.cost)
+
+    @property
+    def output(self) -> np.ndarray:
+        """Copy of the last forward output, (batch, C, H, W)."""
+        return self._net._net.layer_output(self.index)
+
+    @property
+    def delta(self) -> Optional[np.ndarray]:
+        """Copy of the delta (-dLoss/d output), or None outside training."""
+        return self._net._net.layer_delta(self.index)
+
+    @property
+    def params(self) -> dict:
+        """Parameters in weights-file order as writable numpy views."""
+        return self._net._net.layer_params(self.index)
+
+    @property
+    def buffers(self) -> dict:
+        """Training buffers (weight/bias/scale updates, BN mean/variance, x, x_norm)."""
+        return self._net._net.layer_buffers(self.index)
+
+    def describe(self) -> str:
+        return self._layer.describe()
+
+    def __repr__(self):
+        return f"<Layer {self.index} {self.describe().strip()}>"
+
+
+class Network:
+    """A Darknet network built by the C++ core from a .cfg file."""
+
+    def __init__(self, core: "_core.Network", names: Optional[Sequence[str]] = None):
+        self._net = core
+        self.names = list(names) if names is not None else None
+        for w in core.warnings:
+            warnings.warn(w, DarknetWarning, stacklevel=3)
+
+    # ---- construction ------------------------------------------------------------
+    @classmethod
+    def from_cfg(cls, cfg: str, batch: int = 1, names=None) -> "Network":
+        if not os.path.exists(cfg):
+            raise DarknetError(f"{cfg}: cfg file not found")
+        return cls(_core.Network(str(cfg), batch), names)
+
+    @classmethod
+    def from_text(cls, text: str, name: str = "<string>", batch: int = 1, names=None) -> "Network":
+        return cls(_core.Network.from_text(text, name, batch), names)
+
+    # ---- shape and state -----------------------------------------------------------
+    width = property(lambda self: self._net.width)
+    height = property(lambda self: self._net.height)
+    channels = property(lambda self: self._net.channels)
+    batch = property(lambda self: self._net.batch)
+    options = property(lambda self: self._net.options)
+    total_flops = property(lambda self: self._net.total_flops)
+    cfg_path = property(lambda self: self._net.cfg_path)
+
+    @property
+    def seen(self) -> int:
+        return self._net.seen
+
+    @seen.setter
+    def seen(self, value: int):
+        self._net.seen = int(value)
+
+    @property
+    def layers(self) -> List[LayerView]:
+        return [LayerView(self, i) for i in range(self._net.n_layers)]
+
+    def __len__(self):
+        return self._net.n_layers
+
+    def resize(self, width: int, height: int) -> None:
+        """Change the input size in place (weights kept), as multi-scale training does."""
+        self._net.resize(int(width), int(height))
+
+    def summary(self) -> str:
+        return self._net.summary()
+
+    # ---- compute -----------------------------------------------------------------
+    def forward(self, x: np.ndarray, truth: Optional[np.ndarray] = None) -> np.ndarray:
+        """Run the network on float32 NCHW input; returns the output layer's output."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        return self._net.forward(x, truth)
+
+    def train_step(self, x: np.ndarray, truth: np.ndarray) -> float:
+        """One Darknet training step (seen += batch, forward, backward, update when due)."""
+        return self._net.train_step(np.ascontiguousarray(x, dtype=np.float32),
+                                    np.ascontiguousarray(truth, dtype=np.float32))
+
+    def predict_image(self, image, letterbox: bool = True) -> np.ndarray:
+        """Forward one image (path, PIL image or float32 (3,H,W) in [0,1]) sized as Darknet does."""
+        from .image import letterbox as letterbox_image, load_image, resize as resize_image
+        img = load_image(image)
+        sized = letterbox_image(img, self.width, self.height) if letterbox else resize_image(img, self.width, self.height)
+        return self.forward(sized[None])
+
+    def detect(self, image, thresh: float = .24, hier_thresh: float = .5, nms: float = .45,
+               letterbox: bool = True) -> List[Detection]:
+        """Detect objects in one image, as `darknet detector test`.
+
+        Returns one Detection per box whose best class probability exceeds `thresh`
+        after Darknet's do_nms_sort, sorted by probability (highest first).
+        """
+        from .image import load_image
+        img = load_image(image)
+        _, img_h, img_w = img.shape
+        self.predict_image(img, letterbox=letterbox)
+        return self.detections(img_w, img_h, thresh=thresh, hier_thresh=hier_thresh, nms=nms, letterbox=letterbox)
+
+    def detections(self, image_w: int, image_h: int, thresh: float = .24, hier_thresh: float = .5,
+                   nms: float = .45, letterbox: bool = True, batch_index: int = 0) -> List[Detection]:
+        """Decode the region output of the last forward for an image of image_w x image_h."""
+        boxes, objectness, probs = _core.get_network_boxes(self._net, int(image_w), int(image_h), thresh,
+                                                           hier_thresh, letterbox, True, None, batch_index)
+        if nms > 0 and len(boxes):
+            boxes, objectness, probs, _ = _core.do_nms_sort(boxes, objectness, probs, nms)
+        out = []
+        for i in range(len(boxes)):
+            if objectness[i] <= 0:
+                continue
+            cls = int(np.argmax(probs[i]))
+            p = float(probs[i, cls])
+            if p <= thresh:
+                continue
+            name = self.names[cls] if self.names and cls < len(self.names) else str(cls)
+            x, y, w, h = (float(v) for v in boxes[i])
+            out.append(Detection(cls, name, p, float(objectness[i]),
+                                 (x * image_w, y * image_h, w * image_w, h * image_h), probs[i].copy()))
+        out.sort(key=lambda d: -d.prob)
+        return out
+
+    def profile(self, runs: int = 20, warmup: int = 2, backward: bool = False, **kwargs):
+        """Per-layer timing (darknet_py.profile.Profile): median ms, share, FLOPs, GFLOP/s, % of peak."""
+        from .profile import profile_network
+        return profile_network(self, runs=runs, warmup=warmup, backward=backward, **kwargs)
+
+    # ---- weights -----------------------------------------------------------------
+    def load_weights(self, path: str, cutoff: int = -1) -> None:
+        """Load a Darknet .weights file (optionally only the first `cutoff` layers)."""
+        if not os.path.exists(path):
+            raise DarknetError(f"{path}: weights file not found")
+        msg = self._net.load_weights(str(path), int(cutoff))
+        if msg:
+            warnings.warn(msg, DarknetWarning, stacklevel=2)
+
+    def save_weights(self, path: str, cutoff: int = -1) -> None:
+        """Write Darknet .weights (format 0.2.0) atomically: temp file, fsync, rename."""
+        self._net.save_weights(str(path), int(cutoff))
+
+
+def load(cfg: str, weights: Optional[str] = None, batch: int = 1, names=None, cutoff: int = -1) -> Network:
+    """Build a network from a Darknet .cfg (batch 1 for inference) and load weights."""
+    net = Network.from_cfg(str(cfg), batch=batch, names=names)
+    if weights is not None:
+        net.load_weights(str(weights), cutoff)
+    return net

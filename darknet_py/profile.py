@@ -1,0 +1,231 @@
+"""Per-layer profiler: where every millisecond of a forward (and backward) pass goes.
+
+    net = darknet_py.load("yolov2-voc.cfg", "yolov2-voc.weights")
+    prof = net.profile(runs=20, warmup=2)
+    print(prof.table())          # Darknet-style summary + ms, share, GFLOP/s, % of peak
+    prof.to_json(), prof.to_csv()
+
+    darknet-py profile CFG [WEIGHTS] [--size 416] [--batch 1] [--threads N]
+                       [--runs 20] [--backward] [--json | --csv]
+
+The C++ core times each layer inside Network::forward (a null pointer check per
+layer when profiling is off). Times are medians over `runs` passes; `total_ms`
+is the median of the whole passes measured around the same calls, so the
+per-layer sum and the total can be compared directly. The machine's peak is
+measured once with an FMA microbenchmark (see bench/peak_fma.py) and cached in
+~/.cache/darknet_py/peak.json.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+
+from . import _core
+
+CACHE_DIR = Path(os.environ.get("DARKNET_PY_CACHE", Path.home() / ".cache" / "darknet_py"))
+
+
+def _cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def peak_gflops(threads: Optional[int] = None, refresh: bool = False) -> float:
+    """FMA peak GFLOP/s of this machine on `threads` threads (default: current
+    OpenMP threads), measured once per CPU model / kernel family and cached."""
+    threads = threads or _core.get_num_threads()
+    if os.environ.get("DARKNET_PY_PEAK_GFLOPS"):  # per-core figure, e.g. from a quiet machine
+        return float(os.environ["DARKNET_PY_PEAK_GFLOPS"]) * threads
+    isa = _core.cpu_kernel_best()
+    key = f"{_cpu_model()}|{isa}|{os.cpu_count()}|{threads}"
+    path = CACHE_DIR / "peak.json"
+    cache = {}
+    try:
+        cache = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if not refresh and key in cache:
+        return float(cache[key]["gflops"])
+    r = _core.peak_gflops(threads=threads, repeats=7, seconds=0.2)
+    # The max of the repeats (and of earlier measurements): the machine's
+    # capability, least disturbed by other load on a shared machine.
+    best = max(r["max_gflops"], float(cache.get(key, {}).get("gflops", 0.0)))
+    cache[key] = {"gflops": best, "last_median_gflops": r["gflops"], "isa": r["isa"], "threads": threads}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(cache, indent=1))
+        tmp.replace(path)
+    except OSError:
+        pass
+    return best
+
+
+@dataclass
+class LayerProfile:
+    index: int
+    type: str
+    description: str
+    ms: float            # median forward time
+    share: float         # ms / sum of layer ms
+    flops: float         # per pass (all images of the batch)
+    gflops: float        # achieved
+    pct_peak: float      # gflops / machine peak * 100
+    backward_ms: Optional[float] = None
+
+
+@dataclass
+class Profile:
+    cfg: str
+    width: int
+    height: int
+    batch: int
+    threads: int
+    runs: int
+    kernel: str
+    peak_gflops: float
+    total_ms: float                    # median of whole forward passes
+    layer_sum_ms: float                # sum of per-layer medians
+    total_backward_ms: Optional[float] = None
+    layers: List[LayerProfile] = field(default_factory=list)
+
+    @property
+    def total_flops(self) -> float:
+        return sum(l.flops for l in self.layers)
+
+    def by_type(self) -> dict:
+        """{layer type: (ms, flops, GFLOP/s)} summed over layers of that type."""
+        out = {}
+        for l in self.layers:
+            ms, fl = out.get(l.type, (0.0, 0.0))[:2]
+            out[l.type] = (ms + l.ms, fl + l.flops)
+        return {t: (ms, fl, fl / (ms * 1e-3) / 1e9 if ms > 0 else 0.0) for t, (ms, fl) in out.items()}
+
+    def table(self) -> str:
+        bw = self.total_backward_ms is not None
+        lines = [f"{self.cfg}: {self.width}x{self.height}, batch {self.batch}, {self.threads} thread(s), "
+                 f"kernels {self.kernel}, peak {self.peak_gflops:.0f} GFLOP/s, median of {self.runs} runs",
+                 f"layer     filters    size              input                output           "
+                 f"{'ms':>8} {'share':>6} {'GFLOP/s':>8} {'%peak':>6}" + (f" {'bwd ms':>8}" if bw else "")]
+        for l in self.layers:
+            lines.append(f"{l.index:5d} {l.description:<66.66s} {l.ms:8.3f} {l.share * 100:5.1f}% "
+                         f"{l.gflops:8.1f} {l.pct_peak:5.1f}%" + (f" {l.backward_ms:8.3f}" if bw else ""))
+        g = self.total_flops / (self.total_ms * 1e-3) / 1e9
+        lines.append(f"Total BFLOPs {self.total_flops / 1e9:.3f}; forward {self.total_ms:.2f} ms "
+                     f"(layers sum {self.layer_sum_ms:.2f} ms), {g:.1f} GFLOP/s, "
+                     f"{g / self.peak_gflops * 100:.1f}% of peak" +
+                     (f"; backward {self.total_backward_ms:.2f} ms" if bw else ""))
+        for t, (ms, fl, gf) in sorted(self.by_type().items(), key=lambda kv: -kv[1][0]):
+            lines.append(f"  {t:14s} {ms:8.2f} ms  {ms / self.layer_sum_ms * 100:5.1f}%  {gf:7.1f} GFLOP/s")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["total_flops"] = self.total_flops
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["index", "type", "description", "ms", "share", "flops", "gflops", "pct_peak", "backward_ms"])
+        for l in self.layers:
+            w.writerow([l.index, l.type, l.description.strip(), f"{l.ms:.4f}", f"{l.share:.4f}", f"{l.flops:.0f}",
+                        f"{l.gflops:.2f}", f"{l.pct_peak:.2f}", "" if l.backward_ms is None else f"{l.backward_ms:.4f}"])
+        return buf.getvalue()
+
+
+def profile_network(net, runs: int = 20, warmup: int = 2, backward: bool = False, x: Optional[np.ndarray] = None,
+                    batch: Optional[int] = None, seed: int = 0) -> Profile:
+    """Times every layer of `net` (a darknet_py.Network) over `runs` passes after `warmup`."""
+    core = net._net
+    b = batch or core.batch
+    if x is None:
+        x = np.random.default_rng(seed).random((b, core.channels, core.height, core.width), dtype=np.float32)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    raw = _core.profile_network(core, x, int(runs), int(warmup), bool(backward))
+    threads = _core.get_num_threads()
+    peak = peak_gflops(threads)
+    n_img = x.shape[0]
+    meds = [statistics.median(t) * 1e3 for t in raw["layers"]]
+    bmeds = [statistics.median(t) * 1e3 for t in raw["backward_layers"]] if backward else None
+    s = sum(meds)
+    layers = []
+    for i, ms in enumerate(meds):
+        l = core.layer(i)
+        fl = l.flops * n_img
+        g = fl / (ms * 1e-3) / 1e9 if ms > 0 else 0.0
+        layers.append(LayerProfile(i, l.type, l.describe(), ms, ms / s if s else 0.0, fl, g, g / peak * 100,
+                                   bmeds[i] if bmeds else None))
+    return Profile(cfg=os.path.basename(core.cfg_path or "<net>"), width=core.width, height=core.height, batch=n_img,
+                   threads=threads, runs=int(runs), kernel=_core.cpu_kernel(), peak_gflops=peak,
+                   total_ms=statistics.median(raw["total"]) * 1e3, layer_sum_ms=s,
+                   total_backward_ms=statistics.median(raw["total_backward"]) * 1e3 if backward else None,
+                   layers=layers)
+
+
+# ---------------------------------------------------------------- CLI
+def register_commands(subparsers) -> None:
+    p = subparsers.add_parser("profile", help="per-layer timing of a network (forward, optionally backward)",
+                              description="Per-layer median times, share, FLOPs, GFLOP/s and %% of the machine's "
+                                          "FMA peak (measured once and cached).")
+    p.add_argument("cfg")
+    p.add_argument("weights", nargs="?", default=None, help="weights file (default: the cfg's random init)")
+    p.add_argument("--size", type=int, default=None, help="input width = height (default: the cfg's)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--backward", action="store_true", help="also time the backward pass (training mode)")
+    p.add_argument("--reference", action="store_true", help="time the plain reference kernels")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--csv", action="store_true")
+    p.set_defaults(func=profile_main)
+
+
+def profile_main(args) -> int:
+    from .network import load
+    if args.threads:
+        _core.set_num_threads(args.threads)
+    net = load(args.cfg, args.weights, batch=args.batch)
+    if args.size and (args.size != net.width or args.size != net.height):
+        net.resize(args.size, args.size)
+    if args.reference:
+        net._net.reference_kernels = True
+    prof = profile_network(net, runs=args.runs, warmup=args.warmup, backward=args.backward, batch=args.batch)
+    if args.json:
+        print(prof.to_json())
+    elif args.csv:
+        print(prof.to_csv(), end="")
+    else:
+        print(prof.table())
+    return 0
+
+
+def main(argv=None) -> int:
+    import argparse
+    ap = argparse.ArgumentParser(prog="darknet-py")
+    register_commands(ap.add_subparsers(dest="command", required=True))
+    args = ap.parse_args(["profile"] + list(argv if argv is not None else __import__("sys").argv[1:]))
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""Shared test helpers: locating Darknet reference data and regenerating weights."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def reference_root() -> Path:
+    return Path(os.environ.get("DARKNET_PY_REFERENCE", REPO.parent / "shared" / "reference"))
+
+
+def require_reference(*parts) -> Path:
+    """Path inside the reference tree; skip (or fail in CI) when it is missing."""
+    path = reference_root().joinpath(*parts)
+    if not path.exists():
+        msg = f"reference data missing: {path}"
+        if os.environ.get("DARKNET_PY_REQUIRE_REFERENCE") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+class Case:
+    """A fixture case directory: manifest + arrays resolved as files_dir/file."""
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+        self.manifest = json.loads((directory / "manifest.json").read_text())
+        self.root = reference_root()
+        files_dir = self.manifest.get("files_dir")
+        self.files_dir = self.root / files_dir if files_dir else directory
+        self.entries = {Path(f["file"]).stem: f for f in self.manifest.get("files", [])}
+
+    def has(self, name):
+        return name in self.entries
+
+    def array(self, name) -> np.ndarray:
+        return np.load(self.files_dir / self.entries[name]["file"])
+
+    @property
+    def values(self):
+        return self.manifest.get("values", {})
+
+
+def load_case(*parts) -> Case:
+    return Case(require_reference(*parts))
+
+
+_WEIGHTS_CACHE = {}
+
+
+def make_weights(cfg: Path, seed: int, out_dir: Path, **kwargs) -> Path:
+    """Regenerate a weights file with the reference make_weights.py (numpy only)."""
+    key = (str(cfg), seed, tuple(sorted(kwargs.items())))
+    if key in _WEIGHTS_CACHE and _WEIGHTS_CACHE[key].exists():
+        return _WEIGHTS_CACHE[key]
+    out = out_dir / f"{Path(cfg).stem}_seed{seed}.weights"
+    cmd = [sys.executable, str(reference_root() / "make_weights.py"), str(cfg), str(out), "--seed", str(seed)]
+    for k, v in kwargs.items():
+        cmd += [f"--{k.replace('_', '-')}", str(v)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    _WEIGHTS_CACHE[key] = out
+    return out
+
+
+def assert_close(actual, expected, atol, rtol, what=""):
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    err = np.abs(actual - expected)
+    bound = atol + rtol * np.abs(expected)
+    bad = err > bound
+    if bad.any():
+        i = np.unravel_index(np.argmax(err - bound), err.shape)
+        raise AssertionError(
+            f"{what}: {bad.sum()} of {bad.size} values out of tolerance (atol={atol}, rtol={rtol}); "
+            f"worst at {i}: got {actual[i]}, expected {expected[i]}, max abs err {err.max():.3g}")
+
+
+@pytest.fixture(scope="session")
+def weights_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("weights")

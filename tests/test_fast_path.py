@@ -1,0 +1,212 @@
+"""The fast CPU inference path (folded BN, fused epilogue, packed GEMM micro-kernels,
+im2col-free packing, vectorised maxpool) against the plain reference path.
+
+Tolerance: |fast - reference| <= 1e-4 * max(1, |reference|) for every layer
+output (the full_nets bound). GEMM micro-kernels against gemm_reference (double
+accumulation) to 1e-5 * (sum of |a||b| terms), for every CPU kernel family this
+machine supports. No timing assertions here: benchmarks live in bench/.
+"""
+import json
+
+import numpy as np
+import pytest
+
+import darknet_py
+from darknet_py import _core
+from conftest import load_case, make_weights
+
+FULL_NETS = ["darknet19_256", "yolov2-tiny-voc_416", "yolov2-voc_416", "yolov2_416", "yolov2-voc_608"]
+KERNELS = [k for k in ("avx512", "avx2", "plain")
+           if ["plain", "avx2", "avx512"].index(k) <= ["plain", "avx2", "avx512"].index(_core.cpu_kernel_best())]
+
+
+@pytest.fixture
+def kernel(request):
+    _core.set_cpu_kernel(request.param)
+    yield request.param
+    _core.set_cpu_kernel("auto")
+
+
+def bound(ref):
+    return 1e-4 * np.maximum(1.0, np.abs(ref))
+
+
+def compare_paths(net: darknet_py.Network, x: np.ndarray, what: str):
+    """Runs the fast and the reference path on x; checks every layer's output."""
+    core = net._net
+    core.reference_kernels = False
+    net.forward(x)
+    fast = [l.output for l in net.layers]
+    core.reference_kernels = True
+    try:
+        net.forward(x)
+        ref = [l.output for l in net.layers]
+    finally:
+        core.reference_kernels = False
+    for i, (f, r) in enumerate(zip(fast, ref)):
+        err = np.abs(f.astype(np.float64) - r)
+        bad = err > bound(r)
+        assert not bad.any(), (f"{what}: layer {i} ({net.layers[i].describe().strip()}): {bad.sum()} values off, "
+                               f"max err {err.max():.3g}")
+
+
+# ---------------------------------------------------------------- full networks
+@pytest.mark.parametrize("name", FULL_NETS)
+def test_full_net_fast_equals_reference(name, weights_dir):
+    case = load_case("fixtures", "full_nets", name)
+    gen = case.manifest["weights_generation"]
+    weights = make_weights(case.root / gen["cfg"], gen["seed"], weights_dir)
+    net = darknet_py.load(case.root / case.manifest["cfg"], weights)
+    compare_paths(net, case.array("input"), name)
+
+
+# ---------------------------------------------------------------- odd shapes
+def randomise(net, seed):
+    rng = np.random.default_rng(seed)
+    for layer in net.layers:
+        p = layer.params
+        if not p:
+            continue
+        fan_in = np.prod(p["weights"].shape[1:])
+        p["weights"][...] = rng.standard_normal(p["weights"].shape) * np.sqrt(2.0 / fan_in)
+        p["biases"][...] = rng.uniform(-.1, .1, p["biases"].shape)
+        if "scales" in p:
+            p["scales"][...] = rng.uniform(.8, 1.2, p["scales"].shape)
+            p["rolling_mean"][...] = rng.uniform(-.1, .1, p["rolling_mean"].shape)
+            p["rolling_variance"][...] = rng.uniform(.5, 1.5, p["rolling_variance"].shape)
+
+
+def conv(filters, size, stride=1, pad=1, bn=1, act="leaky", groups=1, padding=None):
+    extra = f"padding={padding}\n" if padding is not None else f"pad={pad}\n"
+    return (f"[convolutional]\nbatch_normalize={bn}\nfilters={filters}\nsize={size}\nstride={stride}\n{extra}"
+            f"groups={groups}\nactivation={act}\n")
+
+
+def maxpool(size, stride):
+    return f"[maxpool]\nsize={size}\nstride={stride}\n"
+
+
+ODD_NETS = {
+    # non-square maps, channels not multiples of 16, every layer shape class
+    "nonsquare_3x3": (23, 17, 5, [conv(19, 3), conv(33, 3, bn=0, act="linear"), conv(7, 1, pad=0)]),
+    "stride2_and_1x1": (31, 20, 3, [conv(17, 3, stride=2), conv(50, 1, pad=0, act="relu"),
+                                     conv(9, 3, stride=2, bn=0, act="logistic")]),
+    "groups": (14, 18, 6, [conv(12, 3, groups=3), conv(10, 1, pad=0, groups=2), conv(4, 3, groups=2, act="tanh")]),
+    "padding0_and_5x5": (21, 26, 4, [conv(11, 3, pad=0), conv(13, 5, padding=2, act="elu"),
+                                     conv(3, 5, padding=0, bn=0, act="linear")]),
+    "maxpools": (27, 19, 3, [conv(8, 3), maxpool(2, 2), conv(21, 3), maxpool(2, 1), maxpool(3, 2),
+                             conv(16, 1, pad=0), maxpool(3, 1)]),
+    "reorg_route": (24, 16, 3, [conv(10, 3), maxpool(2, 2), conv(12, 3), "[reorg]\nstride=2\n",
+                                conv(6, 1, pad=0), "[route]\nlayers=-1,-2\n", conv(5, 1, pad=0)]),
+    "wide_k": (9, 11, 300, [conv(130, 3), conv(257, 1, pad=0, act="linear")]),
+}
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("name", sorted(ODD_NETS))
+def test_odd_shapes_fast_equals_reference(name, batch):
+    w, h, c, layers = ODD_NETS[name]
+    text = f"[net]\nbatch={batch}\nwidth={w}\nheight={h}\nchannels={c}\n\n" + "\n".join(layers)
+    net = darknet_py.Network.from_text(text, name=name, batch=batch)
+    randomise(net, 7)
+    x = np.random.default_rng(3).standard_normal((batch, c, h, w)).astype(np.float32)
+    for k in KERNELS:
+        _core.set_cpu_kernel(k)
+        try:
+            compare_paths(net, x, f"{name} batch {batch} kernels {k}")
+        finally:
+            _core.set_cpu_kernel("auto")
+
+
+def test_params_written_after_forward_are_used():
+    """Weights changed through the numpy views after a forward affect the next forward."""
+    text = "[net]\nwidth=10\nheight=8\nchannels=3\n\n" + conv(6, 3)
+    net = darknet_py.Network.from_text(text)
+    randomise(net, 1)
+    x = np.random.default_rng(0).standard_normal((1, 3, 8, 10)).astype(np.float32)
+    a = net.forward(x).copy()
+    p = net.layers[0].params
+    p["weights"][...] *= 2
+    p["rolling_mean"][...] += 0.5
+    b = net.forward(x)
+    assert not np.allclose(a, b)
+    compare_paths(net, x, "after writes")
+
+
+# ---------------------------------------------------------------- GEMM
+GEMM_SIZES = [(1, 1, 1), (7, 5, 3), (8, 48, 256), (9, 17, 33), (13, 50, 300), (33, 97, 513), (125, 169, 700),
+              (64, 1000, 40), (3, 2000, 9)]
+
+
+@pytest.mark.parametrize("kernel", KERNELS, indirect=True)
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_gemm_matches_reference(kernel, trans_a, trans_b):
+    rng = np.random.default_rng(5)
+    for (M, N, K) in GEMM_SIZES:
+        for alpha, beta in ((1.0, 0.0), (0.7, 0.3), (1.0, 1.0)):
+            A = rng.standard_normal((K, M) if trans_a else (M, K)).astype(np.float32)
+            B = rng.standard_normal((N, K) if trans_b else (K, N)).astype(np.float32)
+            C0 = rng.standard_normal((M, N)).astype(np.float32)
+            fast, ref = C0.copy(), C0.copy()
+            _core.gemm(trans_a, trans_b, M, N, K, alpha, A, B, beta, fast)
+            _core.gemm(trans_a, trans_b, M, N, K, alpha, A, B, beta, ref, reference=True)
+            a = A.T if trans_a else A
+            b = B.T if trans_b else B
+            scale = np.abs(alpha) * (np.abs(a).astype(np.float64) @ np.abs(b)) + np.abs(beta * C0)
+            err = np.abs(fast.astype(np.float64) - ref)
+            assert (err <= 1e-5 * scale + 1e-6).all(), (
+                f"kernel={kernel} ta={trans_a} tb={trans_b} M={M} N={N} K={K} alpha={alpha} beta={beta}: "
+                f"max err {err.max():.3g}")
+
+
+def test_gemm_leading_dimensions():
+    """Sub-matrix views: lda/ldb/ldc larger than the logical sizes."""
+    rng = np.random.default_rng(1)
+    M, N, K = 19, 37, 45
+    A = rng.standard_normal((M, K + 5)).astype(np.float32)
+    B = rng.standard_normal((K + 2, N + 7)).astype(np.float32)
+    C = np.zeros((M + 1, N + 3), np.float32)
+    R = C.copy()
+    _core.gemm(False, False, M, N, K, 1.0, A, B, 0.0, C)
+    _core.gemm(False, False, M, N, K, 1.0, A, B, 0.0, R, reference=True)
+    np.testing.assert_allclose(C, R, rtol=1e-5, atol=1e-5)
+    assert (C[M:] == 0).all() and (C[:, N:] == 0).all()
+
+
+def test_cpu_kernel_selection():
+    assert _core.cpu_kernel() in ("avx512", "avx2", "plain")
+    with pytest.raises(darknet_py.DarknetError):
+        _core.set_cpu_kernel("sse9")
+    _core.set_cpu_kernel("plain")
+    assert _core.cpu_kernel() == "plain"
+    _core.set_cpu_kernel("auto")
+    assert _core.cpu_kernel() == _core.cpu_kernel_best()
+
+
+# ---------------------------------------------------------------- profiler
+def test_profile_api_and_cli(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DARKNET_PY_PEAK_GFLOPS", "100")  # no microbenchmark in tests
+    text = "[net]\nwidth=32\nheight=24\nchannels=3\n\n" + conv(8, 3) + maxpool(2, 2) + conv(5, 1, pad=0)
+    cfg = tmp_path / "tiny.cfg"
+    cfg.write_text(text)
+    net = darknet_py.load(str(cfg))
+    prof = net.profile(runs=3, warmup=1)
+    assert len(prof.layers) == 3
+    assert prof.peak_gflops == 100 * _core.get_num_threads()
+    assert abs(sum(l.share for l in prof.layers) - 1) < 1e-6
+    assert prof.layers[0].flops == net.layers[0].flops
+    assert "Total BFLOPs" in prof.table()
+    from darknet_py.profile import profile_main, register_commands
+    import argparse
+    ap = argparse.ArgumentParser()
+    register_commands(ap.add_subparsers(dest="command"))
+    args = ap.parse_args(["profile", str(cfg), "--runs", "2", "--warmup", "0", "--json", "--backward"])
+    assert profile_main(args) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert len(data["layers"]) == 3 and data["total_backward_ms"] is not None
+    args = ap.parse_args(["profile", str(cfg), "--runs", "2", "--csv", "--size", "64"])
+    assert profile_main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("index,type") and len(out) == 4
+    assert not net._net.training
