@@ -44,6 +44,7 @@ int dn_network_load(const char* cfg_path, const char* weights_path, int batch, d
   return guarded([&] {
     auto h = std::make_unique<dn_network>();
     h->net = dn::Network::from_cfg_file(cfg_path, batch);
+    h->net->randomize(0);  // Darknet's initialisation; a weights file overwrites it
     if (weights_path) h->net->load_weights(weights_path);
     *out = h.release();
   });

@@ -297,6 +297,11 @@ void Network::backward_layer(int i, const float* input) {
   layers[i]->backward(s);
 }
 
+void Network::randomize(uint64_t seed) {
+  std::mt19937_64 init_rng(seed);
+  for (auto& l : layers) l->randomize(init_rng);
+}
+
 int64_t Network::current_batch() const { return seen / ((int64_t)opt.batch * opt.subdivisions); }
 
 float Network::current_learning_rate() const {

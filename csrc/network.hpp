@@ -85,6 +85,8 @@ class Network {
   void resize(int w, int h);      // new input size; weights kept
   void set_training(bool on);     // allocate deltas and training buffers
   void set_seed(uint64_t seed) { rng.seed(seed); }
+  // Random initial parameters for training from scratch (seeded, Darknet's scheme).
+  void randomize(uint64_t seed);
 
   // Runs every layer on batch() images; returns the last layer's output.
   const float* forward(const float* input, const float* truth = nullptr);

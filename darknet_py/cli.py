@@ -118,7 +118,7 @@ def build_parser():
 
     de = sub.add_parser("demo", help="generate a synthetic dataset, train, evaluate, draw detections")
     de.add_argument("--out", default="darknet_py_demo")
-    de.add_argument("--minutes", type=float, default=6.0, help="training time budget")
+    de.add_argument("--minutes", type=float, default=7.0, help="training time budget")
     de.add_argument("--quick", action="store_true", help="tiny run (about a minute) for smoke tests")
     de.add_argument("--seed", type=int, default=0)
     de.set_defaults(func=cmd_demo)

@@ -93,7 +93,7 @@ def draw_grid(net, image_paths, out_path: str, thresh: float = .3, columns: int 
     return out_path
 
 
-def run_demo(out: str = "darknet_py_demo", minutes: float = 6.0, quick: bool = False, seed: int = 0,
+def run_demo(out: str = "darknet_py_demo", minutes: float = 7.0, quick: bool = False, seed: int = 0,
              progress: bool = True) -> dict:
     from . import anchors as anchors_mod
     from .data.dataset import read_data_cfg, read_labels, read_list, label_path

@@ -119,6 +119,10 @@ class Network:
     def __len__(self):
         return self._net.n_layers
 
+    def randomize(self, seed: int = 0) -> None:
+        """Darknet's random initialisation (conv weights N(0,1)*sqrt(2/fan_in), biases 0, scales 1)."""
+        self._net.randomize(int(seed))
+
     def resize(self, width: int, height: int) -> None:
         """Change the input size in place (weights kept), as multi-scale training does."""
         self._net.resize(int(width), int(height))
@@ -198,9 +202,15 @@ class Network:
         self._net.save_weights(str(path), int(cutoff))
 
 
-def load(cfg: str, weights: Optional[str] = None, batch: int = 1, names=None, cutoff: int = -1) -> Network:
-    """Build a network from a Darknet .cfg (batch 1 for inference) and load weights."""
+def load(cfg: str, weights: Optional[str] = None, batch: int = 1, names=None, cutoff: int = -1,
+         seed: int = 0) -> Network:
+    """Build a network from a Darknet .cfg (batch 1 for inference) and load weights.
+
+    Parameters start from Darknet's random initialisation (seeded by `seed`);
+    a weights file then overwrites them (up to `cutoff` layers when given).
+    """
     net = Network.from_cfg(str(cfg), batch=batch, names=names)
+    net.randomize(seed)
     if weights is not None:
         net.load_weights(str(weights), cutoff)
     return net

@@ -151,6 +151,7 @@ def train(data: str, cfg: str, weights: Optional[str] = None, *, max_batches: Op
 
     net._net.set_training(True)  # allocates the momentum buffers the state file fills
     net._net.set_seed(seed)
+    net.randomize(seed)  # from scratch, or the layers a partial weights file does not cover
     if weights:
         net.load_weights(weights)
         if not load_training_state(net, weights):

@@ -232,6 +232,19 @@ void ConvolutionalLayer::update(const UpdateArgs& a) {
   for (size_t i = 0; i < n; ++i) sgd_step_decay(weights[i], weight_updates[i], step, decay, a.momentum);
 }
 
+void ConvolutionalLayer::randomize(std::mt19937_64& rng) {
+  // Darknet: weights ~ N(0, 1) * sqrt(2 / fan_in), biases 0, BN scales 1, rolling stats 0/1.
+  const float scale = std::sqrt(2.f / (size * size * (c / groups)));
+  std::normal_distribution<float> normal(0.f, 1.f);
+  for (float& w : weights) w = scale * normal(rng);
+  std::fill(biases.begin(), biases.end(), 0.f);
+  if (batch_normalize) {
+    std::fill(scales.begin(), scales.end(), 1.f);
+    std::fill(rolling_mean.begin(), rolling_mean.end(), 0.f);
+    std::fill(rolling_variance.begin(), rolling_variance.end(), 1.f);
+  }
+}
+
 std::vector<Blob> ConvolutionalLayer::params() {
   const int64_t nf = filters;
   std::vector<Blob> p;

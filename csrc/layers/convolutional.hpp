@@ -26,6 +26,7 @@ class ConvolutionalLayer : public Layer {
   void forward_fast(NetState& s);  // inference: folded BN, fused epilogue, packed GEMM
   void backward(NetState& s) override;
   void update(const UpdateArgs& a) override;
+  void randomize(std::mt19937_64& rng) override;
   void resize(int new_w, int new_h) override;
   size_t workspace_floats() const override;
   double flops() const override;

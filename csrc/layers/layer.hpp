@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -75,6 +76,8 @@ class Layer {
     training = on;
     allocate();
   }
+  // Fresh parameters for training from scratch (Darknet's initialisation).
+  virtual void randomize(std::mt19937_64& rng) { (void)rng; }
   // Scratch floats this layer needs from the shared workspace.
   virtual size_t workspace_floats() const { return 0; }
   // Floating point operations per image (Darknet's BFLOPs figure * 1e9).

@@ -134,6 +134,8 @@ void bind_network(py::module_& m) {
       .def("resize", &Network::resize, py::arg("width"), py::arg("height"), py::call_guard<py::gil_scoped_release>())
       .def("set_training", &Network::set_training, py::call_guard<py::gil_scoped_release>())
       .def("set_seed", &Network::set_seed)
+      .def("randomize", &Network::randomize, py::arg("seed") = 0, py::call_guard<py::gil_scoped_release>(),
+           "Darknet's random initialisation: conv weights N(0,1)*sqrt(2/fan_in), biases 0, scales 1.")
       .def(
           "forward",
           [](Network& net, const FloatArray& x, const py::object& truth) {
