@@ -1,6 +1,7 @@
 """The darknet-py command line on real components: detect/info/partial on Darknet
 cfgs, and map/valid/anchors/train on a small synthetic dataset."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -82,8 +83,10 @@ def test_train_map_valid_anchors(tmp_path, synth, capsys):
     assert "anchors=" in capsys.readouterr().out
 
 
-def test_console_script_help():
-    r = subprocess.run([sys.executable, "-m", "darknet_py.cli", "-h"], capture_output=True, text=True)
+def test_console_script_help(tmp_path):
+    # cwd outside the checkout so the installed package (with its extension) is imported
+    r = subprocess.run([sys.executable, "-m", "darknet_py.cli", "-h"], capture_output=True, text=True,
+                       cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(Path(darknet_py.__file__).parents[1])})
     assert r.returncode == 0
     for cmd in ("detect", "info", "train", "demo", "map", "valid", "anchors", "profile", "partial"):
         assert cmd in r.stdout
