@@ -290,3 +290,81 @@ def test_cli_commands(trained, shapes, tmp_path, capsys):
     (tmp_path / "bad.data").write_text("classes = 5\n")
     assert main(["classifier-valid", str(tmp_path / "bad.data"), str(CFG), weights]) == 2
     assert "no 'labels' entry" in capsys.readouterr().err
+
+
+def test_resume_from_last_checkpoint(shapes, tmp_path, one_thread):
+    first = train_classifier(shapes, str(CFG), max_batches=3, seed=4, backup=str(tmp_path), progress=False,
+                             evaluate=False)
+    assert first.iterations == 3 and first.top1 is None
+    resumed = train_classifier(shapes, str(CFG), first.last_weights, max_batches=5, seed=4, backup=str(tmp_path),
+                               progress=False, evaluate=False)
+    assert resumed.iterations == 5 and len(resumed.losses) == 2
+
+
+TREE_CFG = """[net]
+batch=8
+subdivisions=1
+width=32
+height=32
+channels=3
+momentum=0.9
+decay=0.0005
+learning_rate=0.05
+policy=poly
+power=4
+max_batches=6
+min_crop=32
+max_crop=40
+
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[maxpool]
+size=2
+stride=2
+
+[convolutional]
+batch_normalize=1
+filters=7
+size=1
+stride=1
+pad=1
+activation=linear
+
+[avgpool]
+
+[softmax]
+groups=1
+tree={tree}
+
+[cost]
+type=masked
+"""
+
+
+def test_wordtree_classifier_path(shapes, tmp_path, capsys, one_thread):
+    # A 7-node tree over the shapes: round {circle}, angular {square, triangle, cross, star}.
+    nodes = [("round", -1), ("angular", -1), ("circle", 0), ("square", 1), ("triangle", 1), ("cross", 1),
+             ("star", 1)]
+    (tmp_path / "shapes.tree").write_text("".join(f"{n} {p}\n" for n, p in nodes))
+    (tmp_path / "tree_labels.txt").write_text("".join(n + "\n" for n, _ in nodes))
+    root = Path(shapes).parent
+    (tmp_path / "tree.data").write_text(f"classes = 7\ntrain = {root / 'train.list'}\nvalid = {root / 'valid.list'}\n"
+                                        f"labels = {tmp_path / 'tree_labels.txt'}\nbackup = {tmp_path}\n")
+    cfg = tmp_path / "tree.cfg"
+    cfg.write_text(TREE_CFG.format(tree=tmp_path / "shapes.tree"))
+    data = read_classification_data(tmp_path / "tree.data")
+    assert set(data.train_classes) == {2, 3, 4, 5, 6}  # leaves only: the rule never picks round/angular
+    result = train_classifier(str(tmp_path / "tree.data"), str(cfg), progress=False)
+    assert result.iterations == 6 and np.isfinite(result.losses).all()
+    assert 0 <= result.top1 <= 1
+    image = data.valid[0]
+    assert main(["classifier-predict", str(cfg), result.final_weights, image, "--top", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3
+    assert all(line.split(": ")[1] in {"circle", "square", "triangle", "cross", "star"} for line in lines[1:])
