@@ -253,7 +253,7 @@ def train_classifier(data, cfg: str, weights: Optional[str] = None, *, max_batch
                      progress: bool = True, workers: int = 2, clear: bool = False, chart: Optional[str] = None,
                      chart_every: int = 10, checkpoint_every: int = 100, evaluate: bool = True,
                      on_iteration: Optional[Callable[[int, float, float], None]] = None,
-                     return_net: bool = False):
+                     return_net: bool = False, validate: bool = True):
     """Train a classifier on a Darknet classification .data file, like `darknet classifier train`.
 
     [net] batch/subdivisions, learning rate and policy (Darknet-19: poly,
@@ -264,10 +264,11 @@ def train_classifier(data, cfg: str, weights: Optional[str] = None, *, max_batch
     clear). Checkpoints as train.py: `<backup>/<cfg>_<N>.weights`,
     `_last`, `_final`, each with a `.state.npz` for exact resume.
     With evaluate, top-1/top-k on the valid list are filled in.
+    validate=False skips opening every image up front (the label rule is always checked).
     Returns a ClassifierTrainResult (and the Network with return_net).
     """
     from .data.classification import read_classification_data
-    data_obj = read_classification_data(data)
+    data_obj = read_classification_data(data, check_images=validate)
     net = Network.from_cfg(str(cfg), batch=0, names=data_obj.names)
     _check_outputs(net, data_obj, cfg)
     tree = softmax_tree(net)
@@ -340,7 +341,7 @@ def fine_tune_highres(data, cfg: str, weights: str, *, scale: float = 2.0, size:
 
 # ---------------------------------------------------------------- CLI
 
-def _names_for(args_names, data_path=None) -> Optional[List[str]]:
+def _names_for(args_names) -> Optional[List[str]]:
     if args_names:
         from .data.dataset import read_names
         return read_names(args_names)
