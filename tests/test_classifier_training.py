@@ -287,6 +287,10 @@ def test_cli_commands(trained, shapes, tmp_path, capsys):
     assert main(["classifier-train", shapes, str(CFG), "--max-batches", "2", "--backup", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "after 2 iterations" in out and (tmp_path / "demo-classifier_final.weights").exists()
+    assert main(["classifier-finetune", shapes, str(CFG), weights, "--max-batches", "1", "--backup",
+                 str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "top-1 at 64:" in out and "top-1 at 128 before fine-tuning:" in out and "after 1 batches" in out
     (tmp_path / "bad.data").write_text("classes = 5\n")
     assert main(["classifier-valid", str(tmp_path / "bad.data"), str(CFG), weights]) == 2
     assert "no 'labels' entry" in capsys.readouterr().err
