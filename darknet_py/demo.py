@@ -108,9 +108,9 @@ def run_demo(out: str = "darknet_py_demo", minutes: float = 7.0, quick: bool = F
     print(f"[1/4] generating {n_train} training and {n_valid} validation images in {out_dir / 'data'}")
     data = generate(out_dir / "data", n_train=n_train, n_valid=n_valid, size=(160, 160), seed=seed)
     data_cfg = read_data_cfg(data)
-    train_paths = read_list(data_cfg["train"])
-    valid_paths = read_list(data_cfg["valid"])
-    names = [n.strip() for n in Path(data_cfg["names"]).read_text().splitlines() if n.strip()]
+    train_paths = read_list(data_cfg.resolve("train"))
+    valid_paths = read_list(data_cfg.resolve("valid"))
+    names = [n.strip() for n in Path(data_cfg.resolve("names")).read_text().splitlines() if n.strip()]
 
     cfg_text = packaged_cfg("demo.cfg").read_text()
     net_w = 160
@@ -126,8 +126,9 @@ def run_demo(out: str = "darknet_py_demo", minutes: float = 7.0, quick: bool = F
     cfg_path = out_dir / "demo.cfg"
     cfg_path.write_text("\n".join(lines) + "\n")
 
-    budget = 90.0 if quick else minutes * 60
-    max_batches = 60 if quick else None
+    # quick: bounded by iterations (reproducible), with a generous time cap for slow machines
+    budget = 300.0 if quick else minutes * 60
+    max_batches = 100 if quick else None
     print(f"[3/4] training {cfg_path} for up to {budget / 60:.1f} minutes")
     result = train(str(data), str(cfg_path), seed=seed, backup=str(out_dir / "backup"), progress=progress,
                    chart=str(out_dir / "loss.png"), max_batches=max_batches, time_limit=budget,

@@ -138,7 +138,7 @@ def train(data: str, cfg: str, weights: Optional[str] = None, *, max_batches: Op
     data_cfg = read_data_cfg(data)
     if "train" not in data_cfg:
         raise DarknetError(f"{data}: no 'train' list")
-    paths = read_list(data_cfg["train"])
+    paths = read_list(data_cfg.resolve("train"))
     net = Network.from_cfg(str(cfg), batch=0)
     region = region_info(net)
     if region is None:
@@ -167,7 +167,7 @@ def train(data: str, cfg: str, weights: Optional[str] = None, *, max_batches: Op
     limit = int(max_batches if max_batches is not None else opts["max_batches"])
     if limit <= 0:
         raise DarknetError(f"{cfg}: max_batches must be > 0 (set it in [net] or pass max_batches)")
-    backup_dir = Path(backup or data_cfg.get("backup", "backup"))
+    backup_dir = Path(backup or (data_cfg.resolve("backup") if "backup" in data_cfg else "backup"))
     backup_dir.mkdir(parents=True, exist_ok=True)
     base = Path(cfg).stem
     chart_path = chart or str(backup_dir / f"{base}_loss.png")

@@ -6,6 +6,8 @@ import os
 import numpy as np
 import pytest
 
+from conftest import assert_close as _assert_close, require_reference
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Stated tolerance for float32 comparisons against Darknet: |a - ref| <= ATOL + RTOL*|ref|.
@@ -14,17 +16,9 @@ RTOL = 1e-4
 
 
 def reference_root():
-    """The reference directory (env DARKNET_PY_REFERENCE, default ../shared/reference
-    relative to the repository root); skips the test when it is missing unless
-    DARKNET_PY_REQUIRE_REFERENCE=1, which turns the skip into a failure."""
-    root = os.environ.get("DARKNET_PY_REFERENCE", os.path.join(REPO_ROOT, "..", "shared", "reference"))
-    root = os.path.abspath(root)
-    if not os.path.isfile(os.path.join(root, "README.md")):
-        msg = f"Darknet reference data not found at {root} (set DARKNET_PY_REFERENCE)"
-        if os.environ.get("DARKNET_PY_REQUIRE_REFERENCE") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return root
+    """The reference directory as a string; skips (or fails under
+    DARKNET_PY_REQUIRE_REFERENCE=1) when it is missing — conftest's rule."""
+    return str(require_reference())
 
 
 def case_dir(*parts):
@@ -37,20 +31,10 @@ def load_manifest(directory):
 
 
 def assert_close(actual, expected, what):
-    """Elementwise |a - e| <= ATOL + RTOL*|e|; the message shows the worst element."""
-    actual = np.asarray(actual, dtype=np.float64)
-    expected = np.asarray(expected, dtype=np.float64)
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != reference {expected.shape}"
-    err = np.abs(actual - expected)
-    bound = ATOL + RTOL * np.abs(expected)
-    bad = err > bound
-    if bad.any():
-        worst = np.unravel_index(np.argmax(err - bound), err.shape)
-        raise AssertionError(
-            f"{what}: {int(bad.sum())} of {err.size} elements outside atol={ATOL} + rtol={RTOL}*|ref|; "
-            f"worst at {worst}: got {actual[worst]!r}, reference {expected[worst]!r} (max abs diff {err.max():.3g})"
-        )
-    return float(err.max()) if err.size else 0.0
+    """Elementwise |a - e| <= ATOL + RTOL*|e| (conftest's check); returns the max abs diff."""
+    _assert_close(actual, expected, ATOL, RTOL, what)
+    diff = np.abs(np.asarray(actual, np.float64) - np.asarray(expected, np.float64))
+    return float(diff.max()) if diff.size else 0.0
 
 
 def darknet_error():

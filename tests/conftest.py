@@ -83,6 +83,22 @@ def assert_close(actual, expected, atol, rtol, what=""):
             f"worst at {i}: got {actual[i]}, expected {expected[i]}, max abs err {err.max():.3g}")
 
 
+def small_yolo_cfg(size=64, batch=8, subdivisions=1, lr=0.001, random=0, filters=(8, 16, 32, 32),
+                   max_batches=200, classes=5):
+    """A small YOLOv2-style detector cfg (BN convs + maxpools, 1x1 head, [region])."""
+    text = (f"[net]\nbatch={batch}\nsubdivisions={subdivisions}\nwidth={size}\nheight={size}\nchannels=3\n"
+            f"momentum=0.9\ndecay=0.0005\nlearning_rate={lr}\nburn_in=0\npolicy=constant\n"
+            f"max_batches={max_batches}\nsaturation=1.5\nexposure=1.5\nhue=.1\n")
+    for f in filters:
+        text += (f"\n[convolutional]\nbatch_normalize=1\nfilters={f}\nsize=3\npad=1\nactivation=leaky\n"
+                 "\n[maxpool]\nsize=2\nstride=2\n")
+    text += f"\n[convolutional]\nfilters={3 * (classes + 5)}\nsize=1\nactivation=linear\n"
+    text += (f"\n[region]\nanchors=1,1, 1.5,1.5, 2.5,2.5\nclasses={classes}\ncoords=4\nnum=3\nsoftmax=1\n"
+             f"jitter=.2\nrescore=1\nobject_scale=5\nnoobject_scale=1\nclass_scale=1\ncoord_scale=1\n"
+             f"thresh=.6\nrandom={random}\n")
+    return text
+
+
 @pytest.fixture(scope="session")
 def weights_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("weights")

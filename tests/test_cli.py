@@ -10,63 +10,8 @@ import pytest
 
 import darknet_py
 from darknet_py.cli import main
-from conftest import load_case, make_weights, require_reference
+from conftest import load_case, make_weights, require_reference, small_yolo_cfg
 
-TINY = """[net]
-batch=4
-subdivisions=1
-width=64
-height=64
-channels=3
-learning_rate=0.001
-max_batches=4
-policy=constant
-
-[convolutional]
-batch_normalize=1
-filters=8
-size=3
-pad=1
-activation=leaky
-
-[maxpool]
-size=2
-stride=2
-
-[convolutional]
-batch_normalize=1
-filters=16
-size=3
-pad=1
-activation=leaky
-
-[maxpool]
-size=2
-stride=2
-
-[maxpool]
-size=2
-stride=2
-
-[maxpool]
-size=2
-stride=2
-
-[convolutional]
-filters=30
-size=1
-activation=linear
-
-[region]
-anchors=1,1, 1.5,1.5, 2.5,2.5
-classes=5
-coords=4
-num=3
-softmax=1
-jitter=.2
-rescore=1
-thresh=.6
-"""
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +20,7 @@ def synth(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli_syn")
     data = generate(root, n_train=8, n_valid=4, size=(64, 64), seed=1)
     cfg = root / "tiny.cfg"
-    cfg.write_text(TINY)
+    cfg.write_text(small_yolo_cfg(batch=4, filters=(8, 16), max_batches=4))
     return data, cfg, root
 
 

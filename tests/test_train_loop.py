@@ -15,87 +15,8 @@ import pytest
 import darknet_py
 from darknet_py import DarknetError
 from darknet_py.train import train
+from conftest import small_yolo_cfg
 
-CFG = """[net]
-batch=8
-subdivisions=2
-width=64
-height=64
-channels=3
-momentum=0.9
-decay=0.0005
-learning_rate={lr}
-burn_in=0
-policy=constant
-max_batches=200
-saturation=1.5
-exposure=1.5
-hue=.1
-
-[convolutional]
-batch_normalize=1
-filters=8
-size=3
-pad=1
-activation=leaky
-
-[maxpool]
-size=2
-stride=2
-
-[convolutional]
-batch_normalize=1
-filters=16
-size=3
-pad=1
-activation=leaky
-
-[maxpool]
-size=2
-stride=2
-
-[convolutional]
-batch_normalize=1
-filters=32
-size=3
-pad=1
-activation=leaky
-
-[maxpool]
-size=2
-stride=2
-
-[convolutional]
-batch_normalize=1
-filters=32
-size=3
-pad=1
-activation=leaky
-
-[maxpool]
-size=2
-stride=2
-
-[convolutional]
-filters=30
-size=1
-activation=linear
-
-[region]
-anchors=1,1, 1.5,1.5, 2.5,2.5
-classes=5
-coords=4
-num=3
-softmax=1
-jitter=.2
-rescore=1
-object_scale=5
-noobject_scale=1
-class_scale=1
-coord_scale=1
-thresh=.6
-random={random}
-"""
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +28,7 @@ def dataset(tmp_path_factory):
 
 def write_cfg(tmp_path, lr=0.001, random=0, name="tiny.cfg"):
     p = tmp_path / name
-    p.write_text(CFG.format(lr=lr, random=random))
+    p.write_text(small_yolo_cfg(batch=8, subdivisions=2, lr=lr, random=random))
     return p
 
 

@@ -45,12 +45,7 @@ class CostLayer : public Layer {
 
 std::unique_ptr<Layer> make_cost(const CfgSection& s, const LayerInput& in, Network&) {
   auto l = std::make_unique<CostLayer>();
-  l->type = "cost";
-  l->batch = in.batch;
-  l->w = l->out_w = in.w;
-  l->h = l->out_h = in.h;
-  l->c = l->out_c = in.c;
-  l->inputs = l->outputs = (size_t)in.w * in.h * in.c;
+  init_same_shape(*l, "cost", in);
   l->has_cost = true;
   const std::string type = s.get_str("type", "sse");
   if (type == "sse") l->cost_type = CostType::Sse;

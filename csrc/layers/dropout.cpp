@@ -51,13 +51,8 @@ class DropoutLayer : public Layer {
 
 std::unique_ptr<Layer> make_dropout(const CfgSection& s, const LayerInput& in, Network& net) {
   auto l = std::make_unique<DropoutLayer>();
-  l->type = "dropout";
+  init_same_shape(*l, "dropout", in);
   l->net = &net;
-  l->batch = in.batch;
-  l->w = l->out_w = in.w;
-  l->h = l->out_h = in.h;
-  l->c = l->out_c = in.c;
-  l->inputs = l->outputs = (size_t)in.w * in.h * in.c;
   l->probability = s.get_float("probability", .5f);
   if (l->probability < 0 || l->probability >= 1) s.fail_key("probability", "must be in [0, 1)");
   l->scale = 1.f / (1.f - l->probability);

@@ -73,12 +73,7 @@ class SoftmaxLayer : public Layer {
 
 std::unique_ptr<Layer> make_softmax(const CfgSection& s, const LayerInput& in, Network&) {
   auto l = std::make_unique<SoftmaxLayer>();
-  l->type = "softmax";
-  l->batch = in.batch;
-  l->w = l->out_w = in.w;
-  l->h = l->out_h = in.h;
-  l->c = l->out_c = in.c;
-  l->inputs = l->outputs = (size_t)in.w * in.h * in.c;
+  init_same_shape(*l, "softmax", in);
   l->groups = s.get_int("groups", 1);
   l->temperature = s.get_float("temperature", 1.f);
   l->has_cost = true;
