@@ -7,6 +7,7 @@
 
 #include "common.cuh"
 #include "cuda_layers.hpp"
+#include "kernels/cost.hpp"
 #include "kernels/softmax.hpp"
 
 namespace dn {
@@ -40,8 +41,9 @@ __global__ void xent_kernel(size_t n, const float* __restrict__ output, const fl
   double cost = 0;
   DN_GRID_STRIDE(i, n) {
     const float t = truth[i], p = output[i];
-    if (delta) delta[i] = t - p;
-    if (t) cost += -t * logf(p);
+    const bool masked = t == kMaskedTruth;  // fill_hierarchy's unlabelled WordTree group
+    if (delta) delta[i] = masked ? 0.f : t - p;
+    if (t && !masked) cost += -t * logf(p);
   }
   cost = block_sum(cost);
   if (threadIdx.x == 0) partial[blockIdx.x] = cost;

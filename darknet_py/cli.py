@@ -123,7 +123,7 @@ def build_parser():
     de.add_argument("--seed", type=int, default=0)
     de.set_defaults(func=cmd_demo)
 
-    for module in ("evaluate", "profile"):
+    for module in ("evaluate", "profile", "classifier"):
         try:
             mod = __import__(f"darknet_py.{module}", fromlist=["register_commands"])
         except ImportError:

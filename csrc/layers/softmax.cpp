@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "kernels/cost.hpp"
 #include "kernels/softmax.hpp"
 #include "layers/layers.hpp"
 #include "parse/tree.hpp"
@@ -46,6 +47,12 @@ class SoftmaxLayer : public Layer {
       const size_t n = (size_t)batch * inputs;
       for (size_t i = 0; i < n; ++i) {
         const float t = s.truth[i], p = output[i];
+        // Darknet's fill_hierarchy marks WordTree groups without a label with
+        // -1234; its CUDA path masks them (no delta, no loss).
+        if (t == kMaskedTruth) {
+          delta[i] = 0;
+          continue;
+        }
         delta[i] = t - p;
         if (t) total += -t * std::log(p);
       }

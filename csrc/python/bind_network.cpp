@@ -1,5 +1,7 @@
 // pybind11 bindings for dn::Network and its layers.
 #include <pybind11/numpy.h>
+
+#include <cmath>
 #include <pybind11/stl.h>
 
 #include <cstring>
@@ -126,6 +128,9 @@ void bind_network(py::module_& m) {
                                d["exposure"] = o.exposure;
                                d["hue"] = o.hue;
                                d["flip"] = o.flip;
+                               d["min_crop"] = o.min_crop;
+                               d["max_crop"] = o.max_crop;
+                               d["center"] = o.center;
                                return d;
                              })
       .def("layer", [](Network& n, int i) -> Layer& { return n.layer(i); }, py::return_value_policy::reference_internal)
@@ -183,6 +188,20 @@ void bind_network(py::module_& m) {
           py::arg("x"), py::arg("truth"))
       .def_property_readonly("current_batch", &Network::current_batch)
       .def_property_readonly("learning_rate", &Network::current_learning_rate)
+      .def_property(
+          "base_learning_rate", [](const Network& n) { return n.opt.learning_rate; },
+          [](Network& n, float v) {
+            if (!(v >= 0) || !std::isfinite(v)) fail("learning_rate must be a finite value >= 0, got ", v);
+            n.opt.learning_rate = v;
+          },
+          "[net] learning_rate, the base of the LR policy (fine-tuning lowers it).")
+      .def_property(
+          "max_batches", [](const Network& n) { return n.opt.max_batches; },
+          [](Network& n, int v) {
+            if (v <= 0) fail("max_batches must be > 0, got ", v);
+            n.opt.max_batches = v;
+          },
+          "[net] max_batches (the poly policy's horizon).")
       .def("load_weights", &Network::load_weights, py::arg("path"), py::arg("cutoff") = -1,
            py::call_guard<py::gil_scoped_release>())
       .def("save_weights", &Network::save_weights, py::arg("path"), py::arg("cutoff") = -1,

@@ -19,4 +19,5 @@ PYBIND11_MODULE(_core, m) {
   dn::bind_image(m);
   dn::bind_perf(m);
   dn::bind_cuda(m);
+  dn::bind_classifier(m);
 }

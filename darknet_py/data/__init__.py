@@ -4,6 +4,9 @@ from .dataset import (IMAGE_EXTENSIONS, DataConfig, DatasetReport, label_path, r
                       read_list, read_names, validate_dataset)
 from .loader import DetectionLoader
 from .synthetic import SYNTHETIC_CLASSES, generate
+from .classification import (ClassificationData, ClassificationLoader, check_classification_dataset, class_truth,
+                             label_of, read_classification_data)
+from .synthetic_classes import generate_classes
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -18,4 +21,11 @@ __all__ = [
     "DetectionLoader",
     "SYNTHETIC_CLASSES",
     "generate",
+    "ClassificationData",
+    "ClassificationLoader",
+    "check_classification_dataset",
+    "class_truth",
+    "label_of",
+    "read_classification_data",
+    "generate_classes",
 ]
