@@ -20,7 +20,8 @@ namespace {
 
 using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
-py::array_t<float> to_numpy(const std::vector<float>& v, std::vector<py::ssize_t> shape) {
+template <class Buf>
+py::array_t<float> to_numpy(const Buf& v, std::vector<py::ssize_t> shape) {
   py::array_t<float> a(shape);
   if (!v.empty()) std::memcpy(a.mutable_data(), v.data(), v.size() * sizeof(float));
   return a;
