@@ -216,12 +216,16 @@ bool winograd_selected(const ConvShape& s) {
   const int m = current_mode();
   if (m == 1) return true;
   if (m == 2) return false;
-  // Measured rule (bench/kernels/bench_kernels.py --only winograd, 2 loaded cores, batch 1, GEMM time /
-  // Winograd time): 208x208 32->64 1.66, 104x104 64->128 1.44, 52x52 128->256 0.67, 26x26 256->512 0.50,
-  // 13x13 512->1024 0.17. Per block of 48 tiles the 36 GEMMs re-read all of U (36*c*filters floats),
-  // so Winograd wins only while c and filters are small enough for U and the block to stay in cache.
-  const long tiles = (long)s.batch * ((s.out_h + 3) / 4) * ((s.out_w + 3) / 4);
-  return s.c >= 16 && s.c <= 64 && s.filters >= 16 && s.filters <= 128 && tiles >= 96;
+  // Measured rule (bench/kernels/bench_kernels.py --only conv, batch 1, 2 loaded cores, GEMM time /
+  // Winograd time, medians of alternated runs): wins at 208x208 32->64 1.2-1.7, 104x104 64->128 1.3-1.5,
+  // 52x52 128->256 1.5, 104x104 32->64 1.06, 52x52 64->128 1.1, 26x26 256->512 1.4; loses at
+  // 208x208 16->32 0.95, 26x26 128->256 0.8, 13x13 128..512 -> 2x 0.6-0.8. Short tile rows (out_w < 52:
+  // under 13 tiles) starve the vectorised transforms, and few channels leave little to save.
+  // Memory: U is 4x the layer's 3x3 weights, cached while the layer uses Winograd; layers whose U would
+  // exceed 36*128*256 floats (4.7 MB; e.g. 26x26 256->512, 19 MB each) stay on the GEMM so inference
+  // keeps within weights + 150 MB (the 26x26 win is left on the table; set_winograd("on") takes it).
+  const bool small_u = (long)s.c * s.filters <= 128L * 256;
+  return s.c >= 32 && s.filters >= 32 && s.out_w >= 52 && s.out_h >= 8 && small_u;
 }
 
 void winograd_transform_weights(int filters, int c, const float* weights, float* u) {

@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "layers/convolutional.hpp"
 #include "network.hpp"
 #include "python/bind.hpp"
 
@@ -67,6 +68,13 @@ void bind_network(py::module_& m) {
       .def_readonly("out_c", &Layer::out_c)
       .def_readonly("inputs", &Layer::inputs)
       .def_readonly("outputs", &Layer::outputs)
+      .def_property_readonly(
+          "uses_winograd",
+          [](const Layer& l) {
+            auto* c = dynamic_cast<const ConvolutionalLayer*>(&l);
+            return c && c->uses_winograd();
+          },
+          "Whether the inference fast path runs this layer through Winograd F(4x4,3x3) (current mode and shape).")
       .def_readonly("truths", &Layer::truths)
       .def_readonly("has_cost", &Layer::has_cost)
       .def_readonly("cost", &Layer::cost)
