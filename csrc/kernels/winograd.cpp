@@ -1,10 +1,11 @@
 // Winograd F(4x4, 3x3): see winograd.hpp.
 //
-// Napkin math (yolov2-voc 52x52x128 -> 256): direct = 2*256*128*9*2704 px = 1.60
-// GFLOP; Winograd GEMMs = 2*256*128*36*676 tiles = 1.60/2.25*... = 0.40 GFLOP
-// (4x fewer), transforms ~ (c*~250 + filters*~200) flop-ish per tile = 0.06 G.
-// The input transform reads each input float ~1.5 times and writes 36/16 = 2.25
-// floats per input float; the output transform reads 2.25 floats per output float.
+// Napkin math (yolov2-voc 52x52x128 -> 256, batch 1): direct = 2*256*128*9*2704 px
+// = 1.60 GFLOP; Winograd: 13*13 = 169 tiles, GEMMs = 2*36*256*128*169 = 0.40 GFLOP
+// (4x fewer); transforms ~100 flops per input tile-channel + ~80 per output
+// tile-filter = 0.01 GFLOP, but memory-bound: the input transform writes 36/16 =
+// 2.25 floats per input float, the output transform reads 2.25 per output float,
+// and every block of 48 tiles re-reads U (36*c*filters floats = 4.7 MB here).
 #include "kernels/winograd.hpp"
 
 #include <omp.h>
