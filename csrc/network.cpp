@@ -308,6 +308,9 @@ void Network::plan_outputs() {
 
 const float* Network::forward(const float* input, const float* truth) {
   plan_outputs();
+  // Owned outputs are allocated on first touch: touch them here, single-threaded, never first
+  // inside a layer's OpenMP loop (operator[] from several threads would race on the allocation).
+  for (auto& l : layers) l->output.data();
   NetState s;
   s.net = this;
   s.input = input;

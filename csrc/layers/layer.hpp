@@ -19,7 +19,8 @@ class Layer;
 
 // A layer's output: owned (allocated and zeroed on first access, so a buffer
 // that is lent before it is ever touched costs no memory) or lent by the
-// network's inference pool (Network::keep_outputs = false).
+// network's inference pool (Network::keep_outputs = false). The first access
+// is not thread-safe: Network::forward touches every output before running layers.
 class OutputBuffer {
  public:
   OutputBuffer() = default;
