@@ -124,6 +124,7 @@ py::dict run_region_layer(const std::string& cfg_file, std::optional<std::string
     s.train = train;
     s.seen = seen;
     s.delta = prev.data();
+    region.output.data();  // allocate before the layer's OpenMP loops (first touch is not thread-safe)
     region.forward(s);
     delta_after_forward = region.delta;
     if (backward) region.backward(s);
