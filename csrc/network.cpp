@@ -229,7 +229,88 @@ void Network::set_training(bool on) {
     if (l->training != on) l->set_training(on);
 }
 
+bool Network::output_kept(int i) const {
+  if (!pooled_) return true;
+  return i >= 0 && i < (int)kept_.size() && kept_[i];
+}
+
+size_t Network::pool_floats() const {
+  size_t n = 0;
+  for (const auto& p : pool_) n += p.size();
+  return n;
+}
+
+void Network::plan_outputs() {
+  const bool want = !train && !keep_outputs;
+  if (!want) {
+    if (pooled_) {  // back to owned outputs
+      for (auto& l : layers) l->output.assign((size_t)l->batch * l->outputs, 0.f);
+      std::vector<std::vector<float>>().swap(pool_);
+      kept_.clear();
+      pooled_ = false;
+    }
+    return;
+  }
+  bool same = pooled_ && pooled_batch_ == opt.batch && pooled_w_ == opt.w && pooled_h_ == opt.h;
+  if (same)  // a layer reallocated its own output (set_batch/resize/set_training): plan again
+    for (auto& l : layers) same = same && l->output.lent();
+  if (same) return;
+  const int n = (int)layers.size();
+  // last_use[i]: the last layer that reads layer i's output; the output layers live to the end.
+  std::vector<int> last_use(n);
+  for (int i = 0; i < n; ++i) last_use[i] = i + 1;
+  for (int i = 0; i < n; ++i)
+    for (int src : layers[i]->reads()) last_use[src] = std::max(last_use[src], i);
+  // The network's output (last non-cost layer) and everything after it stay alive.
+  int out = n - 1;
+  while (out > 0 && layers[out]->type == "cost") --out;
+  for (int i = out; i < n; ++i) last_use[i] = n;
+  // Greedy slot assignment in layer order: a layer takes the smallest free slot
+  // that fits, else grows the largest free slot, else opens a new one.
+  std::vector<size_t> cap;
+  std::vector<int> busy_until;  // slot is busy while layer index <= busy_until
+  std::vector<int> slot(n);
+  for (int i = 0; i < n; ++i) {
+    const size_t need = (size_t)layers[i]->batch * layers[i]->outputs;
+    int best = -1;
+    for (int k = 0; k < (int)cap.size(); ++k) {
+      if (busy_until[k] >= i) continue;
+      if (best < 0) {
+        best = k;
+        continue;
+      }
+      const bool fits_k = cap[k] >= need, fits_b = cap[best] >= need;
+      if (fits_k && (!fits_b || cap[k] < cap[best])) best = k;
+      else if (!fits_k && !fits_b && cap[k] > cap[best]) best = k;
+    }
+    if (best < 0) {
+      best = (int)cap.size();
+      cap.push_back(0);
+      busy_until.push_back(0);
+    }
+    cap[best] = std::max(cap[best], need);
+    busy_until[best] = last_use[i];
+    slot[i] = best;
+  }
+  pool_.assign(cap.size(), {});
+  for (size_t k = 0; k < cap.size(); ++k) pool_[k].assign(cap[k], 0.f);
+  kept_.assign(n, 1);
+  for (int i = 0; i < n; ++i) {
+    layers[i]->output.lend(pool_[slot[i]].data(), (size_t)layers[i]->batch * layers[i]->outputs);
+    for (int j = i + 1; j < n; ++j)
+      if (slot[j] == slot[i]) kept_[i] = 0;
+  }
+  pooled_ = true;
+  pooled_batch_ = opt.batch;
+  pooled_w_ = opt.w;
+  pooled_h_ = opt.h;
+}
+
 const float* Network::forward(const float* input, const float* truth) {
+  plan_outputs();
+  // Owned outputs are allocated on first touch: touch them here, single-threaded, never first
+  // inside a layer's OpenMP loop (operator[] from several threads would race on the allocation).
+  for (auto& l : layers) l->output.data();
   NetState s;
   s.net = this;
   s.input = input;

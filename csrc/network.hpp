@@ -72,6 +72,16 @@ class Network {
   // When non-null, forward()/backward() store each layer's wall time (seconds)
   // here; one pointer test per layer when off.
   std::vector<double>* layer_times = nullptr;
+  // Inference memory: when false (and not training), forward() lends layer
+  // outputs from a shared pool planned by liveness (a buffer is reused once
+  // every layer that reads it -- the next layer, routes -- has run), so only
+  // a few activation maps are alive at once. Afterwards only the outputs no
+  // later layer overwrote stay readable (output_kept(i); always the last
+  // layers); reading another one is an error. true (default) keeps every
+  // layer's own output, as tests and layer inspection need.
+  bool keep_outputs = true;
+  bool output_kept(int i) const;
+  size_t pool_floats() const;  // floats in the inference pool (0 when not pooled)
 
   int batch() const { return opt.batch; }
   int width() const { return opt.w; }
@@ -117,6 +127,12 @@ class Network {
  private:
   std::vector<float> workspace_;
   void ensure_workspace();
+  // Inference pool (keep_outputs = false).
+  std::vector<std::vector<float>> pool_;
+  std::vector<char> kept_;  // per layer: output still readable after forward
+  bool pooled_ = false;
+  int pooled_batch_ = 0, pooled_w_ = 0, pooled_h_ = 0;
+  void plan_outputs();
 };
 
 }  // namespace dn

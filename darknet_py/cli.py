@@ -24,6 +24,7 @@ def cmd_detect(args):
     from .image import draw_detections, load_image
     names = _read_names(args.names)
     net = load(args.cfg, args.weights, names=names)
+    net.keep_outputs = False  # only the output layer is read: lend the others' outputs from a shared pool
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     for path in args.images:

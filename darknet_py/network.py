@@ -113,6 +113,20 @@ class Network:
         self._net.seen = int(value)
 
     @property
+    def keep_outputs(self) -> bool:
+        """True (default): every layer keeps its own output after forward. False: inference lends outputs
+        from a liveness-planned shared pool (about the two largest maps instead of all of them); afterwards
+        only outputs no later layer overwrote are readable (`output_kept(i)`), others raise DarknetError."""
+        return self._net.keep_outputs
+
+    @keep_outputs.setter
+    def keep_outputs(self, value: bool):
+        self._net.keep_outputs = bool(value)
+
+    def output_kept(self, i: int) -> bool:
+        return self._net.output_kept(i)
+
+    @property
     def layers(self) -> List[LayerView]:
         return [LayerView(self, i) for i in range(self._net.n_layers)]
 

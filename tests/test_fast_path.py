@@ -13,7 +13,7 @@ import pytest
 
 import darknet_py
 from darknet_py import _core
-from conftest import load_case, make_weights
+from conftest import load_case, make_weights, require_reference
 
 FULL_NETS = ["darknet19_256", "yolov2-tiny-voc_416", "yolov2-voc_416", "yolov2_416", "yolov2-voc_608"]
 KERNELS = [k for k in ("avx512", "avx2", "plain")
@@ -210,3 +210,102 @@ def test_profile_api_and_cli(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("index,type") and len(out) == 4
     assert not net._net.training
+
+
+# ---------------------------------------------------------------- Winograd F(4x4,3x3)
+@pytest.fixture
+def winograd_on():
+    _core.set_winograd("on")  # every 3x3 stride-1 pad-1 conv, whatever the measured auto rule picks
+    yield
+    _core.set_winograd("auto")
+
+
+# H, W not multiples of 4, channels not multiples of 16, wide K (several GEMM K blocks), many tiles
+# (several 48-tile panels and blocks), tiny maps (one partial tile).
+WINO_SHAPES = [(23, 17, 19, 33), (9, 11, 300, 130), (13, 13, 5, 7), (30, 26, 17, 40), (3, 2, 4, 3),
+               (61, 45, 24, 20)]
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("shape", WINO_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_winograd_odd_shapes(shape, batch, winograd_on):
+    w, h, c, f = shape
+    text = (f"[net]\nbatch={batch}\nwidth={w}\nheight={h}\nchannels={c}\n\n" + conv(f, 3) +
+            conv(f + 3, 3, bn=0, act="linear") + conv(5, 3, act="logistic"))
+    net = darknet_py.Network.from_text(text, name="wino", batch=batch)
+    randomise(net, 11)
+    x = np.random.default_rng(5).standard_normal((batch, c, h, w)).astype(np.float32)
+    for k in KERNELS:
+        _core.set_cpu_kernel(k)
+        try:
+            compare_paths(net, x, f"winograd {shape} batch {batch} kernels {k}")
+        finally:
+            _core.set_cpu_kernel("auto")
+
+
+def test_winograd_sees_weight_changes(winograd_on):
+    """The cached transformed weights are rebuilt whenever the weights change (checksum of their bits)."""
+    text = "[net]\nwidth=20\nheight=14\nchannels=6\n\n" + conv(9, 3)
+    net = darknet_py.Network.from_text(text, name="wino")
+    randomise(net, 2)
+    x = np.random.default_rng(1).standard_normal((1, 6, 14, 20)).astype(np.float32)
+    before = net.forward(x).copy()
+    w = net.layers[0].params["weights"]  # a view held across forwards
+    w[3, 2, 1, 1] += 0.5
+    compare_paths(net, x, "after a one-float edit through a held view")
+    assert not np.allclose(net.forward(x), before)
+    w[...] = 0
+    out = net.forward(x)
+    p = net.layers[0].params
+    pre = p["biases"] - p["rolling_mean"] * p["scales"] / np.sqrt(p["rolling_variance"] + 1e-5)
+    np.testing.assert_allclose(out[0, :, 5, 7], np.where(pre > 0, pre, 0.1 * pre), rtol=1e-5, atol=1e-6)
+
+
+def test_winograd_mode_errors():
+    with pytest.raises(darknet_py.DarknetError):
+        _core.set_winograd("sometimes")
+    assert _core.winograd() == "auto"
+
+
+# ---------------------------------------------------------------- inference output pool
+def test_output_pool_same_results_and_kept_outputs():
+    w, h, c, layers = ODD_NETS["reorg_route"]
+    text = f"[net]\nbatch=2\nwidth={w}\nheight={h}\nchannels={c}\n\n" + "\n".join(layers)
+    net = darknet_py.Network.from_text(text, name="pool", batch=2)
+    randomise(net, 4)
+    x = np.random.default_rng(6).standard_normal((2, c, h, w)).astype(np.float32)
+    full = [l.output for l in (net.forward(x), net)[1].layers]
+    net.keep_outputs = False
+    out = net.forward(x).copy()
+    np.testing.assert_array_equal(out, full[-1])
+    assert net._net.pool_floats < sum(f.size for f in full)
+    assert net.output_kept(len(net) - 1)
+    for i, f in enumerate(full):
+        if net.output_kept(i):
+            np.testing.assert_array_equal(net.layers[i].output, f)
+        else:
+            with pytest.raises(darknet_py.DarknetError, match="keep_outputs"):
+                net.layers[i].output
+    assert not all(net.output_kept(i) for i in range(len(net)))
+    net.keep_outputs = True  # back to owned outputs
+    net.forward(x)
+    for i, f in enumerate(full):
+        np.testing.assert_array_equal(net.layers[i].output, f)
+
+
+def test_detect_peak_rss_yolov2_voc(weights_dir, tmp_path):
+    """Peak RSS of `darknet-py detect` on yolov2-voc 416 <= weights size + 150 MB (a memory bound, not timing)."""
+    import subprocess
+    import sys
+    cfg = require_reference("cfg", "yolov2-voc.cfg")
+    img = require_reference("data", "dog.jpg")
+    weights = make_weights(cfg, 1, weights_dir)
+    code = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+            "sys.stderr.write(r.stderr); assert r.returncode == 0, r.returncode; "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    res = subprocess.run([sys.executable, "-c", code, sys.executable, "-m", "darknet_py.cli", "detect", str(cfg),
+                          str(weights), str(img), "--out", str(tmp_path)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    peak = int(res.stdout.strip().splitlines()[-1]) * 1024  # ru_maxrss is in KiB on Linux
+    bound = weights.stat().st_size + 150e6
+    assert peak <= bound, f"peak RSS {peak / 1e6:.1f} MB > weights {weights.stat().st_size / 1e6:.1f} MB + 150 MB"

@@ -8,6 +8,9 @@ Versions:
   conv     reference = im2col + GEMM + separate BN/bias/activation passes
            fast      = BN folded into a per-filter scale/bias in the GEMM epilogue,
                        B panels packed straight from the image (no im2col buffer)
+  winograd 3x3 stride-1 convs: reference, fast GEMM path (winograd off), Winograd
+           F(4x4,3x3) (winograd on), and what the measured auto rule picks; each
+           validated against the reference, then timed alternately (same run)
   gemm     reference (double-accumulating triple loop, validation only) and the
            packed micro-kernels: avx512 (8x48, 24 zmm accumulators), avx2 (4x16
            sub-tiles), plain C++ (compiler-vectorised)
@@ -20,6 +23,11 @@ Napkin math:
   at 64 flop/cycle/core (2 x 512-bit FMA) and ~3.7 GHz one core peaks near
   240 GFLOP/s, so yolov2-voc's 13x13x1024 3x3 conv (3.19 GFLOP) needs >= 13 ms on
   one core. Memory-bound kernels: bytes = read input + write output (4 B each);
+  Winograd F(4x4,3x3): per 4x4 output tile the GEMMs do 36 * c * filters multiply-adds
+  instead of 16 * 9 * c * filters (4x fewer; partial edge tiles waste some), plus the
+  transforms: ~100 flops per input tile-channel and ~80 per output tile-filter. GFLOP/s
+  printed for Winograd are "effective" (direct-conv FLOPs / time), so they compare with
+  the GEMM column directly and may exceed the FMA peak.
   one core streams roughly 10-20 GB/s from DRAM, more from L2/L3: maxpool 2x2/2 on
   416x416x32 moves 22 MB + 5.5 MB -> ~2 ms at 15 GB/s.
 """
@@ -96,6 +104,44 @@ def bench_conv(runs):
               f"{t['reference'] / t['fast']:6.2f}x  {err:.1e}")
 
 
+WINO_SHAPES = [(416, 16, 32, 1), (208, 16, 32, 1), (208, 32, 64, 1), (104, 32, 64, 1), (104, 64, 128, 1),
+               (52, 64, 128, 1), (52, 128, 256, 1), (26, 128, 256, 1), (26, 256, 512, 1), (13, 256, 512, 1),
+               (13, 512, 1024, 1), (13, 1024, 1024, 1), (52, 128, 256, 2), (13, 512, 1024, 2), (30, 19, 33, 2)]
+
+
+def bench_winograd(runs):
+    print("== winograd (3x3 stride 1 pad 1; BN + leaky): fast GEMM path vs Winograd F(4x4,3x3) ==")
+    print(f"{'shape':30s} {'GFLOP':>7s} {'gemm ms':>8s} {'GF/s':>6s} {'wino ms':>8s} {'effGF/s':>7s} "
+          f"{'gemm/wino':>9s} {'auto':>5s}  max rel err (gemm, wino)")
+    for (s, c, f, b) in WINO_SHAPES:
+        section = f"[convolutional]\nbatch_normalize=1\nfilters={f}\nsize=3\nstride=1\npad=1\nactivation=leaky\n"
+        nets = {m: single_layer_net(s, s, c, section) for m in ("off", "on")}  # one per mode: U stays cached
+        x = np.random.default_rng(1).standard_normal((b, c, s, s)).astype(np.float32)
+        nets["off"]._net.reference_kernels = True
+        ref = nets["off"].forward(x).copy()
+        nets["off"]._net.reference_kernels = False
+        errs, times = {}, {"off": [], "on": []}
+        for m, net in nets.items():
+            _core.set_winograd(m)
+            out = net.forward(x)
+            errs[m] = np.abs(out - ref).max() / max(1.0, np.abs(ref).max())
+            assert errs[m] < 1e-4, f"{m}: disagrees with the reference: {errs[m]:.3g}"
+        for _ in range(runs):  # alternate: the machine's load hits both alike
+            for m, net in nets.items():
+                _core.set_winograd(m)
+                t = time.perf_counter()
+                net.forward(x)
+                times[m].append(time.perf_counter() - t)
+        _core.set_winograd("auto")
+        auto = nets["on"].layers[0]._layer.uses_winograd if hasattr(nets["on"].layers[0]._layer, "uses_winograd") \
+            else None
+        tg, tw = statistics.median(times["off"]), statistics.median(times["on"])
+        fl = nets["on"].total_flops * b
+        print(f"{s:4d}x{s:<4d}x{c:5d} -> {f:5d} b{b}    {fl / 1e9:7.3f} {tg * 1e3:8.2f} {fl / tg / 1e9:6.0f} "
+              f"{tw * 1e3:8.2f} {fl / tw / 1e9:7.0f} {tg / tw:8.2f}x {('wino' if auto else 'gemm'):>5s}  "
+              f"{errs['off']:.1e} {errs['on']:.1e}")
+
+
 def bench_gemm(runs):
     print("== gemm (C = A*B, row-major; M x N x K as conv: filters x pixels x c*k*k) ==")
     rng = np.random.default_rng(0)
@@ -152,15 +198,17 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--only", choices=["conv", "gemm", "maxpool", "reorg", "region"])
+    ap.add_argument("--only", choices=["conv", "winograd", "gemm", "maxpool", "reorg", "region"])
     args = ap.parse_args()
     _core.set_num_threads(args.threads)
     print(f"threads {args.threads}, kernels {_core.cpu_kernel()}, medians of {args.runs} runs")
     if args.only in (None, "conv"):
         bench_conv(args.runs)
+    if args.only in (None, "winograd"):
+        bench_winograd(args.runs)
     if args.only in (None, "gemm"):
         bench_gemm(args.runs)
-    bench_memory_bound(args.runs, args.only if args.only not in ("conv", "gemm") else "none")
+    bench_memory_bound(args.runs, args.only if args.only not in ("conv", "winograd", "gemm") else "none")
 
 
 if __name__ == "__main__":

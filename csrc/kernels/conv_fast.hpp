@@ -1,8 +1,8 @@
 // Fast inference convolution: BN folded into a per-filter scale and bias
 // applied in the GEMM epilogue together with the activation, B panels packed
 // straight from the image (no im2col buffer; 1x1 stride-1 convs read the input
-// as the B matrix). Not yet here: Winograd for 3x3 stride-1 convs (see the
-// perf notes: worth it at 208..26 px; at 13x13 / batch 1 it loses to the GEMM).
+// as the B matrix). Winograd F(4x4,3x3) for 3x3 stride-1 convs is in
+// kernels/winograd.*, dispatched per shape from ConvolutionalLayer::forward_fast.
 // The plain path in layers/convolutional.cpp stays the reference.
 #pragma once
 #include <cstddef>

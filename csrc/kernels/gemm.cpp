@@ -435,6 +435,34 @@ void gemm_packed(int M, int N, int K, const float* A, ptrdiff_t rs_a, ptrdiff_t 
   }
 }
 
+void gemm_panel(int M, int K, const float* A, ptrdiff_t rs_a, const float* panel, int width, int nv, float* C,
+                ptrdiff_t ldc) {
+  if (M <= 0 || nv <= 0) return;
+  if (K <= 0) {
+    for (int i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + nv, 0.f);
+    return;
+  }
+  const Ukr ukr = kKernels[(int)cpu_isa()][width / 16 - 1];
+  const int KB = K <= KCmax ? K : (K + (K + KC - 1) / KC - 1) / ((K + KC - 1) / KC);
+  for (int i0 = 0; i0 < M; i0 += MR)
+    for (int k0 = 0; k0 < K; k0 += KB) {
+      Tile t;
+      t.kc = std::min(KB, K - k0);
+      t.a = A + i0 * rs_a + k0;
+      t.rs = rs_a;
+      t.cs = 1;
+      t.mv = std::min(MR, M - i0);
+      t.b = panel + (size_t)k0 * width;
+      t.c = C + i0 * ldc;
+      t.ldc = ldc;
+      t.nv = nv;
+      t.flags = k0 > 0 ? kAccumulate : 0;
+      t.scale = t.bias = nullptr;
+      t.act = Activation::Linear;
+      ukr(t);
+    }
+}
+
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
           int ldb, float beta, float* C, int ldc) {
   if (M <= 0 || N <= 0) return;

@@ -54,4 +54,11 @@ using PackB = std::function<void(int k0, int kc, int j0, int nr, int width, floa
 void gemm_packed(int M, int N, int K, const float* A, ptrdiff_t rs_a, ptrdiff_t cs_a, const PackB& pack_b, float* C,
                  ptrdiff_t ldc, bool accumulate, const GemmEpilogue* ep);
 
+// Single-threaded, for callers that split work themselves (Winograd): C[M, nv] =
+// A[M, K] * P where P is one packed panel (K rows, row stride `width` in
+// {16, 32, 48}, columns nv..width-1 ignored); A(i, k) = A[i * rs_a + k].
+// Overwrites C (row stride ldc); no epilogue.
+void gemm_panel(int M, int K, const float* A, ptrdiff_t rs_a, const float* panel, int width, int nv, float* C,
+                ptrdiff_t ldc);
+
 }  // namespace dn

@@ -19,6 +19,12 @@ class ConvolutionalLayer : public Layer {
   std::vector<float> mean, variance, mean_delta, variance_delta, x, x_norm;
   // Inference fast path (kernels/conv_fast.*): BN folded into a per-filter scale/bias.
   std::vector<float> fold_scale, fold_bias;
+  // Winograd F(4x4,3x3) weights U[36][filters][c], cached only while this layer
+  // runs through Winograd; rebuilt when the checksum of `weights` changes (any
+  // write: numpy views, load_weights, update, randomize), freed otherwise.
+  std::vector<float> wino_u;
+  uint64_t wino_key = 0;
+  bool uses_winograd() const;  // the dispatch for the current shape
 
   size_t weight_count() const { return (size_t)filters * (c / groups) * size * size; }
 

@@ -17,6 +17,52 @@ namespace dn {
 class Network;
 class Layer;
 
+// A layer's output: owned (allocated and zeroed on first access, so a buffer
+// that is lent before it is ever touched costs no memory) or lent by the
+// network's inference pool (Network::keep_outputs = false). The first access
+// is not thread-safe: Network::forward touches every output before running layers.
+class OutputBuffer {
+ public:
+  OutputBuffer() = default;
+  OutputBuffer(const OutputBuffer&) = delete;
+  OutputBuffer& operator=(const OutputBuffer&) = delete;
+  float* data() { return materialize(); }
+  const float* data() const { return const_cast<OutputBuffer*>(this)->materialize(); }
+  size_t size() const { return n_; }
+  bool empty() const { return n_ == 0; }
+  float* begin() { return data(); }
+  float* end() { return data() + n_; }
+  float& operator[](size_t i) { return data()[i]; }
+  const float& operator[](size_t i) const { return data()[i]; }
+  // Owned, n floats, zero (allocated lazily).
+  void assign(size_t n, float) {
+    std::vector<float>().swap(own_);
+    n_ = n;
+    p_ = nullptr;
+    lent_ = false;
+  }
+  void lend(float* p, size_t n) {
+    std::vector<float>().swap(own_);
+    p_ = p;
+    n_ = n;
+    lent_ = true;
+  }
+  bool lent() const { return lent_; }
+
+ private:
+  float* materialize() {
+    if (!p_ && n_) {
+      own_.assign(n_, 0.f);
+      p_ = own_.data();
+    }
+    return p_;
+  }
+  std::vector<float> own_;
+  float* p_ = nullptr;
+  size_t n_ = 0;
+  bool lent_ = false;
+};
+
 // What a layer sees during one pass; filled in by Network for each layer.
 struct NetState {
   Network* net = nullptr;
@@ -58,7 +104,7 @@ class Layer {
   float cost = 0.f;
   bool training = false;  // deltas and training buffers allocated
 
-  std::vector<float> output;  // batch * outputs
+  OutputBuffer output;        // batch * outputs (see Network::keep_outputs)
   std::vector<float> delta;   // batch * outputs, empty unless training
 
   virtual void forward(NetState& s) = 0;
@@ -78,6 +124,8 @@ class Layer {
   }
   // Fresh parameters for training from scratch (Darknet's initialisation).
   virtual void randomize(std::mt19937_64& rng) { (void)rng; }
+  // Earlier layers (besides the previous one) whose outputs forward() reads.
+  virtual std::vector<int> reads() const { return {}; }
   // Scratch floats this layer needs from the shared workspace.
   virtual size_t workspace_floats() const { return 0; }
   // Floating point operations per image (Darknet's BFLOPs figure * 1e9).

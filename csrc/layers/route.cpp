@@ -33,6 +33,7 @@ class RouteLayer : public Layer {
     c = out_c;
     inputs = outputs;
   }
+  std::vector<int> reads() const override { return sources; }
   void resize(int, int) override {
     compute_shape();
     allocate();

@@ -20,7 +20,8 @@ namespace {
 
 using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
-py::array_t<float> to_numpy(const std::vector<float>& v, std::vector<py::ssize_t> shape) {
+template <class Buf>
+py::array_t<float> to_numpy(const Buf& v, std::vector<py::ssize_t> shape) {
   py::array_t<float> a(shape);
   if (!v.empty()) std::memcpy(a.mutable_data(), v.data(), v.size() * sizeof(float));
   return a;
@@ -123,6 +124,7 @@ py::dict run_region_layer(const std::string& cfg_file, std::optional<std::string
     s.train = train;
     s.seen = seen;
     s.delta = prev.data();
+    region.output.data();  // allocate before the layer's OpenMP loops (first touch is not thread-safe)
     region.forward(s);
     delta_after_forward = region.delta;
     if (backward) region.backward(s);

@@ -6,6 +6,7 @@
 
 #include <cstring>
 
+#include "layers/convolutional.hpp"
 #include "network.hpp"
 #include "python/bind.hpp"
 
@@ -21,7 +22,8 @@ py::array view(const Blob& b, py::handle owner) {
   return py::array_t<float>(shape, b.data, owner);
 }
 
-py::array copy_map(const std::vector<float>& v, int batch, int c, int h, int w) {
+template <class Buf>
+py::array copy_map(const Buf& v, int batch, int c, int h, int w) {
   py::array_t<float> a({(py::ssize_t)batch, (py::ssize_t)c, (py::ssize_t)h, (py::ssize_t)w});
   if ((size_t)a.size() != v.size()) throw DarknetError("internal: buffer size does not match its shape");
   std::memcpy(a.mutable_data(), v.data(), sizeof(float) * v.size());
@@ -68,6 +70,13 @@ void bind_network(py::module_& m) {
       .def_readonly("out_c", &Layer::out_c)
       .def_readonly("inputs", &Layer::inputs)
       .def_readonly("outputs", &Layer::outputs)
+      .def_property_readonly(
+          "uses_winograd",
+          [](const Layer& l) {
+            auto* c = dynamic_cast<const ConvolutionalLayer*>(&l);
+            return c && c->uses_winograd();
+          },
+          "Whether the inference fast path runs this layer through Winograd F(4x4,3x3) (current mode and shape).")
       .def_readonly("truths", &Layer::truths)
       .def_readonly("has_cost", &Layer::has_cost)
       .def_readonly("cost", &Layer::cost)
@@ -97,6 +106,11 @@ void bind_network(py::module_& m) {
       .def_property_readonly("version",
                              [](const Network& n) { return py::make_tuple(n.major, n.minor, n.revision); })
       .def_readwrite("seen", &Network::seen)
+      .def_readwrite("keep_outputs", &Network::keep_outputs,
+                     "False: inference lends layer outputs from a liveness-planned pool (less memory); only "
+                     "outputs no later layer overwrote stay readable")
+      .def("output_kept", &Network::output_kept, py::arg("i"))
+      .def_property_readonly("pool_floats", &Network::pool_floats)
       .def_readwrite("reference_kernels", &Network::reference_kernels,
                      "Run inference on the plain reference kernels instead of the fast path.")
       .def_property_readonly("total_flops", &Network::total_flops)
@@ -209,6 +223,9 @@ void bind_network(py::module_& m) {
       .def("layer_output",
            [](Network& n, int i) {
              Layer& l = n.layer(i);
+             if (!n.output_kept(i < 0 ? i + (int)n.layers.size() : i))
+               fail("layer ", i, "'s output was overwritten by a later layer (keep_outputs is False: inference "
+                    "lends outputs from a shared pool); set net.keep_outputs = True to inspect every layer");
              return copy_map(l.output, l.batch, l.out_c, l.out_h, l.out_w);
            })
       .def("layer_delta",

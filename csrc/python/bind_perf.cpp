@@ -10,6 +10,7 @@
 #include <immintrin.h>
 
 #include "kernels/gemm.hpp"
+#include "kernels/winograd.hpp"
 #include "network.hpp"
 #include "python/bind.hpp"
 
@@ -88,6 +89,10 @@ void bind_perf(py::module_& m) {
   m.def("cpu_kernel_best", [] { return std::string(cpu_isa_name(cpu_isa_best())); });
   m.def("set_cpu_kernel", &set_cpu_isa, py::arg("name"),
         "Force the CPU kernel family ('auto', 'avx512', 'avx2', 'plain'); for tests and benchmarks.");
+  m.def("set_winograd", &set_winograd_mode, py::arg("mode"),
+        "Winograd F(4x4,3x3) for 3x3 stride-1 convs: 'auto' (measured per-shape rule), 'on' (every "
+        "applicable layer), 'off'. Also DARKNET_PY_WINOGRAD.");
+  m.def("winograd", &winograd_mode);
   m.def("set_num_threads", [](int n) {
     if (n <= 0) fail("threads must be > 0, got ", n);
     omp_set_num_threads(n);

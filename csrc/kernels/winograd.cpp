@@ -1,0 +1,316 @@
+// Winograd F(4x4, 3x3): see winograd.hpp.
+//
+// Napkin math (yolov2-voc 52x52x128 -> 256, batch 1): direct = 2*256*128*9*2704 px
+// = 1.60 GFLOP; Winograd: 13*13 = 169 tiles, GEMMs = 2*36*256*128*169 = 0.40 GFLOP
+// (4x fewer); transforms ~100 flops per input tile-channel + ~80 per output
+// tile-filter = 0.01 GFLOP, but memory-bound: the input transform writes 36/16 =
+// 2.25 floats per input float, the output transform reads 2.25 per output float,
+// and every block of 48 tiles re-reads U (36*c*filters floats = 4.7 MB here).
+#include "kernels/winograd.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "core/error.hpp"
+#include "kernels/gemm.hpp"
+
+namespace dn {
+
+namespace {
+
+constexpr int kPanel = kGemmNR;     // 48 tiles per packed B panel
+constexpr int kMaxPanels = 4;       // a block is up to 4 panels = 192 tiles
+constexpr int kMaxBlock = kPanel * kMaxPanels;
+
+std::atomic<int> g_mode{-1};  // 0 auto, 1 on, 2 off
+
+int mode_from_string(const std::string& m) {
+  if (m == "auto") return 0;
+  if (m == "on") return 1;
+  if (m == "off") return 2;
+  return -1;
+}
+
+int current_mode() {
+  int v = g_mode.load(std::memory_order_relaxed);
+  if (v < 0) {
+    v = 0;
+    if (const char* env = std::getenv("DARKNET_PY_WINOGRAD")) {
+      const int m = mode_from_string(env);
+      if (m >= 0) v = m;
+    }
+    g_mode.store(v);
+  }
+  return v;
+}
+
+struct Geom {
+  int c, h, w, out_h, out_w, tiles_w, tiles_h, tiles_img;
+};
+
+}  // namespace
+
+// Hot loops, compiled for AVX-512, AVX2 and the baseline (picked at load time).
+namespace wino_detail {
+
+// B^T d B for tiles [t0, t0 + nb) into V[36][panel q][c][width_q] (xi stride c * nbs).
+__attribute__((target_clones("avx512f", "avx2", "default"))) void input_block(const Geom& g, const float* input,
+                                                                                int t0, int nb, int nbs, float* V) {
+  alignas(64) float ph[6][4][kMaxBlock + 16];
+  alignas(64) float r[6][4][kMaxBlock + 16];
+  const size_t plane_sz = (size_t)g.h * g.w;
+  const size_t xs = (size_t)g.c * nbs;
+  for (int lt = 0; lt < nb;) {
+    const int t = t0 + lt;
+    const int b = t / g.tiles_img, rr = t % g.tiles_img, ty = rr / g.tiles_w, tx = rr % g.tiles_w;
+    const int q = lt / kPanel, col = lt % kPanel;
+    const int len = std::min({g.tiles_w - tx, nb - lt, kPanel - col});
+    const int nvq = std::min(kPanel, nb - q * kPanel);
+    const int wq = (nvq + 15) / 16 * 16;
+    const float* img = input + (size_t)b * g.c * plane_sz;
+    const int x_lo = 4 * tx - 1, x_hi = 4 * (tx + len) + 2;  // input columns read: [x_lo, x_hi]
+    const bool interior_x = x_lo >= 0 && x_hi < g.w;
+    for (int ch = 0; ch < g.c; ++ch) {
+      const float* plane = img + ch * plane_sz;
+      for (int j = 0; j < 6; ++j) {
+        const int iy = 4 * ty - 1 + j;
+        if (iy < 0 || iy >= g.h) {
+          for (int m = 0; m < 4; ++m)
+            for (int u = 0; u <= len; ++u) ph[j][m][u] = 0.f;
+          continue;
+        }
+        const float* row = plane + (size_t)iy * g.w + 4 * tx - 1;  // row[4u + m] = input column 4(tx+u)+m-1
+        if (interior_x) {
+          for (int u = 0; u <= len; ++u)
+            for (int m = 0; m < 4; ++m) ph[j][m][u] = row[4 * u + m];
+        } else {
+          for (int u = 0; u <= len; ++u)
+            for (int m = 0; m < 4; ++m) {
+              const int ix = 4 * (tx + u) + m - 1;
+              ph[j][m][u] = (ix >= 0 && ix < g.w) ? row[4 * u + m] : 0.f;
+            }
+        }
+      }
+      // r_i = sum_j BT[i][j] * row_j, elementwise over the phase arrays.
+      for (int m = 0; m < 4; ++m) {
+#pragma omp simd
+        for (int u = 0; u <= len; ++u) {
+          const float d0 = ph[0][m][u], d1 = ph[1][m][u], d2 = ph[2][m][u], d3 = ph[3][m][u], d4 = ph[4][m][u],
+                      d5 = ph[5][m][u];
+          r[0][m][u] = 4.f * d0 - 5.f * d2 + d4;
+          r[1][m][u] = -4.f * (d1 + d2) + d3 + d4;
+          r[2][m][u] = 4.f * (d1 - d2) - d3 + d4;
+          r[3][m][u] = 2.f * (d3 - d1) - d2 + d4;
+          r[4][m][u] = 2.f * (d1 - d3) - d2 + d4;
+          r[5][m][u] = 4.f * d1 - 5.f * d3 + d5;
+        }
+      }
+      // Columns: V[i][k] = sum_j BT[k][j] * r_i[column j of the tile].
+      float* vbase = V + (size_t)q * g.c * kPanel + (size_t)ch * wq + col;
+      for (int i = 0; i < 6; ++i) {
+        float* v0 = vbase + (size_t)(i * 6) * xs;
+#pragma omp simd
+        for (int u = 0; u < len; ++u) {
+          const float e0 = r[i][0][u], e1 = r[i][1][u], e2 = r[i][2][u], e3 = r[i][3][u], e4 = r[i][0][u + 1],
+                      e5 = r[i][1][u + 1];
+          v0[u] = 4.f * e0 - 5.f * e2 + e4;
+          v0[xs + u] = -4.f * (e1 + e2) + e3 + e4;
+          v0[2 * xs + u] = 4.f * (e1 - e2) - e3 + e4;
+          v0[3 * xs + u] = 2.f * (e3 - e1) - e2 + e4;
+          v0[4 * xs + u] = 2.f * (e1 - e3) - e2 + e4;
+          v0[5 * xs + u] = 4.f * e1 - 5.f * e3 + e5;
+        }
+      }
+    }
+    lt += len;
+  }
+}
+
+// A^T M A + epilogue for tiles [t0, t0 + nb); M[36][filters][nbs].
+__attribute__((target_clones("avx512f", "avx2", "default"))) void output_block(const Geom& g, int filters,
+                                                                                 const float* M, int t0, int nb,
+                                                                                 int nbs, const float* scale,
+                                                                                 const float* bias, Activation act,
+                                                                                 float* output) {
+  alignas(64) float tt[6][4][kMaxBlock];
+  alignas(64) float yrow[4 * kMaxBlock];
+  const size_t out_plane = (size_t)g.out_h * g.out_w;
+  const size_t xs = (size_t)filters * nbs;
+  for (int lt = 0; lt < nb;) {
+    const int t = t0 + lt;
+    const int b = t / g.tiles_img, rr = t % g.tiles_img, ty = rr / g.tiles_w, tx = rr % g.tiles_w;
+    const int len = std::min(g.tiles_w - tx, nb - lt);
+    const int x0 = 4 * tx, nx = std::min(4 * len, g.out_w - x0);
+    for (int f = 0; f < filters; ++f) {
+      const float s = scale ? scale[f] : 1.f, bi = bias ? bias[f] : 0.f;
+      const float* mf = M + (size_t)f * nbs + lt;
+      for (int i = 0; i < 6; ++i) {
+        const float* m0 = mf + (size_t)(i * 6) * xs;
+#pragma omp simd
+        for (int u = 0; u < len; ++u) {
+          const float a0 = m0[u], a1 = m0[xs + u], a2 = m0[2 * xs + u], a3 = m0[3 * xs + u], a4 = m0[4 * xs + u],
+                      a5 = m0[5 * xs + u];
+          const float p12 = a1 + a2, m12 = a1 - a2, p34 = a3 + a4, m34 = a3 - a4;
+          tt[i][0][u] = a0 + p12 + p34;
+          tt[i][1][u] = m12 + 2.f * m34;
+          tt[i][2][u] = p12 + 4.f * p34;
+          tt[i][3][u] = m12 + 8.f * m34 + a5;
+        }
+      }
+      float* out_f = output + ((size_t)b * filters + f) * out_plane;
+      for (int n = 0; n < 4; ++n) {
+        const int oy = 4 * ty + n;
+        if (oy >= g.out_h) break;
+        for (int m = 0; m < 4; ++m) {
+#pragma omp simd
+          for (int u = 0; u < len; ++u) {
+            const float a0 = tt[0][m][u], a1 = tt[1][m][u], a2 = tt[2][m][u], a3 = tt[3][m][u], a4 = tt[4][m][u],
+                        a5 = tt[5][m][u];
+            const float p12 = a1 + a2, m12 = a1 - a2, p34 = a3 + a4, m34 = a3 - a4;
+            float y;
+            if (n == 0) y = a0 + p12 + p34;
+            else if (n == 1) y = m12 + 2.f * m34;
+            else if (n == 2) y = p12 + 4.f * p34;
+            else y = m12 + 8.f * m34 + a5;
+            yrow[4 * u + m] = y * s + bi;
+          }
+        }
+        float* dst = out_f + (size_t)oy * g.out_w + x0;
+        if (act == Activation::Leaky) {
+#pragma omp simd
+          for (int x = 0; x < nx; ++x) dst[x] = yrow[x] > 0 ? yrow[x] : .1f * yrow[x];
+        } else if (act == Activation::Linear) {
+          std::memcpy(dst, yrow, sizeof(float) * nx);
+        } else {
+          for (int x = 0; x < nx; ++x) dst[x] = activate(yrow[x], act);
+        }
+      }
+    }
+    lt += len;
+  }
+}
+
+}  // namespace wino_detail
+
+void set_winograd_mode(const std::string& mode) {
+  const int m = mode_from_string(mode);
+  if (m < 0) fail("unknown winograd mode '", mode, "' (auto, on, off)");
+  g_mode.store(m);
+}
+
+std::string winograd_mode() {
+  static const char* names[] = {"auto", "on", "off"};
+  return names[current_mode()];
+}
+
+bool winograd_applicable(const ConvShape& s) {
+  return s.size == 3 && s.stride == 1 && s.pad == 1 && s.groups == 1 && s.out_h == s.h && s.out_w == s.w;
+}
+
+bool winograd_selected(const ConvShape& s) {
+  if (!winograd_applicable(s)) return false;
+  const int m = current_mode();
+  if (m == 1) return true;
+  if (m == 2) return false;
+  // Measured rule (bench/kernels/bench_kernels.py --only conv, batch 1, 2 loaded cores, GEMM time /
+  // Winograd time, medians of alternated runs): wins at 208x208 32->64 1.2-1.7, 104x104 64->128 1.3-1.5,
+  // 52x52 128->256 1.5, 104x104 32->64 1.06, 52x52 64->128 1.1, 26x26 256->512 1.4; loses at
+  // 208x208 16->32 0.95, 26x26 128->256 0.8, 13x13 128..512 -> 2x 0.6-0.8. Short tile rows (out_w < 52:
+  // under 13 tiles) starve the vectorised transforms, and few channels leave little to save.
+  // Memory: U is 4x the layer's 3x3 weights, cached while the layer uses Winograd; layers whose U would
+  // exceed 36*128*256 floats (4.7 MB; e.g. 26x26 256->512, 19 MB each) stay on the GEMM so inference
+  // keeps within weights + 150 MB (the 26x26 win is left on the table; set_winograd("on") takes it).
+  const bool small_u = (long)s.c * s.filters <= 128L * 256;
+  return s.c >= 32 && s.filters >= 32 && s.out_w >= 52 && s.out_h >= 8 && small_u;
+}
+
+void winograd_transform_weights(int filters, int c, const float* weights, float* u) {
+  static const double G[6][3] = {{1. / 4, 0, 0},           {-1. / 6, -1. / 6, -1. / 6}, {-1. / 6, 1. / 6, -1. / 6},
+                                 {1. / 24, 1. / 12, 1. / 6}, {1. / 24, -1. / 12, 1. / 6}, {0, 0, 1}};
+  const size_t xs = (size_t)filters * c;
+#pragma omp parallel for schedule(static) if (xs > 4096)
+  for (int f = 0; f < filters; ++f)
+    for (int ch = 0; ch < c; ++ch) {
+      const float* g = weights + ((size_t)f * c + ch) * 9;
+      double tmp[6][3];
+      for (int i = 0; i < 6; ++i)
+        for (int j = 0; j < 3; ++j) tmp[i][j] = G[i][0] * g[j] + G[i][1] * g[3 + j] + G[i][2] * g[6 + j];
+      for (int i = 0; i < 6; ++i)
+        for (int k = 0; k < 6; ++k)
+          u[(size_t)(i * 6 + k) * xs + (size_t)f * c + ch] =
+              (float)(tmp[i][0] * G[k][0] + tmp[i][1] * G[k][1] + tmp[i][2] * G[k][2]);
+    }
+}
+
+void conv3x3_winograd(const ConvShape& s, const float* input, const float* u, const ConvEpilogue& ep,
+                      float* output) {
+  check(winograd_applicable(s), "conv3x3_winograd: not a 3x3 stride-1 pad-1 ungrouped convolution");
+  Geom g;
+  g.c = s.c;
+  g.h = s.h;
+  g.w = s.w;
+  g.out_h = s.out_h;
+  g.out_w = s.out_w;
+  g.tiles_w = (s.out_w + 3) / 4;
+  g.tiles_h = (s.out_h + 3) / 4;
+  g.tiles_img = g.tiles_w * g.tiles_h;
+  const int T = s.batch * g.tiles_img;
+  const int F = s.filters;
+  const int threads = std::max(1, omp_get_max_threads());
+  // Panels per block: keep V + M of one block near 1.5 MB (L2), and give every
+  // thread a few blocks.
+  int np = (int)std::min<long>(kMaxPanels, std::max<long>(1, (1536L << 10) / (36L * (g.c + F) * kPanel * 4)));
+  while (np > 1 && (T + np * kPanel - 1) / (np * kPanel) < 3 * threads) --np;
+  const int nbs = np * kPanel;
+  const int blocks = (T + nbs - 1) / nbs;
+  const size_t xs_u = (size_t)F * g.c;
+#pragma omp parallel num_threads(threads)
+  {
+    static thread_local std::vector<float> vbuf, mbuf;
+    const size_t vneed = (size_t)36 * g.c * nbs, mneed = (size_t)36 * F * nbs;
+    if (vbuf.size() < vneed) vbuf.resize(vneed);
+    if (mbuf.size() < mneed) mbuf.resize(mneed);
+    float* V = vbuf.data();
+    float* M = mbuf.data();
+#pragma omp for schedule(dynamic, 1)
+    for (int blk = 0; blk < blocks; ++blk) {
+      const int t0 = blk * nbs, nb = std::min(nbs, T - t0);
+      wino_detail::input_block(g, input, t0, nb, nbs, V);
+      const int panels = (nb + kPanel - 1) / kPanel;
+      for (int xi = 0; xi < 36; ++xi)
+        for (int q = 0; q < panels; ++q) {
+          const int nvq = std::min(kPanel, nb - q * kPanel);
+          gemm_panel(F, g.c, u + xi * xs_u, g.c, V + (size_t)xi * g.c * nbs + (size_t)q * g.c * kPanel,
+                     (nvq + 15) / 16 * 16, nvq, M + (size_t)xi * F * nbs + q * kPanel, nbs);
+        }
+      wino_detail::output_block(g, F, M, t0, nb, nbs, ep.scale, ep.bias, ep.act, output);
+    }
+  }
+}
+
+uint64_t float_checksum(const float* p, size_t n) {
+  constexpr uint64_t K = 0x9E3779B97F4A7C15ull;
+  uint64_t h[4] = {0x243F6A8885A308D3ull, 0x13198A2E03707344ull, 0xA4093822299F31D0ull, 0x082EFA98EC4E6C89ull};
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 4; ++l) {
+      uint64_t v;
+      std::memcpy(&v, p + i + 2 * l, 8);
+      h[l] = (h[l] ^ v) * K;
+    }
+  for (; i < n; ++i) {
+    uint32_t v;
+    std::memcpy(&v, p + i, 4);
+    h[0] = (h[0] ^ v) * K;
+  }
+  uint64_t r = n;
+  for (int l = 0; l < 4; ++l) r = (r ^ h[l]) * K;
+  return r ^ (r >> 29);
+}
+
+}  // namespace dn
