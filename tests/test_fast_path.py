@@ -6,6 +6,8 @@ output (the full_nets bound). GEMM micro-kernels against gemm_reference (double
 accumulation) to 1e-5 * (sum of |a||b| terms), for every CPU kernel family this
 machine supports. No timing assertions here: benchmarks live in bench/.
 """
+import os
+from pathlib import Path
 import json
 
 import numpy as np
@@ -304,7 +306,10 @@ def test_detect_peak_rss_yolov2_voc(weights_dir, tmp_path):
             "sys.stderr.write(r.stderr); assert r.returncode == 0, r.returncode; "
             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
     res = subprocess.run([sys.executable, "-c", code, sys.executable, "-m", "darknet_py.cli", "detect", str(cfg),
-                          str(weights), str(img), "--out", str(tmp_path)], capture_output=True, text=True)
+                          str(weights), str(img), "--out", str(tmp_path)], capture_output=True, text=True,
+                         # outside the checkout, so the installed package (with its extension) is imported
+                         cwd=tmp_path, env={**os.environ,
+                                            "PYTHONPATH": str(Path(darknet_py.__file__).resolve().parents[1])})
     assert res.returncode == 0, res.stderr
     peak = int(res.stdout.strip().splitlines()[-1]) * 1024  # ru_maxrss is in KiB on Linux
     bound = weights.stat().st_size + 150e6

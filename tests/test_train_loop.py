@@ -117,18 +117,24 @@ def test_killed_writer_never_replaces_good_file(tmp_path):
             net.seen = i
             net.save_weights({str(target)!r})
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script])
+    # Run outside the checkout so the installed package (with its extension) is imported.
+    env = {**os.environ, "PYTHONPATH": str(Path(darknet_py.__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, env=env, stderr=subprocess.PIPE)
+    seen_values = set()
     try:
-        for _ in range(40):
-            if proc.poll() is not None:
-                break
+        import time
+        deadline = time.monotonic() + 60
+        checks = 0
+        while checks < 60 and time.monotonic() < deadline:
+            assert proc.poll() is None, f"writer died: {proc.stderr.read().decode()}"
             data = target.read_bytes()
             assert len(data) == size
-            net2 = darknet_py.load(cfg, target)  # always loads: never a partial file
-        import time
-        time.sleep(0.3)
+            seen_values.add(darknet_py.load(cfg, target).seen)  # always loads: never a partial file
+            if len(seen_values) > 1:  # count checks only once the writer is replacing the file
+                checks += 1
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+    assert len(seen_values) > 1, "the writer never replaced the file while we watched"
     assert target.stat().st_size == size
     darknet_py.load(cfg, target)
