@@ -21,7 +21,6 @@ timing, worker count or resume point. The augmentation (random scale in
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -32,7 +31,7 @@ from darknet_py._core import DarknetError
 from darknet_py.image import load_image
 
 from .dataset import _image_problem, _read_text_lines, _resolve_relative, read_data_cfg, read_names
-from .loader import sample_seed
+from .loader import PrefetchLoader, sample_seed
 
 __all__ = [
     "ClassificationData",
@@ -208,24 +207,17 @@ def hierarchy_predictions(probs: np.ndarray, tree, only_leaves: bool = True) -> 
     return p
 
 
-class _Build:
-    __slots__ = ("x", "truth", "remaining", "error")
-
-    def __init__(self, batch: int, w: int, h: int, outputs: int):
-        self.x = np.empty((batch, 3, h, w), dtype=np.float32)
-        self.truth = np.zeros((batch, outputs), dtype=np.float32)
-        self.remaining = batch
-        self.error: Optional[BaseException] = None
-
-
-class ClassificationLoader:
+class ClassificationLoader(PrefetchLoader):
     """Background classification batches: (x (batch, 3, h, w), truth (batch, outputs)).
 
     train=True: Darknet's load_data_augment (images drawn at random with
     replacement, random crop/aspect/rotation/flip/HSV). train=False: the
     validation input (resize_min + centred crop) of images in list order,
-    cycling, no randomness. Batch i depends only on (seed, i).
+    cycling, no randomness. Batch i depends only on (seed, i). set_size scales
+    the crop range with the width.
     """
+
+    _name = "ClassificationLoader"
 
     def __init__(self, image_paths: Sequence[str], class_ids: Sequence[int], net_w: int, net_h: int, batch: int,
                  outputs: Optional[int] = None, *, tree=None, train: bool = True, min_crop: Optional[int] = None,
@@ -238,15 +230,10 @@ class ClassificationLoader:
             raise DarknetError("ClassificationLoader: the image list is empty")
         if len(self.class_ids) != len(self.image_paths):
             raise DarknetError(f"ClassificationLoader: {len(self.image_paths)} images but {len(self.class_ids)} classes")
-        if int(batch) <= 0:
-            raise DarknetError(f"ClassificationLoader: batch must be positive, got {batch}")
-        if int(workers) <= 0:
-            raise DarknetError(f"ClassificationLoader: workers must be positive, got {workers}")
         self.outputs = int(outputs if outputs is not None else (tree.n if tree is not None else self.class_ids.max() + 1))
         if self.class_ids.min() < 0 or self.class_ids.max() >= self.outputs:
             raise DarknetError(f"ClassificationLoader: class ids must be in [0, {self.outputs})")
         self.tree = tree
-        self.batch = int(batch)
         self.train = bool(train)
         self._base_w = int(net_w)
         self._min_crop = int(min_crop) if min_crop else int(net_w)
@@ -255,93 +242,14 @@ class ClassificationLoader:
         self.hue, self.saturation, self.exposure = float(hue), float(saturation), float(exposure)
         self.flip, self.center = bool(flip), bool(center)
         self.seed = int(seed)
-        self.prefetch = int(prefetch) if prefetch is not None else int(workers) + 1
-        self._check_size(net_w, net_h)
-        self._cond = threading.Condition()
-        self._net_w, self._net_h = int(net_w), int(net_h)
-        self._generation = 0
-        self._consumed = int(start_batch)
-        self._schedule = (self._consumed, 0)
-        self._builds: Dict[int, _Build] = {}
-        self._closed = False
-        self._threads = [threading.Thread(target=self._work, name=f"darknet-cls-loader-{i}", daemon=True)
-                         for i in range(int(workers))]
-        for t in self._threads:
-            t.start()
+        self._start(batch, net_w, net_h, self.outputs, workers, prefetch, start_batch)
 
     # ------------------------------------------------------------ public
-    @property
-    def size(self) -> Tuple[int, int]:
-        return self._net_w, self._net_h
-
-    @property
-    def batch_index(self) -> int:
-        return self._consumed
-
     @property
     def crop_range(self) -> Tuple[int, int]:
         """(min_crop, max_crop) at the current size: the cfg's range scaled with the width."""
         ratio = self._net_w / self._base_w
         return max(1, round(self._min_crop * ratio)), max(1, round(self._max_crop * ratio))
-
-    def set_size(self, w: int, h: int) -> None:
-        """Produce every batch not yet handed out at w x h (crop range scaled with the width)."""
-        self._check_size(w, h)
-        with self._cond:
-            if (int(w), int(h)) == (self._net_w, self._net_h):
-                return
-            self._net_w, self._net_h = int(w), int(h)
-            self._generation += 1
-            self._builds.clear()
-            self._schedule = (self._consumed, 0)
-            self._cond.notify_all()
-
-    def next_batch(self) -> Tuple[np.ndarray, np.ndarray]:
-        with self._cond:
-            index = self._consumed
-            while True:
-                if self._closed:
-                    raise DarknetError("ClassificationLoader: the loader is closed")
-                build = self._builds.get(index)
-                if build is not None and build.error is not None:
-                    self._builds.pop(index)
-                    self._consumed += 1
-                    self._cond.notify_all()
-                    raise build.error
-                if build is not None and build.remaining == 0:
-                    break
-                self._cond.wait()
-            self._builds.pop(index)
-            self._consumed += 1
-            self._cond.notify_all()
-        return build.x, build.truth
-
-    __next__ = next_batch
-
-    def __iter__(self):
-        return self
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._builds.clear()
-            self._cond.notify_all()
-        for t in self._threads:
-            if t is not threading.current_thread():
-                t.join()
-
-    def __enter__(self) -> "ClassificationLoader":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self):
-        try:
-            if not self._closed:
-                self.close()
-        except Exception:
-            pass
 
     # ------------------------------------------------------------ one sample
     def pick(self, batch_index: int, slot: int) -> Tuple[int, int]:
@@ -367,49 +275,6 @@ class ClassificationLoader:
             raise DarknetError(f"{path}: {e}") from None
         return x, int(self.class_ids[index])
 
-    # ------------------------------------------------------------ workers
-    @staticmethod
-    def _check_size(w: int, h: int) -> None:
-        if int(w) <= 0 or int(h) <= 0:
-            raise DarknetError(f"ClassificationLoader: network size must be positive, got {w}x{h}")
-
-    def _claim(self):
-        with self._cond:
-            while True:
-                if self._closed:
-                    return None
-                batch_index, slot = self._schedule
-                if batch_index < self._consumed + self.prefetch:
-                    break
-                self._cond.wait()
-            build = self._builds.get(batch_index)
-            if build is None:
-                build = _Build(self.batch, self._net_w, self._net_h, self.outputs)
-                self._builds[batch_index] = build
-            self._schedule = (batch_index, slot + 1) if slot + 1 < self.batch else (batch_index + 1, 0)
-            return self._generation, batch_index, slot, self._net_w, self._net_h, build
-
-    def _work(self) -> None:
-        while True:
-            claim = self._claim()
-            if claim is None:
-                return
-            generation, batch_index, slot, net_w, net_h, build = claim
-            error = None
-            try:
-                image, cls = self.make_sample(batch_index, slot, net_w, net_h)
-                truth = class_truth([cls], self.outputs, self.tree)[0]
-            except BaseException as e:
-                error = e
-            with self._cond:
-                if generation != self._generation or self._closed:
-                    continue
-                if error is not None:
-                    if build.error is None:
-                        build.error = error
-                else:
-                    build.x[slot] = image
-                    build.truth[slot] = truth
-                build.remaining -= 1
-                if build.remaining == 0 or error is not None:
-                    self._cond.notify_all()
+    def _sample(self, batch_index: int, slot: int, net_w: int, net_h: int) -> Tuple[np.ndarray, np.ndarray]:
+        image, cls = self.make_sample(batch_index, slot, net_w, net_h)
+        return image, class_truth([cls], self.outputs, self.tree)[0]

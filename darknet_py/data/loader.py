@@ -20,7 +20,7 @@ from darknet_py.image import load_image
 
 from .dataset import label_path, read_labels
 
-__all__ = ["DetectionLoader", "sample_seed"]
+__all__ = ["DetectionLoader", "PrefetchLoader", "sample_seed"]
 
 
 def sample_seed(seed: int, batch_index: int, slot: int) -> Tuple[int, int]:
@@ -33,65 +33,37 @@ def sample_seed(seed: int, batch_index: int, slot: int) -> Tuple[int, int]:
 class _BatchBuild:
     """A batch being filled by the workers."""
 
-    def __init__(self, batch: int, net_w: int, net_h: int, max_boxes: int):
+    def __init__(self, batch: int, net_w: int, net_h: int, truth_size: int):
         self.x = np.empty((batch, 3, net_h, net_w), dtype=np.float32)
-        self.truth = np.zeros((batch, max_boxes * 5), dtype=np.float32)
+        self.truth = np.zeros((batch, truth_size), dtype=np.float32)
         self.remaining = batch
         self.error: Optional[BaseException] = None
 
 
-class DetectionLoader:
-    """Prefetching loader of augmented detection batches.
+class PrefetchLoader:
+    """Worker threads filling batches ahead of use; the machinery shared by the
+    detection and classification loaders.
 
-    Produces ``(x, truth)``: x float32 (batch, 3, net_h, net_w), truth float32
-    (batch, max_boxes*5) with rows x, y, w, h, class (zero padded), exactly the
-    layout Darknet's region layer reads.
-
-    image_paths: list of image paths (labels found with ``label_path``).
-    jitter, hue, saturation, exposure: the [net]/[region] augmentation values.
-    flip: random left-right flips (Darknet always does them for detection).
-    seed: with the same seed, batch i is identical across runs.
-    workers: background threads; prefetch: batches prepared ahead (default workers+1).
-    classes: if given, labels with class >= classes raise.
-
-    Use ``next_batch()`` (or iterate), ``set_size(w, h)`` for multi-scale
-    training (batches not yet handed out are rebuilt at the new size), and
-    ``close()`` (or a ``with`` block) to stop the threads.
+    A subclass sets its own fields, then calls ``_start(...)``, and implements
+    ``_sample(batch_index, slot, net_w, net_h) -> (image (3,h,w), truth row)``,
+    which must be a pure function of its arguments (and the loader's seed), so
+    batch i is the same whatever the thread timing or worker count.
     """
 
-    def __init__(self, image_paths: Sequence[str], net_w: int, net_h: int, batch: int, jitter: float = 0.2,
-                 hue: float = 0.0, saturation: float = 1.0, exposure: float = 1.0, max_boxes: int = 30,
-                 seed: int = 0, workers: int = 2, prefetch: Optional[int] = None, flip: bool = True,
-                 classes: Optional[int] = None, start_batch: int = 0):
-        self.image_paths = [os.fspath(p) for p in image_paths]
-        if not self.image_paths:
-            raise DarknetError("DetectionLoader: the image list is empty")
+    _name = "PrefetchLoader"
+
+    def _start(self, batch: int, net_w: int, net_h: int, truth_size: int, workers: int,
+               prefetch: Optional[int], start_batch: int) -> None:
         if int(batch) <= 0:
-            raise DarknetError(f"DetectionLoader: batch must be positive, got {batch}")
+            raise DarknetError(f"{self._name}: batch must be positive, got {batch}")
         if int(workers) <= 0:
-            raise DarknetError(f"DetectionLoader: workers must be positive, got {workers}")
-        if int(max_boxes) <= 0:
-            raise DarknetError(f"DetectionLoader: max_boxes must be positive, got {max_boxes}")
+            raise DarknetError(f"{self._name}: workers must be positive, got {workers}")
         self._check_size(net_w, net_h)
-        if not (0 <= float(jitter) < 1):
-            raise DarknetError(f"DetectionLoader: jitter must be in [0, 1), got {jitter}")
-        if not (0 <= float(hue) <= 1):
-            raise DarknetError(f"DetectionLoader: hue must be in [0, 1], got {hue}")
-        if float(saturation) <= 0 or float(exposure) <= 0:
-            raise DarknetError(f"DetectionLoader: saturation and exposure must be positive, "
-                               f"got {saturation} and {exposure}")
         self.batch = int(batch)
-        self.jitter, self.hue = float(jitter), float(hue)
-        self.saturation, self.exposure = float(saturation), float(exposure)
-        self.max_boxes = int(max_boxes)
-        self.seed = int(seed)
-        self.flip = bool(flip)
-        self.classes = classes
         self.prefetch = int(prefetch) if prefetch is not None else int(workers) + 1
         if self.prefetch <= 0:
-            raise DarknetError(f"DetectionLoader: prefetch must be positive, got {prefetch}")
-
-        self._labels: Dict[str, np.ndarray] = {}
+            raise DarknetError(f"{self._name}: prefetch must be positive, got {prefetch}")
+        self._truth_size = int(truth_size)
         self._cond = threading.Condition()
         self._net_w, self._net_h = int(net_w), int(net_h)
         self._generation = 0          # bumped by set_size: older results are discarded
@@ -133,7 +105,7 @@ class DetectionLoader:
             index = self._consumed
             while True:
                 if self._closed:
-                    raise DarknetError("DetectionLoader: the loader is closed")
+                    raise DarknetError(f"{self._name}: the loader is closed")
                 build = self._builds.get(index)
                 if build is not None and build.error is not None:
                     error = build.error
@@ -165,7 +137,7 @@ class DetectionLoader:
             if t is not threading.current_thread():
                 t.join()
 
-    def __enter__(self) -> "DetectionLoader":
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
@@ -177,6 +149,104 @@ class DetectionLoader:
                 self.close()
         except Exception:
             pass
+
+    # ------------------------------------------------------------ workers
+
+    def _sample(self, batch_index: int, slot: int, net_w: int, net_h: int) -> Tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def _check_size(self, w: int, h: int) -> None:
+        if int(w) <= 0 or int(h) <= 0:
+            raise DarknetError(f"{self._name}: network size must be positive, got {w}x{h}")
+
+    def _claim(self):
+        """Next slot to fill, waiting while the prefetch window is full; None when closed."""
+        with self._cond:
+            while True:
+                if self._closed:
+                    return None
+                batch_index, slot = self._schedule
+                if batch_index < self._consumed + self.prefetch:
+                    break
+                self._cond.wait()
+            build = self._builds.get(batch_index)
+            if build is None:
+                build = _BatchBuild(self.batch, self._net_w, self._net_h, self._truth_size)
+                self._builds[batch_index] = build
+            self._schedule = (batch_index, slot + 1) if slot + 1 < self.batch else (batch_index + 1, 0)
+            return self._generation, batch_index, slot, self._net_w, self._net_h, build
+
+    def _work(self) -> None:
+        while True:
+            claim = self._claim()
+            if claim is None:
+                return
+            generation, batch_index, slot, net_w, net_h, build = claim
+            error = None
+            try:
+                image, truth = self._sample(batch_index, slot, net_w, net_h)
+            except BaseException as e:  # handed to the consumer, never lost in a thread
+                error = e
+            with self._cond:
+                if generation != self._generation or self._closed:
+                    continue
+                if error is not None:
+                    if build.error is None:
+                        build.error = error
+                else:
+                    build.x[slot] = image
+                    build.truth[slot] = truth
+                build.remaining -= 1
+                if build.remaining == 0 or error is not None:
+                    self._cond.notify_all()
+
+
+class DetectionLoader(PrefetchLoader):
+    """Prefetching loader of augmented detection batches.
+
+    Produces ``(x, truth)``: x float32 (batch, 3, net_h, net_w), truth float32
+    (batch, max_boxes*5) with rows x, y, w, h, class (zero padded), exactly the
+    layout Darknet's region layer reads.
+
+    image_paths: list of image paths (labels found with ``label_path``).
+    jitter, hue, saturation, exposure: the [net]/[region] augmentation values.
+    flip: random left-right flips (Darknet always does them for detection).
+    seed: with the same seed, batch i is identical across runs.
+    workers: background threads; prefetch: batches prepared ahead (default workers+1).
+    classes: if given, labels with class >= classes raise.
+
+    Use ``next_batch()`` (or iterate), ``set_size(w, h)`` for multi-scale
+    training (batches not yet handed out are rebuilt at the new size), and
+    ``close()`` (or a ``with`` block) to stop the threads.
+    """
+
+    _name = "DetectionLoader"
+
+    def __init__(self, image_paths: Sequence[str], net_w: int, net_h: int, batch: int, jitter: float = 0.2,
+                 hue: float = 0.0, saturation: float = 1.0, exposure: float = 1.0, max_boxes: int = 30,
+                 seed: int = 0, workers: int = 2, prefetch: Optional[int] = None, flip: bool = True,
+                 classes: Optional[int] = None, start_batch: int = 0):
+        self.image_paths = [os.fspath(p) for p in image_paths]
+        if not self.image_paths:
+            raise DarknetError("DetectionLoader: the image list is empty")
+        if int(max_boxes) <= 0:
+            raise DarknetError(f"DetectionLoader: max_boxes must be positive, got {max_boxes}")
+        self._check_size(net_w, net_h)
+        if not (0 <= float(jitter) < 1):
+            raise DarknetError(f"DetectionLoader: jitter must be in [0, 1), got {jitter}")
+        if not (0 <= float(hue) <= 1):
+            raise DarknetError(f"DetectionLoader: hue must be in [0, 1], got {hue}")
+        if float(saturation) <= 0 or float(exposure) <= 0:
+            raise DarknetError(f"DetectionLoader: saturation and exposure must be positive, "
+                               f"got {saturation} and {exposure}")
+        self.jitter, self.hue = float(jitter), float(hue)
+        self.saturation, self.exposure = float(saturation), float(exposure)
+        self.max_boxes = int(max_boxes)
+        self.seed = int(seed)
+        self.flip = bool(flip)
+        self.classes = classes
+        self._labels: Dict[str, np.ndarray] = {}
+        self._start(batch, net_w, net_h, self.max_boxes * 5, workers, prefetch, start_batch)
 
     # ------------------------------------------------------------ one sample
 
@@ -200,50 +270,4 @@ class DetectionLoader:
         except DarknetError as e:
             raise DarknetError(f"{path}: {e}") from None
 
-    # ------------------------------------------------------------ workers
-
-    @staticmethod
-    def _check_size(w: int, h: int) -> None:
-        if int(w) <= 0 or int(h) <= 0:
-            raise DarknetError(f"DetectionLoader: network size must be positive, got {w}x{h}")
-
-    def _claim(self):
-        """Next slot to fill, waiting while the prefetch window is full; None when closed."""
-        with self._cond:
-            while True:
-                if self._closed:
-                    return None
-                batch_index, slot = self._schedule
-                if batch_index < self._consumed + self.prefetch:
-                    break
-                self._cond.wait()
-            build = self._builds.get(batch_index)
-            if build is None:
-                build = _BatchBuild(self.batch, self._net_w, self._net_h, self.max_boxes)
-                self._builds[batch_index] = build
-            self._schedule = (batch_index, slot + 1) if slot + 1 < self.batch else (batch_index + 1, 0)
-            return self._generation, batch_index, slot, self._net_w, self._net_h, build
-
-    def _work(self) -> None:
-        while True:
-            claim = self._claim()
-            if claim is None:
-                return
-            generation, batch_index, slot, net_w, net_h, build = claim
-            error = None
-            try:
-                image, truth = self.make_sample(batch_index, slot, net_w, net_h)
-            except BaseException as e:  # handed to the consumer, never lost in a thread
-                error = e
-            with self._cond:
-                if generation != self._generation or self._closed:
-                    continue
-                if error is not None:
-                    if build.error is None:
-                        build.error = error
-                else:
-                    build.x[slot] = image
-                    build.truth[slot] = truth
-                build.remaining -= 1
-                if build.remaining == 0 or error is not None:
-                    self._cond.notify_all()
+    _sample = make_sample
