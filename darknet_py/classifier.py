@@ -22,7 +22,8 @@ import numpy as np
 from . import _core
 from ._core import DarknetError
 from .network import Network
-from .train import CHECKPOINT_STATE_SUFFIX, TrainResult, _Interrupt, _write_chart, load_training_state, save_checkpoint
+from .train import (TrainResult, _Interrupt, _write_chart, prepare_training, save_checkpoint,
+                    save_scheduled_checkpoints)
 
 __all__ = ["ClassifierTrainResult", "FineTuneResult", "train_classifier", "evaluate_classifier", "fine_tune_highres",
            "predict_classes", "register_commands"]
@@ -209,10 +210,7 @@ def _run(net: Network, loader, limit: int, backup_dir: Path, base: str, chart_pa
                     bar.update(iteration - bar.n)
                 if chart_every and iteration % chart_every == 0:
                     _write_chart(chart_path, result, start)
-                if checkpoint_every and iteration % checkpoint_every == 0:
-                    last_good = save_checkpoint(net, str(backup_dir / f"{base}_last.weights"))
-                if iteration % 10000 == 0 or (iteration < 1000 and iteration % 100 == 0):
-                    save_checkpoint(net, str(backup_dir / f"{base}_{iteration}.weights"))
+                last_good = save_scheduled_checkpoints(net, iteration, backup_dir, base, checkpoint_every) or last_good
                 if interrupt.hit:
                     result.stopped = "interrupted"
                     break
@@ -232,20 +230,6 @@ def _run(net: Network, loader, limit: int, backup_dir: Path, base: str, chart_pa
         _write_chart(chart_path, result, start)
         result.chart = chart_path
     return result
-
-
-def _load_start(net: Network, weights: Optional[str], seed: int, clear: bool) -> None:
-    net._net.set_training(True)
-    net._net.set_seed(seed)
-    net.randomize(seed)
-    if weights:
-        net.load_weights(weights)
-        if not load_training_state(net, weights):
-            import warnings
-            warnings.warn(f"{weights}: no {CHECKPOINT_STATE_SUFFIX} beside it; momentum restarts from zero "
-                          "(as Darknet)", stacklevel=3)
-    if clear:
-        net.seen = 0
 
 
 def train_classifier(data, cfg: str, weights: Optional[str] = None, *, max_batches: Optional[int] = None,
@@ -272,7 +256,7 @@ def train_classifier(data, cfg: str, weights: Optional[str] = None, *, max_batch
     net = Network.from_cfg(str(cfg), batch=0, names=data_obj.names)
     _check_outputs(net, data_obj, cfg)
     tree = softmax_tree(net)
-    _load_start(net, weights, seed, clear)
+    prepare_training(net, weights, seed, clear)
     opts = net.options
     limit = int(max_batches if max_batches is not None else opts["max_batches"])
     if limit <= 0:
@@ -311,7 +295,7 @@ def fine_tune_highres(data, cfg: str, weights: str, *, scale: float = 2.0, size:
     net = Network.from_cfg(str(cfg), batch=0, names=data_obj.names)
     _check_outputs(net, data_obj, cfg)
     tree = softmax_tree(net)
-    _load_start(net, weights, seed, clear=True)  # a new schedule: the fine-tune's own max_batches
+    prepare_training(net, weights, seed, clear=True)  # a new schedule: the fine-tune's own max_batches
     low = net.width
     high = int(size) if size else int(round(low * scale))
     if high <= 0:

@@ -93,6 +93,33 @@ def save_checkpoint(net: Network, path: str) -> str:
     return path
 
 
+def prepare_training(net: Network, weights: Optional[str], seed: int, clear: bool) -> None:
+    """Training mode, seeded initialisation, then the weights (and momentum state) to start from."""
+    net._net.set_training(True)  # allocates the momentum buffers the state file fills
+    net._net.set_seed(seed)
+    net.randomize(seed)  # from scratch, or the layers a partial weights file does not cover
+    if weights:
+        net.load_weights(weights)
+        if not load_training_state(net, weights):
+            import warnings
+            warnings.warn(f"{weights}: no {CHECKPOINT_STATE_SUFFIX} beside it; momentum restarts from zero "
+                          "(as Darknet)", stacklevel=3)
+    if clear:
+        net.seen = 0
+
+
+def save_scheduled_checkpoints(net: Network, iteration: int, backup_dir: Path, base: str,
+                               checkpoint_every: int) -> Optional[str]:
+    """`_last` every checkpoint_every iterations (returns its path) and Darknet's numbered
+    backups (every 100 below 1000, then every 10000)."""
+    last = None
+    if checkpoint_every and iteration % checkpoint_every == 0:
+        last = save_checkpoint(net, str(backup_dir / f"{base}_last.weights"))
+    if iteration % 10000 == 0 or (iteration < 1000 and iteration % 100 == 0):
+        save_checkpoint(net, str(backup_dir / f"{base}_{iteration}.weights"))
+    return last
+
+
 class _Interrupt:
     """Turns the first Ctrl-C into a flag so the step in flight finishes and _last is saved."""
 
@@ -149,17 +176,7 @@ def train(data: str, cfg: str, weights: Optional[str] = None, *, max_batches: Op
     if validate:
         validate_dataset(paths, classes)
 
-    net._net.set_training(True)  # allocates the momentum buffers the state file fills
-    net._net.set_seed(seed)
-    net.randomize(seed)  # from scratch, or the layers a partial weights file does not cover
-    if weights:
-        net.load_weights(weights)
-        if not load_training_state(net, weights):
-            import warnings
-            warnings.warn(f"{weights}: no {CHECKPOINT_STATE_SUFFIX} beside it; momentum restarts from zero "
-                          "(as Darknet)", stacklevel=2)
-    if clear:
-        net.seen = 0
+    prepare_training(net, weights, seed, clear)
 
     opts = net.options
     batch, subdivisions = net.batch, opts["subdivisions"]
@@ -229,10 +246,7 @@ def train(data: str, cfg: str, weights: Optional[str] = None, *, max_batches: Op
                     bar.update(iteration - bar.n)
                 if chart_every and iteration % chart_every == 0:
                     _write_chart(chart_path, result, start)
-                if iteration % checkpoint_every == 0:
-                    last_good = save_checkpoint(net, str(backup_dir / f"{base}_last.weights"))
-                if iteration % 10000 == 0 or (iteration < 1000 and iteration % 100 == 0):
-                    save_checkpoint(net, str(backup_dir / f"{base}_{iteration}.weights"))
+                last_good = save_scheduled_checkpoints(net, iteration, backup_dir, base, checkpoint_every) or last_good
                 if interrupt.hit:
                     result.stopped = "interrupted"
                     break
