@@ -64,8 +64,7 @@ int dn_network_input_shape(const dn_network* net, int* batch, int* channels, int
 int dn_network_output_shape(const dn_network* net, int* channels, int* height, int* width) {
   if (!net) return null_arg("net");
   const auto& layers = net->net->layers;
-  int i = (int)layers.size() - 1;
-  while (i > 0 && layers[i]->type == "cost") --i;
+  const int i = net->net->output_index();
   if (channels) *channels = layers[i]->out_c;
   if (height) *height = layers[i]->out_h;
   if (width) *width = layers[i]->out_w;
@@ -85,6 +84,14 @@ int dn_network_forward(dn_network* net, const float* input, const float** output
   if (!output) return null_arg("output");
   return guarded([&] { *output = net->net->forward(input); });
 }
+
+int dn_network_set_device(dn_network* net, const char* device) {
+  if (!net) return null_arg("net");
+  if (!device) return null_arg("device");
+  return guarded([&] { net->net->to(dn::parse_device(device)); });
+}
+
+int dn_cuda_available(void) { return dn::cuda_available() ? 1 : 0; }
 
 int dn_network_save_weights(const dn_network* net, const char* path) {
   if (!net) return null_arg("net");

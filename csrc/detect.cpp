@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <utility>
 
 #include "core/error.hpp"
 #include "kernels/region_formulas.hpp"
@@ -178,7 +179,8 @@ Detections get_network_boxes(Network& net, int image_w, int image_h, float thres
     check(region->output.size() >= (size_t)region->batch * region->outputs, "get_network_boxes: region layer ",
           region->index, " has no output (run a forward first)");
     RegionOutput r;
-    r.data = region->output.data() + (size_t)batch_index * region->outputs;
+    // Read-only host view: downloads a device output without marking the host copy newest.
+    r.data = std::as_const(region->output).host() + (size_t)batch_index * region->outputs;
     r.w = region->w;
     r.h = region->h;
     r.num = region->num;

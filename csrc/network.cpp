@@ -10,36 +10,17 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 #include "layers/layers.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 namespace dn {
 
 namespace {
-
-using Factory = std::unique_ptr<Layer> (*)(const CfgSection&, const LayerInput&, Network&);
-
-Factory factory_for(const std::string& type) {
-  if (type == "convolutional" || type == "conv") return make_convolutional;
-  if (type == "maxpool" || type == "max") return make_maxpool;
-  if (type == "avgpool" || type == "avg") return make_avgpool;
-  if (type == "route") return make_route;
-  if (type == "reorg") return make_reorg;
-  if (type == "region") return make_region;
-  if (type == "softmax" || type == "soft") return make_softmax;
-  if (type == "cost") return make_cost;
-  if (type == "dropout") return make_dropout;
-  return nullptr;
-}
-
-bool is_darknet_type(const std::string& type) {
-  static const char* known[] = {"shortcut", "connected", "conn", "crop", "detection", "local", "yolo", "upsample",
-                                "batchnorm", "normalization", "lstm", "rnn", "gru", "crnn", "deconvolutional",
-                                "deconv", "activation", "logistic", "l2norm", "iseg", "xnor"};
-  for (const char* k : known)
-    if (type == k) return true;
-  return false;
-}
 
 void parse_net_options(const CfgSection& s, NetOptions& o) {
   const int cfg_batch = s.get_int("batch", 1);
@@ -123,6 +104,32 @@ void parse_net_options(const CfgSection& s, NetOptions& o) {
   for (const char* k : {"step", "scale", "gamma", "steps", "scales", "max_batches"}) s.touch(k);
 }
 
+// Applies ExecOptions::threads to OpenMP for the calling thread while a network call runs
+// (the nthreads ICV is per thread, so another thread's network is not affected).
+class ThreadScope {
+ public:
+  explicit ThreadScope(int threads) {
+#ifdef _OPENMP
+    if (threads > 0) {
+      saved_ = omp_get_max_threads();
+      omp_set_num_threads(threads);
+    }
+#else
+    (void)threads;
+#endif
+  }
+  ~ThreadScope() {
+#ifdef _OPENMP
+    if (saved_ > 0) omp_set_num_threads(saved_);
+#endif
+  }
+  ThreadScope(const ThreadScope&) = delete;
+  ThreadScope& operator=(const ThreadScope&) = delete;
+
+ private:
+  int saved_ = 0;
+};
+
 }  // namespace
 
 std::unique_ptr<Network> Network::from_cfg_file(const std::string& path, int batch_override) {
@@ -146,45 +153,55 @@ std::unique_ptr<Network> Network::from_sections(std::vector<CfgSection> sections
   }
   if (secs.size() < 2) secs[0].fail_section("the cfg defines no layers after [net]");
 
-  LayerInput in{net->opt.batch, net->opt.w, net->opt.h, net->opt.c};
+  LayerInput in;
+  in.batch = net->opt.batch;
+  in.w = net->opt.w;
+  in.h = net->opt.h;
+  in.c = net->opt.c;
   for (size_t i = 1; i < secs.size(); ++i) {
     const CfgSection& s = secs[i];
     if (s.type == "net" || s.type == "network") s.fail_section("[net] may appear only once, as the first section");
-    Factory make = factory_for(s.type);
-    if (!make) {
-      if (is_darknet_type(s.type)) s.fail_section("layer type [" + s.type + "] is not supported by darknet_py");
+    const LayerKind* kind = find_layer_kind(s.type);
+    if (!kind) {
+      if (is_unsupported_darknet_type(s.type)) s.fail_section("layer type [" + s.type + "] is not supported by darknet_py");
       s.fail_section("unknown section type [" + s.type + "]");
     }
+    in.index = (int)net->layers.size();
     std::unique_ptr<Layer> layer;
     try {
-      layer = make(s, in, *net);
+      layer = kind->make(s, in);
     } catch (const DarknetError& e) {
       const std::string msg = e.what();
       // Errors from shape checks deep inside a layer get the section's location.
       if (msg.rfind(s.file + ":", 0) == 0) throw;
       s.fail_section(msg);
     }
-    layer->index = (int)net->layers.size();
+    layer->index = in.index;
     if (layer->outputs == 0) s.fail_section("layer produces an empty output");
-    in = LayerInput{net->opt.batch, layer->out_w, layer->out_h, layer->out_c};
+    in.w = layer->out_w;
+    in.h = layer->out_h;
+    in.c = layer->out_c;
+    in.earlier.push_back(layer.get());
     net->layers.push_back(std::move(layer));
   }
   for (const auto& s : secs)
     for (auto& w : s.unused_warnings()) net->warnings.push_back(w);
-  // The workspace (im2col buffer) is allocated on first use: the fast inference
-  // path packs convolutions straight from the image and never needs it.
-  const char* ref = std::getenv("DARKNET_PY_REFERENCE_KERNELS");
-  net->reference_kernels = ref && *ref && std::string(ref) != "0";
+  // The options (and the device) come from the process defaults, seeded by the environment.
+  net->set_options(default_options());
   return net;
+}
+
+int Network::output_index() const {
+  int i = (int)layers.size() - 1;
+  while (i > 0 && layers[i]->kind == LayerType::Cost) --i;
+  return i;
 }
 
 int Network::truths() const {
   const Layer& last = *layers.back();
   if (last.truths) return last.truths;
-  // The output layer for classifiers is the last non-cost layer; truths match its size.
-  for (auto it = layers.rbegin(); it != layers.rend(); ++it)
-    if ((*it)->type != "cost") return (int)(*it)->outputs;
-  return (int)last.outputs;
+  // Classifiers: the truth matches the output layer (the last non-cost layer).
+  return (int)layers[output_index()]->outputs;
 }
 
 Layer& Network::layer(int i) {
@@ -194,12 +211,37 @@ Layer& Network::layer(int i) {
 }
 
 void Network::ensure_workspace() {
-  // Convolutions use the workspace only on the reference / training path.
-  const bool conv_needs = train || reference_kernels;
+  // The CPU's fused inference convolution needs no im2col buffer; the generic algorithm
+  // (training, reference kernels, other backends) does.
+  const bool generic = train || options_.reference_kernels || options_.device != Device::Cpu;
   size_t need = 0;
-  for (const auto& l : layers)
-    if (conv_needs || l->type != "convolutional") need = std::max(need, l->workspace_floats());
-  if (workspace_.size() < need) workspace_.assign(need, 0.f);
+  for (const auto& l : layers) need = std::max(need, l->workspace_floats(generic));
+  if (workspace_.size() < need) workspace_.reset(need);
+}
+
+void Network::set_options(const ExecOptions& o) {
+  if (!backend_ || o.device != options_.device) {
+    auto next = make_backend(o);  // throws (naming why) before anything changes
+    if (o.device == Device::Cpu) {
+      // Pull every buffer to the host and free the device copies.
+      for (auto& l : layers)
+        for (FloatBuffer* b : l->all_buffers()) b->to_host_only();
+    }
+    workspace_.clear();
+    input_.clear();
+    truth_.clear();
+    backend_ = std::move(next);
+  } else {
+    backend_->set_options(o);
+  }
+  options_ = o;
+  plan_outputs();
+}
+
+void Network::to(Device d) {
+  ExecOptions o = options_;
+  o.device = d;
+  set_options(o);
 }
 
 void Network::set_batch(int b) {
@@ -241,10 +283,11 @@ size_t Network::pool_floats() const {
 }
 
 void Network::plan_outputs() {
-  const bool want = !train && !keep_outputs;
+  // The pool lends host memory: CPU inference only.
+  const bool want = !train && !keep_outputs && options_.device == Device::Cpu;
   if (!want) {
     if (pooled_) {  // back to owned outputs
-      for (auto& l : layers) l->output.assign((size_t)l->batch * l->outputs, 0.f);
+      for (auto& l : layers) l->output.reset((size_t)l->batch * l->outputs);
       std::vector<std::vector<float>>().swap(pool_);
       kept_.clear();
       pooled_ = false;
@@ -262,9 +305,7 @@ void Network::plan_outputs() {
   for (int i = 0; i < n; ++i)
     for (int src : layers[i]->reads()) last_use[src] = std::max(last_use[src], i);
   // The network's output (last non-cost layer) and everything after it stay alive.
-  int out = n - 1;
-  while (out > 0 && layers[out]->type == "cost") --out;
-  for (int i = out; i < n; ++i) last_use[i] = n;
+  for (int i = output_index(); i < n; ++i) last_use[i] = n;
   // Greedy slot assignment in layer order: a layer takes the smallest free slot
   // that fits, else grows the largest free slot, else opens a new one.
   std::vector<size_t> cap;
@@ -306,19 +347,57 @@ void Network::plan_outputs() {
   pooled_h_ = opt.h;
 }
 
-const float* Network::forward(const float* input, const float* truth) {
-  plan_outputs();
-  // Owned outputs are allocated on first touch: touch them here, single-threaded, never first
-  // inside a layer's OpenMP loop (operator[] from several threads would race on the allocation).
-  for (auto& l : layers) l->output.data();
-  NetState s;
-  s.net = this;
-  s.input = input;
-  s.truth = truth;
-  s.train = train;
-  s.seen = seen;
+const float* Network::stage_input(const float* host_input) {
+  if (options_.device == Device::Cpu) return host_input;
+  const size_t n = (size_t)opt.batch * input_size();
+  if (input_.size() != n) input_.reset(n);
+  float* d = input_.write(options_.device);
+  backend_->upload(d, host_input, n);
+  return d;
+}
+
+const float* Network::stage_truth(const float* host_truth) {
+  if (!host_truth || options_.device == Device::Cpu) return host_truth;
+  const size_t n = (size_t)opt.batch * truths();
+  if (truth_.size() != n) truth_.reset(n);
+  float* d = truth_.write(options_.device);
+  backend_->upload(d, host_truth, n);
+  return d;
+}
+
+LayerContext Network::context(bool train_pass) {
   ensure_workspace();
-  s.workspace = workspace_.data();
+  LayerContext ctx;
+  ctx.backend = backend_.get();
+  ctx.device = options_.device;
+  ctx.train = train_pass;
+  ctx.seen = seen;
+  ctx.workspace = workspace_.empty() ? nullptr : workspace_.write(options_.device);
+  ctx.rng = &rng;
+  return ctx;
+}
+
+const float* Network::forward(const float* input, const float* truth) {
+  forward_only(input, truth);
+  return std::as_const(layers[output_index()]->output).host();
+}
+
+void Network::forward_only(const float* input, const float* truth) {
+  ThreadScope threads(options_.threads);
+  run_forward(stage_input(input), truth);
+}
+
+void Network::run_forward(const float* input, const float* truth_host) {
+  plan_outputs();
+  const Device dev = options_.device;
+  // Host memory is allocated on first touch: touch outputs here, single-threaded, never
+  // first inside a layer's OpenMP loop (two threads would race on the allocation).
+  if (dev == Device::Cpu)
+    for (auto& l : layers) l->output.host();
+  LayerContext ctx = context(train);
+  ctx.input = input;
+  ctx.truth_host = truth_host;
+  ctx.truth = stage_truth(truth_host);
   using Clock = std::chrono::steady_clock;
   std::vector<double>* times = layer_times;
   if (times) times->assign(layers.size(), 0.0);
@@ -326,56 +405,62 @@ const float* Network::forward(const float* input, const float* truth) {
     Layer* l = layers[i].get();
     Clock::time_point t0;
     if (times) t0 = Clock::now();
-    if (!l->delta.empty()) std::fill(l->delta.begin(), l->delta.end(), 0.f);
-    l->forward(s);
-    s.input = l->output.data();
-    if (times) (*times)[i] = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (!l->delta.empty()) backend_->fill(l->delta.write(dev), l->delta.size(), 0.f);
+    l->forward(ctx);
+    ctx.input = l->output.read(dev);
+    if (times) {
+      backend_->synchronize();  // a GPU layer's time is its kernels' time
+      (*times)[i] = std::chrono::duration<double>(Clock::now() - t0).count();
+    }
   }
   // Network cost: mean over the layers that compute one (Darknet's calc_network_cost).
   double sum = 0;
   int count = 0;
-  if (truth)
+  if (truth_host)
     for (auto& l : layers)
       if (l->has_cost) {
         sum += l->cost;
         ++count;
       }
   cost = count ? (float)(sum / count) : 0.f;
-  for (auto it = layers.rbegin(); it != layers.rend(); ++it)
-    if ((*it)->type != "cost") return (*it)->output.data();
-  return layers.back()->output.data();
 }
 
 void Network::backward(const float* input) {
   check(train, "backward needs the network in training mode (set_training(true))");
+  ThreadScope threads(options_.threads);
+  const float* in = stage_input(input);
   using Clock = std::chrono::steady_clock;
   std::vector<double>* times = layer_times;
   if (times) times->resize(layers.size(), 0.0);
   for (int i = (int)layers.size() - 1; i >= 0; --i) {
     Clock::time_point t0;
     if (times) t0 = Clock::now();
-    backward_layer(i, input);
-    if (times) (*times)[i] += std::chrono::duration<double>(Clock::now() - t0).count();
+    run_backward_layer(i, in);
+    if (times) {
+      backend_->synchronize();
+      (*times)[i] += std::chrono::duration<double>(Clock::now() - t0).count();
+    }
   }
 }
 
 void Network::backward_layer(int i, const float* input) {
   check(train, "backward needs the network in training mode (set_training(true))");
   check(i >= 0 && i < (int)layers.size(), "layer index ", i, " out of range");
-  NetState s;
-  s.net = this;
-  s.train = true;
-  s.seen = seen;
-  ensure_workspace();
-  s.workspace = workspace_.data();
+  ThreadScope threads(options_.threads);
+  run_backward_layer(i, i == 0 ? stage_input(input) : nullptr);
+}
+
+void Network::run_backward_layer(int i, const float* input) {
+  const Device dev = options_.device;
+  LayerContext ctx = context(true);
   if (i == 0) {
-    s.input = input;
-    s.delta = nullptr;
+    ctx.input = input;
+    ctx.prev_delta = nullptr;
   } else {
-    s.input = layers[i - 1]->output.data();
-    s.delta = layers[i - 1]->delta.data();
+    ctx.input = layers[i - 1]->output.read(dev);
+    ctx.prev_delta = layers[i - 1]->delta.empty() ? nullptr : layers[i - 1]->delta.write(dev);
   }
-  layers[i]->backward(s);
+  layers[i]->backward(ctx);
 }
 
 void Network::randomize(uint64_t seed) {
@@ -419,14 +504,17 @@ void Network::update() {
   a.learning_rate = current_learning_rate();
   a.momentum = opt.momentum;
   a.decay = opt.decay;
-  for (auto& l : layers) l->update(a);
+  ThreadScope threads(options_.threads);
+  for (auto& l : layers) l->update(a, *backend_);
 }
 
 float Network::train_step(const float* input, const float* truth) {
   if (!train) set_training(true);
+  ThreadScope threads(options_.threads);
   seen += opt.batch;
-  forward(input, truth);
-  backward(input);
+  const float* in = stage_input(input);  // uploaded once for the forward and the backward
+  run_forward(in, truth);
+  for (int i = (int)layers.size() - 1; i >= 0; --i) run_backward_layer(i, in);
   if ((seen / opt.batch) % opt.subdivisions == 0) update();
   return cost;
 }
@@ -484,21 +572,21 @@ std::string Network::load_weights(const std::string& path, int cutoff) {
   for (int i = 0; i < n; ++i)
     for (const Blob& b : layers[i]->params()) {
       const int64_t avail = (file_size - need) / 4;
-      if (avail < (int64_t)b.count)
-        fail(path, ": truncated weights: layer ", i, " (", layers[i]->type, ") ", b.name, " expects ", b.count,
+      if (avail < (int64_t)b.count())
+        fail(path, ": truncated weights: layer ", i, " (", layers[i]->type, ") ", b.name, " expects ", b.count(),
              " floats but only ", std::max<int64_t>(avail, 0), " remain (file is ", file_size,
              " bytes; the cfg needs ", [&] {
                int64_t total = pos;
                for (int j = 0; j < n; ++j)
-                 for (const Blob& bb : layers[j]->params()) total += 4 * (int64_t)bb.count;
+                 for (const Blob& bb : layers[j]->params()) total += 4 * (int64_t)bb.count();
                return total;
              }(),
              " bytes)");
-      need += 4 * (int64_t)b.count;
+      need += 4 * (int64_t)b.count();
     }
   for (int i = 0; i < n; ++i)
     for (const Blob& b : layers[i]->params())
-      if (!f.read(reinterpret_cast<char*>(b.data), 4 * (std::streamsize)b.count))
+      if (!f.read(reinterpret_cast<char*>(b.buffer->host()), 4 * (std::streamsize)b.count()))
         fail(path, ": read error in layer ", i, " ", b.name);
   major = mj;
   minor = mn;
@@ -528,7 +616,7 @@ void Network::save_weights(const std::string& path, int cutoff) const {
   const int n = cutoff < 0 ? (int)layers.size() : std::min(cutoff, (int)layers.size());
   for (int i = 0; i < n && ok; ++i)
     for (const Blob& b : layers[i]->params())
-      if (b.count && std::fwrite(b.data, 4, b.count, f) != b.count) ok = false;
+      if (b.count() && std::fwrite(std::as_const(*b.buffer).host(), 4, b.count(), f) != b.count()) ok = false;
   ok = ok && std::fflush(f) == 0 && ::fsync(::fileno(f)) == 0;
   const int saved_errno = errno;
   ok = (std::fclose(f) == 0) && ok;

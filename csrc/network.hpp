@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "backend/backend.hpp"
+#include "core/options.hpp"
 #include "layers/layer.hpp"
 #include "parse/cfg.hpp"
 
@@ -66,13 +68,11 @@ class Network {
   float cost = 0.f;
   bool train = false;
   std::mt19937_64 rng{0};  // dropout etc.; seed with set_seed
-  // Inference uses the fast kernels unless this is set (tests compare both);
-  // initialised from DARKNET_PY_REFERENCE_KERNELS=1.
-  bool reference_kernels = false;
   // When non-null, forward()/backward() store each layer's wall time (seconds)
-  // here; one pointer test per layer when off.
+  // here (on a GPU the backend is synchronised after each layer); one pointer
+  // test per layer when off.
   std::vector<double>* layer_times = nullptr;
-  // Inference memory: when false (and not training), forward() lends layer
+  // Inference memory: when false (and not training, on the CPU), forward() lends layer
   // outputs from a shared pool planned by liveness (a buffer is reused once
   // every layer that reads it -- the next layer, routes -- has run), so only
   // a few activation maps are alive at once. Afterwards only the outputs no
@@ -88,18 +88,32 @@ class Network {
   int height() const { return opt.h; }
   int channels() const { return opt.c; }
   size_t input_size() const { return (size_t)opt.w * opt.h * opt.c; }  // per image
-  size_t output_size() const { return layers.back()->outputs; }        // per image
+  size_t output_size() const { return layers[output_index()]->outputs; }  // per image
+  // The network's output layer: the last layer that is not a [cost] layer.
+  int output_index() const;
   int truths() const;  // truth floats per image
 
   void set_batch(int b);
   void resize(int w, int h);      // new input size; weights kept
   void set_training(bool on);     // allocate deltas and training buffers
   void set_seed(uint64_t seed) { rng.seed(seed); }
+
+  // Execution options (device, ISA, Winograd, reference kernels, threads). Changing
+  // the device moves the network: to(Device::Cuda) uploads parameters on first use and
+  // keeps everything on the GPU; to(Device::Cpu) pulls it all back to the host.
+  const ExecOptions& options() const { return options_; }
+  void set_options(const ExecOptions& o);
+  void to(Device d);
+  Device device() const { return options_.device; }
+  Backend& backend() { return *backend_; }
   // Random initial parameters for training from scratch (seeded, Darknet's scheme).
   void randomize(uint64_t seed);
 
-  // Runs every layer on batch() images; returns the last layer's output.
+  // Runs every layer on batch() images (host input/truth, uploaded to the device
+  // when the network is on one); returns the output layer's output on the host.
   const float* forward(const float* input, const float* truth = nullptr);
+  // Same, output left on the device (no download).
+  void forward_only(const float* input, const float* truth = nullptr);
   // Backward from the deltas written by the loss layers in forward().
   void backward(const float* input);
   // Backward of layer i alone (layers after i must have run theirs): lets tests
@@ -125,7 +139,17 @@ class Network {
   Layer& layer(int i);
 
  private:
-  std::vector<float> workspace_;
+  ExecOptions options_ = default_options();
+  std::unique_ptr<Backend> backend_ = make_cpu_backend(options_);
+  FloatBuffer workspace_;
+  FloatBuffer input_, truth_;  // device copies of the host input and truth (not used on the CPU)
+  const float* input_ptr_ = nullptr;       // the input of the last forward, on the device
+  const float* truth_host_ptr_ = nullptr;  // the truth of the last forward, on the host
+  const float* stage_input(const float* host_input);
+  const float* stage_truth(const float* host_truth);
+  void run_forward(const float* input, const float* truth_host);
+  void run_backward_layer(int i, const float* input);
+  LayerContext context(bool train_pass);
   void ensure_workspace();
   // Inference pool (keep_outputs = false).
   std::vector<std::vector<float>> pool_;

@@ -1,4 +1,4 @@
-// Packed, register-blocked SGEMM with run-time ISA dispatch.
+// Packed, register-blocked SGEMM with run-time ISA dispatch (the caller's ISA).
 //
 // Loop structure (BLIS-like, sized for 2 cores with 48 KB L1 / 2 MB L2):
 //   for each block of up to kPanelsPerBlock B panels (jc)
@@ -18,7 +18,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <immintrin.h>
@@ -226,7 +225,9 @@ __attribute__((target("avx512f"))) void ukr_avx512(const Tile& t) {
           const __mmask16 neg = _mm512_cmp_ps_mask(v, zero, _CMP_LE_OQ);  // Darknet: x > 0 ? x : .1x
           v = _mm512_mask_mul_ps(v, neg, v, tenth);
         } else if (t.act == Activation::Relu) {
-          v = _mm512_max_ps(v, zero);
+          // The all-lanes mask form is the same vmaxps; _mm512_max_ps trips GCC 12's
+          // -Wmaybe-uninitialized on its internal _mm512_undefined_ps.
+          v = _mm512_mask_max_ps(v, (__mmask16)0xFFFF, v, zero);
         }
       }
       _mm512_mask_storeu_ps(c + 16 * j, mask[j], v);
@@ -241,15 +242,6 @@ const Ukr kKernels[3][3] = {
     {ukr_avx2<16>, ukr_avx2<32>, ukr_avx2<48>},
     {ukr_avx512<1>, ukr_avx512<2>, ukr_avx512<3>},
 };
-
-CpuIsa detect_isa() {
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return CpuIsa::Avx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return CpuIsa::Avx2;
-  return CpuIsa::Plain;
-}
-
-std::atomic<int> g_isa{-1};
 
 // A reusable 64-byte-aligned scratch buffer (no zeroing, no page faults after the first call).
 struct Scratch {
@@ -271,50 +263,15 @@ inline int panel_width(int nr) { return (nr + 15) / 16 * 16; }
 
 }  // namespace
 
-CpuIsa cpu_isa_best() {
-  static const CpuIsa best = detect_isa();
-  return best;
+void require_cpu_isa(CpuIsa isa) {
+  check(isa >= CpuIsa::Plain && isa <= cpu_isa_best(), "this CPU does not support the ", cpu_isa_name(isa),
+        " kernels (best: ", cpu_isa_name(cpu_isa_best()), ")");
 }
 
-CpuIsa cpu_isa() {
-  int v = g_isa.load(std::memory_order_relaxed);
-  if (v < 0) {
-    CpuIsa isa = cpu_isa_best();
-    if (const char* env = std::getenv("DARKNET_PY_ISA")) {
-      const std::string s = env;
-      if (s == "plain") isa = CpuIsa::Plain;
-      else if (s == "avx2" && isa >= CpuIsa::Avx2) isa = CpuIsa::Avx2;
-    }
-    v = (int)isa;
-    g_isa.store(v);
-  }
-  return (CpuIsa)v;
-}
-
-const char* cpu_isa_name(CpuIsa isa) {
-  switch (isa) {
-    case CpuIsa::Avx512: return "avx512";
-    case CpuIsa::Avx2: return "avx2";
-    case CpuIsa::Plain: return "plain";
-  }
-  return "?";
-}
-
-void set_cpu_isa(const std::string& name) {
-  CpuIsa want;
-  if (name == "auto") want = cpu_isa_best();
-  else if (name == "avx512") want = CpuIsa::Avx512;
-  else if (name == "avx2") want = CpuIsa::Avx2;
-  else if (name == "plain") want = CpuIsa::Plain;
-  else fail("unknown CPU kernel '", name, "' (auto, avx512, avx2, plain)");
-  if (want > cpu_isa_best())
-    fail("this CPU does not support the ", name, " kernels (best: ", cpu_isa_name(cpu_isa_best()), ")");
-  g_isa.store((int)want);
-}
-
-void gemm_packed(int M, int N, int K, const float* A, ptrdiff_t rs_a, ptrdiff_t cs_a, const PackB& pack_b, float* C,
-                 ptrdiff_t ldc, bool accumulate, const GemmEpilogue* ep) {
+void gemm_packed(CpuIsa isa, int M, int N, int K, const float* A, ptrdiff_t rs_a, ptrdiff_t cs_a,
+                 const PackB& pack_b, float* C, ptrdiff_t ldc, bool accumulate, const GemmEpilogue* ep) {
   if (M <= 0 || N <= 0) return;
+  require_cpu_isa(isa);
   if (K <= 0) {  // empty sum: C = epilogue(accumulate ? C : 0)
     for (int i = 0; i < M; ++i)
       for (int j = 0; j < N; ++j) {
@@ -325,7 +282,7 @@ void gemm_packed(int M, int N, int K, const float* A, ptrdiff_t rs_a, ptrdiff_t 
       }
     return;
   }
-  const Ukr* kernels = kKernels[(int)cpu_isa()];
+  const Ukr* kernels = kKernels[(int)isa];
   const int strips = (M + MR - 1) / MR;
   const int panels = (N + NR - 1) / NR;
   const int threads = std::max(1, omp_get_max_threads());
@@ -435,14 +392,14 @@ void gemm_packed(int M, int N, int K, const float* A, ptrdiff_t rs_a, ptrdiff_t 
   }
 }
 
-void gemm_panel(int M, int K, const float* A, ptrdiff_t rs_a, const float* panel, int width, int nv, float* C,
-                ptrdiff_t ldc) {
+void gemm_panel(CpuIsa isa, int M, int K, const float* A, ptrdiff_t rs_a, const float* panel, int width, int nv,
+                float* C, ptrdiff_t ldc) {
   if (M <= 0 || nv <= 0) return;
   if (K <= 0) {
     for (int i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + nv, 0.f);
     return;
   }
-  const Ukr ukr = kKernels[(int)cpu_isa()][width / 16 - 1];
+  const Ukr ukr = kKernels[(int)isa][width / 16 - 1];
   const int KB = K <= KCmax ? K : (K + (K + KC - 1) / KC - 1) / ((K + KC - 1) / KC);
   for (int i0 = 0; i0 < M; i0 += MR)
     for (int k0 = 0; k0 < K; k0 += KB) {
@@ -463,9 +420,10 @@ void gemm_panel(int M, int K, const float* A, ptrdiff_t rs_a, const float* panel
     }
 }
 
-void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
-          int ldb, float beta, float* C, int ldc) {
+void gemm(CpuIsa isa, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+          const float* B, int ldb, float beta, float* C, int ldc) {
   if (M <= 0 || N <= 0) return;
+  require_cpu_isa(isa);
   const bool skip_product = K <= 0 || alpha == 0.f;
   if (beta != 1.f || skip_product) {
 #pragma omp parallel for schedule(static) if ((size_t)M * N > 65536)
@@ -499,7 +457,7 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
     }
   };
   const ptrdiff_t rs = trans_a ? 1 : lda, cs = trans_a ? lda : 1;
-  gemm_packed(M, N, K, A, rs, cs, pack, C, ldc, /*accumulate=*/true, nullptr);
+  gemm_packed(isa, M, N, K, A, rs, cs, pack, C, ldc, /*accumulate=*/true, nullptr);
 }
 
 }  // namespace dn

@@ -5,31 +5,28 @@
 // The fast path (gemm, gemm_packed) packs B into column panels of 16/32/48
 // floats and runs a register-blocked 8 x 48 micro-kernel (AVX-512: 24 zmm
 // accumulators, A broadcast straight from memory, so A is never packed). The
-// instruction set is chosen at run time (AVX-512 / AVX2+FMA / plain C++), so
-// one build runs anywhere; set_cpu_isa() forces a lower one (tests, benches).
+// instruction set is the caller's (ExecOptions::isa: AVX-512 / AVX2+FMA / plain
+// C++), so one build runs anywhere and tests reach every family. Passing an ISA
+// this CPU lacks (above cpu_isa_best()) throws DarknetError.
 #pragma once
 #include <cstddef>
 #include <functional>
-#include <string>
 
+#include "core/options.hpp"
 #include "kernels/activations.hpp"
 
 namespace dn {
 
-void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
-          int ldb, float beta, float* C, int ldc);
+void gemm(CpuIsa isa, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+          const float* B, int ldb, float beta, float* C, int ldc);
 
 // The plain triple loop, kept as the reference the fast path is tested against.
 void gemm_reference(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
                     const float* B, int ldb, float beta, float* C, int ldc);
 
-// ---- run-time kernel selection
-enum class CpuIsa { Plain = 0, Avx2 = 1, Avx512 = 2 };
-CpuIsa cpu_isa();                        // the kernel family in use
-CpuIsa cpu_isa_best();                   // the best this CPU supports
-const char* cpu_isa_name(CpuIsa isa);    // "avx512", "avx2", "plain"
-// "auto" | "avx512" | "avx2" | "plain"; throws DarknetError when the CPU lacks it.
-void set_cpu_isa(const std::string& name);
+// Throws DarknetError unless this CPU runs the isa kernels (callers that run
+// kernels inside their own parallel region check once, outside it).
+void require_cpu_isa(CpuIsa isa);
 
 // ---- the packed driver used by conv and gemm
 constexpr int kGemmMR = 8;       // rows of C per micro-tile
@@ -51,14 +48,15 @@ using PackB = std::function<void(int k0, int kc, int j0, int nr, int width, floa
 // C[M,N] (+)= A[M,K] * B[K,N], then the epilogue. A's element (i, k) is at
 // A[i * rs_a + k * cs_a] (so a transposed A is rs_a = 1, cs_a = lda).
 // accumulate=false overwrites C. Runs its own OpenMP parallel region.
-void gemm_packed(int M, int N, int K, const float* A, ptrdiff_t rs_a, ptrdiff_t cs_a, const PackB& pack_b, float* C,
-                 ptrdiff_t ldc, bool accumulate, const GemmEpilogue* ep);
+void gemm_packed(CpuIsa isa, int M, int N, int K, const float* A, ptrdiff_t rs_a, ptrdiff_t cs_a,
+                 const PackB& pack_b, float* C, ptrdiff_t ldc, bool accumulate, const GemmEpilogue* ep);
 
 // Single-threaded, for callers that split work themselves (Winograd): C[M, nv] =
 // A[M, K] * P where P is one packed panel (K rows, row stride `width` in
 // {16, 32, 48}, columns nv..width-1 ignored); A(i, k) = A[i * rs_a + k].
-// Overwrites C (row stride ldc); no epilogue.
-void gemm_panel(int M, int K, const float* A, ptrdiff_t rs_a, const float* panel, int width, int nv, float* C,
-                ptrdiff_t ldc);
+// Overwrites C (row stride ldc); no epilogue. Does not check isa (it runs
+// inside the caller's parallel region, where an exception cannot leave).
+void gemm_panel(CpuIsa isa, int M, int K, const float* A, ptrdiff_t rs_a, const float* panel, int width, int nv,
+                float* C, ptrdiff_t ldc);
 
 }  // namespace dn

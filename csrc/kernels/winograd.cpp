@@ -11,8 +11,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <atomic>
-#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -27,40 +25,21 @@ constexpr int kPanel = kGemmNR;     // 48 tiles per packed B panel
 constexpr int kMaxPanels = 4;       // a block is up to 4 panels = 192 tiles
 constexpr int kMaxBlock = kPanel * kMaxPanels;
 
-std::atomic<int> g_mode{-1};  // 0 auto, 1 on, 2 off
-
-int mode_from_string(const std::string& m) {
-  if (m == "auto") return 0;
-  if (m == "on") return 1;
-  if (m == "off") return 2;
-  return -1;
-}
-
-int current_mode() {
-  int v = g_mode.load(std::memory_order_relaxed);
-  if (v < 0) {
-    v = 0;
-    if (const char* env = std::getenv("DARKNET_PY_WINOGRAD")) {
-      const int m = mode_from_string(env);
-      if (m >= 0) v = m;
-    }
-    g_mode.store(v);
-  }
-  return v;
-}
-
 struct Geom {
   int c, h, w, out_h, out_w, tiles_w, tiles_h, tiles_img;
 };
 
 }  // namespace
 
-// Hot loops, compiled for AVX-512, AVX2 and the baseline (picked at load time).
+// Hot loops, written once (always inlined) and compiled for AVX-512, AVX2 and the
+// baseline in the per-ISA functions below, which the caller's isa picks. Explicit
+// variants instead of target_clones: the ISA option reaches the transforms, and
+// there is no ifunc resolver (ThreadSanitizer builds crash in it).
 namespace wino_detail {
 
 // B^T d B for tiles [t0, t0 + nb) into V[36][panel q][c][width_q] (xi stride c * nbs).
-__attribute__((target_clones("avx512f", "avx2", "default"))) void input_block(const Geom& g, const float* input,
-                                                                                int t0, int nb, int nbs, float* V) {
+__attribute__((always_inline)) inline void input_block_body(const Geom& g, const float* input, int t0, int nb,
+                                                            int nbs, float* V) {
   alignas(64) float ph[6][4][kMaxBlock + 16];
   alignas(64) float r[6][4][kMaxBlock + 16];
   const size_t plane_sz = (size_t)g.h * g.w;
@@ -132,11 +111,9 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void input_block(co
 }
 
 // A^T M A + epilogue for tiles [t0, t0 + nb); M[36][filters][nbs].
-__attribute__((target_clones("avx512f", "avx2", "default"))) void output_block(const Geom& g, int filters,
-                                                                                 const float* M, int t0, int nb,
-                                                                                 int nbs, const float* scale,
-                                                                                 const float* bias, Activation act,
-                                                                                 float* output) {
+__attribute__((always_inline)) inline void output_block_body(const Geom& g, int filters, const float* M, int t0,
+                                                             int nb, int nbs, const float* scale, const float* bias,
+                                                             Activation act, float* output) {
   alignas(64) float tt[6][4][kMaxBlock];
   alignas(64) float yrow[4 * kMaxBlock];
   const size_t out_plane = (size_t)g.out_h * g.out_w;
@@ -195,28 +172,62 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void output_block(c
   }
 }
 
+__attribute__((target("avx512f"))) void input_block_avx512(const Geom& g, const float* input, int t0, int nb,
+                                                          int nbs, float* V) {
+  input_block_body(g, input, t0, nb, nbs, V);
+}
+__attribute__((target("avx2"))) void input_block_avx2(const Geom& g, const float* input, int t0, int nb, int nbs,
+                                                      float* V) {
+  input_block_body(g, input, t0, nb, nbs, V);
+}
+void input_block_plain(const Geom& g, const float* input, int t0, int nb, int nbs, float* V) {
+  input_block_body(g, input, t0, nb, nbs, V);
+}
+
+__attribute__((target("avx512f"))) void output_block_avx512(const Geom& g, int filters, const float* M, int t0,
+                                                           int nb, int nbs, const float* scale, const float* bias,
+                                                           Activation act, float* output) {
+  output_block_body(g, filters, M, t0, nb, nbs, scale, bias, act, output);
+}
+__attribute__((target("avx2"))) void output_block_avx2(const Geom& g, int filters, const float* M, int t0, int nb,
+                                                       int nbs, const float* scale, const float* bias,
+                                                       Activation act, float* output) {
+  output_block_body(g, filters, M, t0, nb, nbs, scale, bias, act, output);
+}
+void output_block_plain(const Geom& g, int filters, const float* M, int t0, int nb, int nbs, const float* scale,
+                        const float* bias, Activation act, float* output) {
+  output_block_body(g, filters, M, t0, nb, nbs, scale, bias, act, output);
+}
+
+void input_block(CpuIsa isa, const Geom& g, const float* input, int t0, int nb, int nbs, float* V) {
+  switch (isa) {
+    case CpuIsa::Avx512: return input_block_avx512(g, input, t0, nb, nbs, V);
+    case CpuIsa::Avx2: return input_block_avx2(g, input, t0, nb, nbs, V);
+    case CpuIsa::Plain: break;
+  }
+  input_block_plain(g, input, t0, nb, nbs, V);
+}
+
+void output_block(CpuIsa isa, const Geom& g, int filters, const float* M, int t0, int nb, int nbs,
+                  const float* scale, const float* bias, Activation act, float* output) {
+  switch (isa) {
+    case CpuIsa::Avx512: return output_block_avx512(g, filters, M, t0, nb, nbs, scale, bias, act, output);
+    case CpuIsa::Avx2: return output_block_avx2(g, filters, M, t0, nb, nbs, scale, bias, act, output);
+    case CpuIsa::Plain: break;
+  }
+  output_block_plain(g, filters, M, t0, nb, nbs, scale, bias, act, output);
+}
+
 }  // namespace wino_detail
-
-void set_winograd_mode(const std::string& mode) {
-  const int m = mode_from_string(mode);
-  if (m < 0) fail("unknown winograd mode '", mode, "' (auto, on, off)");
-  g_mode.store(m);
-}
-
-std::string winograd_mode() {
-  static const char* names[] = {"auto", "on", "off"};
-  return names[current_mode()];
-}
 
 bool winograd_applicable(const ConvShape& s) {
   return s.size == 3 && s.stride == 1 && s.pad == 1 && s.groups == 1 && s.out_h == s.h && s.out_w == s.w;
 }
 
-bool winograd_selected(const ConvShape& s) {
+bool winograd_selected(const ConvShape& s, WinogradMode mode) {
   if (!winograd_applicable(s)) return false;
-  const int m = current_mode();
-  if (m == 1) return true;
-  if (m == 2) return false;
+  if (mode == WinogradMode::On) return true;
+  if (mode == WinogradMode::Off) return false;
   // Measured rule (bench/kernels/bench_kernels.py --only conv, batch 1, 2 loaded cores, GEMM time /
   // Winograd time, medians of alternated runs): wins at 208x208 32->64 1.2-1.7, 104x104 64->128 1.3-1.5,
   // 52x52 128->256 1.5, 104x104 32->64 1.06, 52x52 64->128 1.1, 26x26 256->512 1.4; loses at
@@ -247,9 +258,10 @@ void winograd_transform_weights(int filters, int c, const float* weights, float*
     }
 }
 
-void conv3x3_winograd(const ConvShape& s, const float* input, const float* u, const ConvEpilogue& ep,
+void conv3x3_winograd(CpuIsa isa, const ConvShape& s, const float* input, const float* u, const ConvEpilogue& ep,
                       float* output) {
   check(winograd_applicable(s), "conv3x3_winograd: not a 3x3 stride-1 pad-1 ungrouped convolution");
+  require_cpu_isa(isa);  // here, outside the parallel region the kernels run in
   Geom g;
   g.c = s.c;
   g.h = s.h;
@@ -280,15 +292,15 @@ void conv3x3_winograd(const ConvShape& s, const float* input, const float* u, co
 #pragma omp for schedule(dynamic, 1)
     for (int blk = 0; blk < blocks; ++blk) {
       const int t0 = blk * nbs, nb = std::min(nbs, T - t0);
-      wino_detail::input_block(g, input, t0, nb, nbs, V);
+      wino_detail::input_block(isa, g, input, t0, nb, nbs, V);
       const int panels = (nb + kPanel - 1) / kPanel;
       for (int xi = 0; xi < 36; ++xi)
         for (int q = 0; q < panels; ++q) {
           const int nvq = std::min(kPanel, nb - q * kPanel);
-          gemm_panel(F, g.c, u + xi * xs_u, g.c, V + (size_t)xi * g.c * nbs + (size_t)q * g.c * kPanel,
+          gemm_panel(isa, F, g.c, u + xi * xs_u, g.c, V + (size_t)xi * g.c * nbs + (size_t)q * g.c * kPanel,
                      (nvq + 15) / 16 * 16, nvq, M + (size_t)xi * F * nbs + q * kPanel, nbs);
         }
-      wino_detail::output_block(g, F, M, t0, nb, nbs, ep.scale, ep.bias, ep.act, output);
+      wino_detail::output_block(isa, g, F, M, t0, nb, nbs, ep.scale, ep.bias, ep.act, output);
     }
   }
 }

@@ -4,7 +4,7 @@
 //   Y = A^T [ (G g G^T) . (B^T d B) ] A     per 6x6 input tile d -> 4x4 output tile
 //
 // Weights are transformed once into U[36][filters][c] (36/9 = 4x the 3x3
-// weights; the layer caches U, see ConvolutionalLayer::forward_fast). Per block
+// weights; the layer caches U, see CpuBackend::conv_inference). Per block
 // of up to 4 x 48 output tiles a thread transforms the input into GEMM B panels
 // V[36][c][tiles], runs the project's packed micro-kernel 36 times
 // (M[xi] = U[xi] * V[xi], M = filters, K = c, N = tiles), then applies the
@@ -14,8 +14,8 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
-#include <string>
 
+#include "core/options.hpp"
 #include "kernels/conv_fast.hpp"
 
 namespace dn {
@@ -27,15 +27,14 @@ void winograd_transform_weights(int filters, int c, const float* weights, float*
 
 // Whether the layer shape can run through Winograd at all.
 bool winograd_applicable(const ConvShape& s);
-// The dispatch: applicable and (per the winograd mode) expected to be faster than the GEMM path.
-bool winograd_selected(const ConvShape& s);
-
-// "auto" (measured per-shape rule), "on" (every applicable layer; tests), "off".
-void set_winograd_mode(const std::string& mode);
-std::string winograd_mode();
+// The dispatch: applicable and, per the mode, expected to be faster than the GEMM path
+// (Auto: the measured per-shape rule; On: every applicable layer (tests); Off: never).
+bool winograd_selected(const ConvShape& s, WinogradMode mode);
 
 // output[batch, filters, h, w] = act(scale * conv3x3(input) + bias), u from winograd_transform_weights.
-void conv3x3_winograd(const ConvShape& s, const float* input, const float* u, const ConvEpilogue& ep, float* output);
+// isa picks the transforms' and the GEMM micro-kernel's instruction set.
+void conv3x3_winograd(CpuIsa isa, const ConvShape& s, const float* input, const float* u, const ConvEpilogue& ep,
+                      float* output);
 
 // A 64-bit hash of the raw bits of n floats (4 multiply-xor lanes): any change
 // of one float always changes it (each step is a bijection of the state).

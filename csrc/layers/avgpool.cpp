@@ -21,27 +21,13 @@ class AvgpoolLayer : public Layer {
     allocate();
   }
   double flops() const override { return (double)inputs; }
-  void forward(NetState& s) override {
-    const int spatial = w * h;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < batch; ++b)
-      for (int k = 0; k < c; ++k) {
-        const float* in = s.input + ((size_t)b * c + k) * spatial;
-        float sum = 0;  // float accumulation in input order, as Darknet
-        for (int i = 0; i < spatial; ++i) sum += in[i];
-        output[(size_t)b * c + k] = sum / spatial;
-      }
+  void forward(LayerContext& ctx) override {
+    ctx.backend->avgpool_forward(batch, c, w * h, ctx.input, output.write(ctx.device));
   }
-  void backward(NetState& s) override {
-    if (!s.delta) return;
-    const int spatial = w * h;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < batch; ++b)
-      for (int k = 0; k < c; ++k) {
-        float* d = s.delta + ((size_t)b * c + k) * spatial;
-        const float g = delta[(size_t)b * c + k] / spatial;
-        for (int i = 0; i < spatial; ++i) d[i] += g;
-      }
+  void backward(LayerContext& ctx) override {
+    if (!ctx.prev_delta) return;
+    check(!delta.empty(), "layer ", index, " (avgpool): backward without training buffers");
+    ctx.backend->avgpool_backward(batch, c, w * h, delta.read(ctx.device), ctx.prev_delta);
   }
   std::string describe() const override {
     char buf[160];
@@ -50,9 +36,11 @@ class AvgpoolLayer : public Layer {
   }
 };
 
-std::unique_ptr<Layer> make_avgpool(const CfgSection&, const LayerInput& in, Network&) {
+std::unique_ptr<Layer> make_avgpool(const CfgSection&, const LayerInput& in) {
   auto l = std::make_unique<AvgpoolLayer>();
+  l->kind = LayerType::Avgpool;
   l->type = "avgpool";
+  l->index = in.index;
   l->batch = in.batch;
   l->w = in.w;
   l->h = in.h;

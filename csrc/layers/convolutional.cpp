@@ -5,14 +5,9 @@
 #include <cstdio>
 #include <cstring>
 
-#include "kernels/batchnorm.hpp"
 #include "kernels/conv_fast.hpp"
-#include "kernels/gemm.hpp"
-#include "kernels/im2col.hpp"
-#include "kernels/sgd.hpp"
 #include "kernels/winograd.hpp"
 #include "layers/layers.hpp"
-#include "network.hpp"
 
 namespace dn {
 
@@ -20,9 +15,11 @@ namespace {
 int conv_out_size(int in, int size, int stride, int pad) { return (in + 2 * pad - size) / stride + 1; }
 }  // namespace
 
-std::unique_ptr<Layer> make_convolutional(const CfgSection& s, const LayerInput& in, Network&) {
+std::unique_ptr<Layer> make_convolutional(const CfgSection& s, const LayerInput& in) {
   auto l = std::make_unique<ConvolutionalLayer>();
+  l->kind = LayerType::Convolutional;
   l->type = "convolutional";
+  l->index = in.index;
   l->batch = in.batch;
   l->w = in.w;
   l->h = in.h;
@@ -78,21 +75,21 @@ void ConvolutionalLayer::allocate() {
   if (training) {
     // Parameter-shaped state (momentum) survives resize/set_batch: multi-scale
     // training resizes the network every 10 batches.
-    if (bias_updates.size() != nf) bias_updates.assign(nf, 0.f);
-    if (weight_updates.size() != weight_count()) weight_updates.assign(weight_count(), 0.f);
+    if (bias_updates.size() != nf) bias_updates.reset(nf);
+    if (weight_updates.size() != weight_count()) weight_updates.reset(weight_count());
     if (batch_normalize) {
-      if (scale_updates.size() != nf) scale_updates.assign(nf, 0.f);
-      mean.assign(nf, 0.f);
-      variance.assign(nf, 0.f);
-      mean_delta.assign(nf, 0.f);
-      variance_delta.assign(nf, 0.f);
-      x.assign((size_t)batch * outputs, 0.f);
-      x_norm.assign((size_t)batch * outputs, 0.f);
+      if (scale_updates.size() != nf) scale_updates.reset(nf);
+      mean.reset(nf);
+      variance.reset(nf);
+      mean_delta.reset(nf);
+      variance_delta.reset(nf);
+      x.reset((size_t)batch * outputs);
+      x_norm.reset((size_t)batch * outputs);
     }
   } else {
     // Inference keeps no per-batch training buffers (updates kept: resuming keeps momentum).
-    std::vector<float>().swap(x);
-    std::vector<float>().swap(x_norm);
+    x.clear();
+    x_norm.clear();
   }
 }
 
@@ -107,8 +104,10 @@ void ConvolutionalLayer::resize(int new_w, int new_h) {
   allocate();
 }
 
-size_t ConvolutionalLayer::workspace_floats() const {
-  if (size == 1 && stride == 1 && pad == 0) return 0;  // 1x1: the input is already the column matrix
+size_t ConvolutionalLayer::workspace_floats(bool train_or_reference) const {
+  // 1x1: the input is already the column matrix; the CPU's fused inference path packs
+  // straight from the image.
+  if (is_1x1() || !train_or_reference) return 0;
   return (size_t)out_w * out_h * size * size * (c / groups);
 }
 
@@ -134,166 +133,130 @@ ConvShape conv_shape(const ConvolutionalLayer& l) {
 }
 }  // namespace
 
-bool ConvolutionalLayer::uses_winograd() const { return winograd_selected(conv_shape(*this)); }
+bool ConvolutionalLayer::uses_winograd(WinogradMode mode) const { return winograd_selected(conv_shape(*this), mode); }
 
-void ConvolutionalLayer::forward_fast(NetState& s) {
-  fold_batchnorm(filters, biases.data(), batch_normalize ? scales.data() : nullptr, rolling_mean.data(),
-                 rolling_variance.data(), fold_scale, fold_bias);
-  const ConvShape shape = conv_shape(*this);
-  if (winograd_selected(shape)) {
-    // The cache key: a checksum of the raw weight bits plus the shape (cheap next to the conv: 9 reads per
-    // 36 * out_h * out_w / 16 multiply-adds of the transformed GEMMs).
-    const uint64_t key = float_checksum(weights.data(), weights.size()) ^ ((uint64_t)filters << 40) ^ (uint64_t)c;
-    if (wino_u.size() != winograd_weights_floats(filters, c) || key != wino_key) {
-      wino_u.resize(winograd_weights_floats(filters, c));
-      winograd_transform_weights(filters, c, weights.data(), wino_u.data());
-      wino_key = key;
-    }
-    ConvEpilogue ep;
-    ep.scale = fold_scale.empty() ? nullptr : fold_scale.data();
-    ep.bias = fold_bias.data();
-    ep.act = activation;
-    conv3x3_winograd(shape, s.input, wino_u.data(), ep, output.data());
-    return;
-  }
-  if (!wino_u.empty()) std::vector<float>().swap(wino_u);  // only layers that use Winograd keep U
-  ConvShape sh;
-  sh.batch = batch;
-  sh.c = c;
-  sh.h = h;
-  sh.w = w;
-  sh.filters = filters;
-  sh.size = size;
-  sh.stride = stride;
-  sh.pad = pad;
-  sh.groups = groups;
-  sh.out_h = out_h;
-  sh.out_w = out_w;
-  ConvEpilogue ep;
-  ep.scale = fold_scale.empty() ? nullptr : fold_scale.data();
-  ep.bias = fold_bias.data();
-  ep.act = activation;
-  conv_forward_fast(sh, s.input, weights.data(), ep, output.data());
-}
-
-void ConvolutionalLayer::forward(NetState& s) {
-  if (!s.train && !s.net->reference_kernels) {
-    forward_fast(s);
-    return;
-  }
+// The one algorithm, on any backend: per image and group, columns (im2col, or the
+// input itself for 1x1) times the weights; then batch norm, bias, activation.
+void ConvolutionalLayer::forward(LayerContext& ctx) {
+  Backend& be = *ctx.backend;
+  const Device dev = ctx.device;
+  float* out = output.write(dev);
+  if (!ctx.train && be.conv_inference(*this, ctx.input, out)) return;
   const int spatial = out_w * out_h;
-  const int m = filters / groups;                    // output channels per group
-  const int k = size * size * (c / groups);          // column rows
-  const bool direct = workspace_floats() == 0;
+  const int m = filters / groups;            // output channels per group
+  const int k = size * size * (c / groups);  // column rows
+  const float* wts = weights.read(dev);
   for (int b = 0; b < batch; ++b)
     for (int g = 0; g < groups; ++g) {
-      const float* a = weights.data() + (size_t)g * m * k;
-      const float* im = s.input + ((size_t)b * groups + g) * (c / groups) * h * w;
-      float* out = output.data() + ((size_t)b * groups + g) * m * spatial;
+      const float* a = wts + (size_t)g * m * k;
+      const float* im = ctx.input + ((size_t)b * groups + g) * (c / groups) * h * w;
+      float* o = out + ((size_t)b * groups + g) * m * spatial;
       const float* col = im;
-      if (!direct) {
-        im2col(im, c / groups, h, w, size, stride, pad, s.workspace);
-        col = s.workspace;
+      if (!is_1x1()) {
+        be.im2col(im, c / groups, h, w, size, stride, pad, ctx.workspace);
+        col = ctx.workspace;
       }
-      gemm(false, false, m, spatial, k, 1.f, a, k, col, spatial, 0.f, out, spatial);
+      be.gemm(false, false, m, spatial, k, 1.f, a, k, col, spatial, 0.f, o, spatial);
     }
 
+  const size_t n = output.size();
   if (batch_normalize) {
-    if (s.train) {
-      std::memcpy(x.data(), output.data(), sizeof(float) * output.size());
-      bn_mean_variance(output.data(), batch, filters, spatial, mean.data(), variance.data());
-      for (int f = 0; f < filters; ++f) {  // rolling stats as Darknet: 0.99 * old + 0.01 * batch
-        rolling_mean[f] = bn_rolling(rolling_mean[f], mean[f]);
-        rolling_variance[f] = bn_rolling(rolling_variance[f], variance[f]);
-      }
-      bn_normalize_array(output.data(), mean.data(), variance.data(), batch, filters, spatial);
-      std::memcpy(x_norm.data(), output.data(), sizeof(float) * output.size());
+    if (ctx.train) {
+      float* batch_mean = mean.write(dev);
+      float* batch_var = variance.write(dev);
+      be.copy(out, x.write(dev), n);
+      be.bn_mean_variance(out, batch, filters, spatial, batch_mean, batch_var);
+      be.bn_rolling_update(rolling_mean.write(dev), rolling_variance.write(dev), batch_mean, batch_var, filters);
+      be.bn_normalize(out, batch_mean, batch_var, batch, filters, spatial);
+      be.copy(out, x_norm.write(dev), n);
     } else {
-      bn_normalize_array(output.data(), rolling_mean.data(), rolling_variance.data(), batch, filters, spatial);
+      be.bn_normalize(out, rolling_mean.read(dev), rolling_variance.read(dev), batch, filters, spatial);
     }
-    scale_bias(output.data(), scales.data(), batch, filters, spatial);
+    be.scale_bias(out, scales.read(dev), batch, filters, spatial);
   }
-  add_bias(output.data(), biases.data(), batch, filters, spatial);
-  activate_array(output.data(), output.size(), activation);
+  be.add_bias(out, biases.read(dev), batch, filters, spatial);
+  be.activate(out, n, activation);
 }
 
-void ConvolutionalLayer::backward(NetState& s) {
+void ConvolutionalLayer::backward(LayerContext& ctx) {
   check(training, "layer ", index, ": backward without training buffers");
+  Backend& be = *ctx.backend;
+  const Device dev = ctx.device;
   const int spatial = out_w * out_h;
   const int m = filters / groups;
   const int k = size * size * (c / groups);
-  gradient_array(output.data(), output.size(), activation, delta.data());
-  backward_bias(bias_updates.data(), delta.data(), batch, filters, spatial);
+  float* d_out = delta.write(dev);
+  be.gradient(output.read(dev), output.size(), activation, d_out);
+  be.backward_bias(bias_updates.write(dev), d_out, batch, filters, spatial);
   if (batch_normalize) {
-    const float* use_mean = s.train ? mean.data() : rolling_mean.data();
-    const float* use_var = s.train ? variance.data() : rolling_variance.data();
-    backward_scale(x_norm.data(), delta.data(), batch, filters, spatial, scale_updates.data());
-    scale_bias(delta.data(), scales.data(), batch, filters, spatial);
-    bn_backward_delta(x.data(), use_mean, use_var, batch, filters, spatial, mean_delta.data(),
-                      variance_delta.data(), delta.data());
+    const float* use_mean = ctx.train ? mean.read(dev) : rolling_mean.read(dev);
+    const float* use_var = ctx.train ? variance.read(dev) : rolling_variance.read(dev);
+    be.backward_scale(x_norm.read(dev), d_out, batch, filters, spatial, scale_updates.write(dev));
+    be.scale_bias(d_out, scales.read(dev), batch, filters, spatial);
+    be.bn_backward_delta(x.read(dev), use_mean, use_var, batch, filters, spatial, mean_delta.write(dev),
+                         variance_delta.write(dev), d_out);
   }
-  const bool direct = workspace_floats() == 0;
+  const float* wts = weights.read(dev);
+  float* wu_all = weight_updates.write(dev);
   for (int b = 0; b < batch; ++b)
     for (int g = 0; g < groups; ++g) {
-      const float* d = delta.data() + ((size_t)b * groups + g) * m * spatial;
-      const float* im = s.input + ((size_t)b * groups + g) * (c / groups) * h * w;
-      float* wu = weight_updates.data() + (size_t)g * m * k;
+      const float* d = d_out + ((size_t)b * groups + g) * m * spatial;
+      const float* im = ctx.input + ((size_t)b * groups + g) * (c / groups) * h * w;
+      float* wu = wu_all + (size_t)g * m * k;
       const float* col = im;
-      if (!direct) {
-        im2col(im, c / groups, h, w, size, stride, pad, s.workspace);
-        col = s.workspace;
+      if (!is_1x1()) {
+        be.im2col(im, c / groups, h, w, size, stride, pad, ctx.workspace);
+        col = ctx.workspace;
       }
       // weight_updates += delta * columns^T
-      gemm(false, true, m, k, spatial, 1.f, d, spatial, col, spatial, 1.f, wu, k);
-      if (s.delta) {
-        float* prev = s.delta + ((size_t)b * groups + g) * (c / groups) * h * w;
-        const float* a = weights.data() + (size_t)g * m * k;
-        if (direct) {
+      be.gemm(false, true, m, k, spatial, 1.f, d, spatial, col, spatial, 1.f, wu, k);
+      if (ctx.prev_delta) {
+        float* prev = ctx.prev_delta + ((size_t)b * groups + g) * (c / groups) * h * w;
+        const float* a = wts + (size_t)g * m * k;
+        if (is_1x1()) {
           // Declared semantics: the 1x1 input gradient is ADDED (Darknet overwrites it).
-          gemm(true, false, k, spatial, m, 1.f, a, k, d, spatial, 1.f, prev, spatial);
+          be.gemm(true, false, k, spatial, m, 1.f, a, k, d, spatial, 1.f, prev, spatial);
         } else {
-          gemm(true, false, k, spatial, m, 1.f, a, k, d, spatial, 0.f, s.workspace, spatial);
-          col2im_add(s.workspace, c / groups, h, w, size, stride, pad, prev);
+          be.gemm(true, false, k, spatial, m, 1.f, a, k, d, spatial, 0.f, ctx.workspace, spatial);
+          be.col2im_add(ctx.workspace, c / groups, h, w, size, stride, pad, prev);
         }
       }
     }
 }
 
-void ConvolutionalLayer::update(const UpdateArgs& a) {
+void ConvolutionalLayer::update(const UpdateArgs& a, Backend& be) {
+  const Device dev = be.device();
   const float lr = a.learning_rate * learning_rate_scale;
   const float step = lr / a.batch;
-  for (int f = 0; f < filters; ++f) sgd_step(biases[f], bias_updates[f], step, a.momentum);
-  if (batch_normalize)
-    for (int f = 0; f < filters; ++f) sgd_step(scales[f], scale_updates[f], step, a.momentum);
-  const size_t n = weights.size();
-  const float decay = -a.decay * a.batch;
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (size_t i = 0; i < n; ++i) sgd_step_decay(weights[i], weight_updates[i], step, decay, a.momentum);
+  be.sgd((size_t)filters, biases.write(dev), bias_updates.write(dev), step, 0.f, a.momentum);
+  if (batch_normalize) be.sgd((size_t)filters, scales.write(dev), scale_updates.write(dev), step, 0.f, a.momentum);
+  be.sgd(weights.size(), weights.write(dev), weight_updates.write(dev), step, -a.decay * a.batch, a.momentum);
 }
 
 void ConvolutionalLayer::randomize(std::mt19937_64& rng) {
   // Darknet: weights ~ N(0, 1) * sqrt(2 / fan_in), biases 0, BN scales 1, rolling stats 0/1.
   const float scale = std::sqrt(2.f / (size * size * (c / groups)));
   std::normal_distribution<float> normal(0.f, 1.f);
-  for (float& w : weights) w = scale * normal(rng);
-  std::fill(biases.begin(), biases.end(), 0.f);
+  float* wts = weights.host();
+  for (size_t i = 0; i < weights.size(); ++i) wts[i] = scale * normal(rng);
+  biases.assign(biases.size(), 0.f);
   if (batch_normalize) {
-    std::fill(scales.begin(), scales.end(), 1.f);
-    std::fill(rolling_mean.begin(), rolling_mean.end(), 0.f);
-    std::fill(rolling_variance.begin(), rolling_variance.end(), 1.f);
+    scales.assign(scales.size(), 1.f);
+    rolling_mean.assign(rolling_mean.size(), 0.f);
+    rolling_variance.assign(rolling_variance.size(), 1.f);
   }
 }
 
 std::vector<Blob> ConvolutionalLayer::params() {
   const int64_t nf = filters;
   std::vector<Blob> p;
-  p.push_back({"biases", biases.data(), biases.size(), {nf}});
+  p.push_back({"biases", &biases, {nf}});
   if (batch_normalize) {
-    p.push_back({"scales", scales.data(), scales.size(), {nf}});
-    p.push_back({"rolling_mean", rolling_mean.data(), rolling_mean.size(), {nf}});
-    p.push_back({"rolling_variance", rolling_variance.data(), rolling_variance.size(), {nf}});
+    p.push_back({"scales", &scales, {nf}});
+    p.push_back({"rolling_mean", &rolling_mean, {nf}});
+    p.push_back({"rolling_variance", &rolling_variance, {nf}});
   }
-  p.push_back({"weights", weights.data(), weights.size(), {nf, (int64_t)(c / groups), size, size}});
+  p.push_back({"weights", &weights, {nf, (int64_t)(c / groups), size, size}});
   return p;
 }
 
@@ -301,8 +264,8 @@ std::vector<Blob> ConvolutionalLayer::buffers() {
   const int64_t nf = filters;
   const std::vector<int64_t> map_shape = {batch, nf, out_h, out_w};
   std::vector<Blob> b;
-  auto add = [&](const char* name, std::vector<float>& v, std::vector<int64_t> shape) {
-    if (!v.empty()) b.push_back({name, v.data(), v.size(), std::move(shape)});
+  auto add = [&](const char* name, FloatBuffer& v, std::vector<int64_t> shape) {
+    if (!v.empty()) b.push_back({name, &v, std::move(shape)});
   };
   add("bias_updates", bias_updates, {nf});
   add("scale_updates", scale_updates, {nf});
@@ -312,6 +275,13 @@ std::vector<Blob> ConvolutionalLayer::buffers() {
   add("x", x, map_shape);
   add("x_norm", x_norm, map_shape);
   return b;
+}
+
+std::vector<FloatBuffer*> ConvolutionalLayer::all_buffers() {
+  std::vector<FloatBuffer*> v = Layer::all_buffers();
+  v.push_back(&mean_delta);
+  v.push_back(&variance_delta);
+  return v;
 }
 
 std::string ConvolutionalLayer::describe() const {

@@ -13,31 +13,33 @@ class ConvolutionalLayer : public Layer {
   float learning_rate_scale = 1.f;
 
   // Parameters (weights-file order: biases, [scales, rolling_mean, rolling_variance], weights).
-  std::vector<float> biases, scales, rolling_mean, rolling_variance, weights;
+  FloatBuffer biases, scales, rolling_mean, rolling_variance, weights;
   // Training state.
-  std::vector<float> bias_updates, scale_updates, weight_updates;
-  std::vector<float> mean, variance, mean_delta, variance_delta, x, x_norm;
-  // Inference fast path (kernels/conv_fast.*): BN folded into a per-filter scale/bias.
+  FloatBuffer bias_updates, scale_updates, weight_updates;
+  FloatBuffer mean, variance, mean_delta, variance_delta, x, x_norm;
+  // The CPU backend's inference specialisation (backend/cpu_backend.cpp): BN folded
+  // into a per-filter scale/bias, and the Winograd F(4x4,3x3) weights U[36][filters][c],
+  // cached only while this layer runs through Winograd; rebuilt when the checksum of
+  // `weights` changes (any write: numpy views, load_weights, update, randomize).
   std::vector<float> fold_scale, fold_bias;
-  // Winograd F(4x4,3x3) weights U[36][filters][c], cached only while this layer
-  // runs through Winograd; rebuilt when the checksum of `weights` changes (any
-  // write: numpy views, load_weights, update, randomize), freed otherwise.
   std::vector<float> wino_u;
   uint64_t wino_key = 0;
-  bool uses_winograd() const;  // the dispatch for the current shape
+  // Whether the CPU inference path runs this layer through Winograd under `mode`.
+  bool uses_winograd(WinogradMode mode) const;
 
   size_t weight_count() const { return (size_t)filters * (c / groups) * size * size; }
+  bool is_1x1() const { return size == 1 && stride == 1 && pad == 0; }
 
-  void forward(NetState& s) override;
-  void forward_fast(NetState& s);  // inference: folded BN, fused epilogue, packed GEMM
-  void backward(NetState& s) override;
-  void update(const UpdateArgs& a) override;
+  void forward(LayerContext& ctx) override;
+  void backward(LayerContext& ctx) override;
+  void update(const UpdateArgs& a, Backend& backend) override;
   void randomize(std::mt19937_64& rng) override;
   void resize(int new_w, int new_h) override;
-  size_t workspace_floats() const override;
+  size_t workspace_floats(bool train_or_reference) const override;
   double flops() const override;
   std::vector<Blob> params() override;
   std::vector<Blob> buffers() override;
+  std::vector<FloatBuffer*> all_buffers() override;
   std::string describe() const override;
 
   void allocate() override;

@@ -1,9 +1,7 @@
 // [cost]: compares its input with the network truth. Output holds the
 // per-element error, delta = truth - input, backward adds scale * delta.
-#include <cmath>
 #include <cstdio>
 
-#include "kernels/cost.hpp"
 #include "layers/layers.hpp"
 
 namespace dn {
@@ -14,27 +12,20 @@ class CostLayer : public Layer {
   float scale = 1.f;
 
   void resize(int nw, int nh) override {
-    w = nw;
-    h = nh;
+    w = out_w = nw;
+    h = out_h = nh;
     inputs = outputs = (size_t)w * h * c;
     allocate();
   }
-  void forward(NetState& s) override {
-    if (!s.truth) return;
-    const size_t n = (size_t)batch * inputs;
-    double total = 0;
-    for (size_t i = 0; i < n; ++i) {
-      const CostTerm t = cost_term(cost_type, s.truth[i], s.input[i]);
-      output[i] = t.error;
-      if (!delta.empty()) delta[i] = t.delta;
-      total += t.error;
-    }
-    cost = (float)total;
+  void forward(LayerContext& ctx) override {
+    if (!ctx.truth) return;
+    float* d = delta.empty() ? nullptr : delta.write(ctx.device);
+    cost = ctx.backend->cost(cost_type, (size_t)batch * inputs, ctx.input, ctx.truth, output.write(ctx.device), d);
   }
-  void backward(NetState& s) override {
-    if (!s.delta) return;
-    const size_t n = (size_t)batch * inputs;
-    for (size_t i = 0; i < n; ++i) s.delta[i] += scale * delta[i];
+  void backward(LayerContext& ctx) override {
+    if (!ctx.prev_delta) return;
+    check(!delta.empty(), "layer ", index, " (cost): backward without training buffers");
+    ctx.backend->axpy((size_t)batch * inputs, scale, delta.read(ctx.device), ctx.prev_delta);
   }
   std::string describe() const override {
     char buf[96];
@@ -43,9 +34,9 @@ class CostLayer : public Layer {
   }
 };
 
-std::unique_ptr<Layer> make_cost(const CfgSection& s, const LayerInput& in, Network&) {
+std::unique_ptr<Layer> make_cost(const CfgSection& s, const LayerInput& in) {
   auto l = std::make_unique<CostLayer>();
-  init_same_shape(*l, "cost", in);
+  init_same_shape(*l, LayerType::Cost, "cost", in);
   l->has_cost = true;
   const std::string type = s.get_str("type", "sse");
   if (type == "sse") l->cost_type = CostType::Sse;

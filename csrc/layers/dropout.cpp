@@ -1,22 +1,30 @@
 // [dropout]: in training zeroes each input with probability p and scales the
 // rest by 1/(1-p); at inference it is the identity.
 #include <cstdio>
-#include <cstring>
+#include <random>
 
 #include "layers/layers.hpp"
-#include "network.hpp"
 
 namespace dn {
 
 class DropoutLayer : public Layer {
  public:
   float probability = .5f, scale = 2.f;
-  Network* net = nullptr;
-  std::vector<float> draws;
+  // One uniform [0,1) per element, drawn on the host from the network's seeded
+  // generator so the CPU and CUDA backends drop the same units.
+  FloatBuffer draws;
 
   void allocate() override {
     Layer::allocate();
-    if (training) draws.assign((size_t)batch * inputs, 0.f); else std::vector<float>().swap(draws);
+    if (training)
+      draws.reset((size_t)batch * inputs);
+    else
+      draws.clear();
+  }
+  std::vector<FloatBuffer*> all_buffers() override {
+    std::vector<FloatBuffer*> v = Layer::all_buffers();
+    v.push_back(&draws);
+    return v;
   }
   void resize(int nw, int nh) override {
     w = out_w = nw;
@@ -24,23 +32,24 @@ class DropoutLayer : public Layer {
     inputs = outputs = (size_t)w * h * c;
     allocate();
   }
-  void forward(NetState& s) override {
+  void forward(LayerContext& ctx) override {
     const size_t n = (size_t)batch * inputs;
-    if (!s.train) {
-      std::memcpy(output.data(), s.input, sizeof(float) * n);
+    if (!ctx.train) {
+      ctx.backend->copy(ctx.input, output.write(ctx.device), n);
       return;
     }
+    check(draws.size() == n, "layer ", index, " (dropout): training forward without training buffers");
+    check(ctx.rng != nullptr, "layer ", index, " (dropout): training forward without a random generator");
     std::uniform_real_distribution<float> uniform(0.f, 1.f);
-    for (size_t i = 0; i < n; ++i) {
-      draws[i] = uniform(net->rng);
-      output[i] = draws[i] < probability ? 0.f : s.input[i] * scale;
-    }
+    float* r = draws.write(Device::Cpu);
+    for (size_t i = 0; i < n; ++i) r[i] = uniform(*ctx.rng);
+    ctx.backend->dropout_forward(n, probability, scale, ctx.input, draws.read(ctx.device), output.write(ctx.device));
   }
-  void backward(NetState& s) override {
-    if (!s.delta) return;
-    const size_t n = (size_t)batch * inputs;
-    for (size_t i = 0; i < n; ++i)
-      if (draws[i] >= probability) s.delta[i] += delta[i] * scale;
+  void backward(LayerContext& ctx) override {
+    if (!ctx.prev_delta) return;
+    check(!delta.empty() && !draws.empty(), "layer ", index, " (dropout): backward without training buffers");
+    ctx.backend->dropout_backward((size_t)batch * inputs, probability, scale, draws.read(ctx.device),
+                                  delta.read(ctx.device), ctx.prev_delta);
   }
   std::string describe() const override {
     char buf[96];
@@ -49,10 +58,9 @@ class DropoutLayer : public Layer {
   }
 };
 
-std::unique_ptr<Layer> make_dropout(const CfgSection& s, const LayerInput& in, Network& net) {
+std::unique_ptr<Layer> make_dropout(const CfgSection& s, const LayerInput& in) {
   auto l = std::make_unique<DropoutLayer>();
-  init_same_shape(*l, "dropout", in);
-  l->net = &net;
+  init_same_shape(*l, LayerType::Dropout, "dropout", in);
   l->probability = s.get_float("probability", .5f);
   if (l->probability < 0 || l->probability >= 1) s.fail_key("probability", "must be in [0, 1)");
   l->scale = 1.f / (1.f - l->probability);

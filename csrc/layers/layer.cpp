@@ -5,11 +5,18 @@
 namespace dn {
 
 void Layer::allocate() {
-  output.assign((size_t)batch * outputs, 0.f);
+  output.reset((size_t)batch * outputs);
   if (training)
-    delta.assign((size_t)batch * outputs, 0.f);
+    delta.reset((size_t)batch * outputs);
   else
-    std::vector<float>().swap(delta);
+    delta.clear();
+}
+
+std::vector<FloatBuffer*> Layer::all_buffers() {
+  std::vector<FloatBuffer*> v = {&output, &delta};
+  for (const Blob& b : params()) v.push_back(b.buffer);
+  for (const Blob& b : buffers()) v.push_back(b.buffer);
+  return v;
 }
 
 std::string Layer::describe() const {

@@ -1,8 +1,11 @@
 // The layer interface every Darknet layer type implements.
 //
 // A layer owns its output (and, when training, its delta) for the whole batch in
-// Darknet's memory order (batch, channels, height, width). Parameters are exposed
-// in the order of the .weights file so weights I/O needs no per-type code.
+// Darknet's memory order (batch, channels, height, width), in Buffers that live
+// on the host or the network's device. Its forward/backward/update are written
+// once over the Backend interface (csrc/backend/backend.hpp) and receive what
+// they read in a LayerContext; a layer never sees the Network. Parameters are
+// exposed in the order of the .weights file so weights I/O needs no per-type code.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -10,68 +13,27 @@
 #include <string>
 #include <vector>
 
+#include "backend/backend.hpp"
+#include "core/buffer.hpp"
 #include "core/error.hpp"
 
 namespace dn {
 
-class Network;
-class Layer;
+enum class LayerType { Convolutional, Maxpool, Avgpool, Route, Reorg, Region, Softmax, Cost, Dropout };
 
-// A layer's output: owned (allocated and zeroed on first access, so a buffer
-// that is lent before it is ever touched costs no memory) or lent by the
-// network's inference pool (Network::keep_outputs = false). The first access
-// is not thread-safe: Network::forward touches every output before running layers.
-class OutputBuffer {
- public:
-  OutputBuffer() = default;
-  OutputBuffer(const OutputBuffer&) = delete;
-  OutputBuffer& operator=(const OutputBuffer&) = delete;
-  float* data() { return materialize(); }
-  const float* data() const { return const_cast<OutputBuffer*>(this)->materialize(); }
-  size_t size() const { return n_; }
-  bool empty() const { return n_ == 0; }
-  float* begin() { return data(); }
-  float* end() { return data() + n_; }
-  float& operator[](size_t i) { return data()[i]; }
-  const float& operator[](size_t i) const { return data()[i]; }
-  // Owned, n floats, zero (allocated lazily).
-  void assign(size_t n, float) {
-    std::vector<float>().swap(own_);
-    n_ = n;
-    p_ = nullptr;
-    lent_ = false;
-  }
-  void lend(float* p, size_t n) {
-    std::vector<float>().swap(own_);
-    p_ = p;
-    n_ = n;
-    lent_ = true;
-  }
-  bool lent() const { return lent_; }
-
- private:
-  float* materialize() {
-    if (!p_ && n_) {
-      own_.assign(n_, 0.f);
-      p_ = own_.data();
-    }
-    return p_;
-  }
-  std::vector<float> own_;
-  float* p_ = nullptr;
-  size_t n_ = 0;
-  bool lent_ = false;
-};
-
-// What a layer sees during one pass; filled in by Network for each layer.
-struct NetState {
-  Network* net = nullptr;
-  const float* input = nullptr;  // previous layer's output (or the network input)
-  float* delta = nullptr;        // previous layer's delta, nullptr for the first layer
-  const float* truth = nullptr;  // network truth (batch * truths floats) or nullptr
+// What a layer reads during one pass; filled in by Network for each layer.
+// Every pointer is on the backend's device unless named *_host.
+struct LayerContext {
+  Backend* backend = nullptr;
+  Device device = Device::Cpu;
+  const float* input = nullptr;       // previous layer's output (or the network input)
+  float* prev_delta = nullptr;        // previous layer's delta, nullptr for the first layer / outside training
+  const float* truth = nullptr;       // network truth (batch * truths floats) or nullptr
+  const float* truth_host = nullptr;  // the same truth on the host (the region loss runs there, as Darknet's)
   bool train = false;
-  int64_t seen = 0;       // images seen so far, as Darknet's *net.seen
-  float* workspace = nullptr;  // shared scratch, at least max workspace_floats()
+  int64_t seen = 0;               // images seen so far, as Darknet's *net.seen
+  float* workspace = nullptr;     // shared scratch, at least the largest workspace_floats()
+  std::mt19937_64* rng = nullptr;  // the network's seeded generator (dropout)
 };
 
 struct UpdateArgs {
@@ -81,19 +43,21 @@ struct UpdateArgs {
   float decay = 0.f;
 };
 
-// A named float array owned by a layer (parameter, gradient or state).
+// A named array owned by a layer (parameter, gradient or state); the buffer
+// syncs to the host when read through host().
 struct Blob {
   std::string name;
-  float* data = nullptr;
-  size_t count = 0;
+  FloatBuffer* buffer = nullptr;
   std::vector<int64_t> shape;
+  size_t count() const { return buffer ? buffer->size() : 0; }
 };
 
 class Layer {
  public:
   virtual ~Layer() = default;
 
-  std::string type;  // the cfg section name, e.g. "convolutional"
+  LayerType kind = LayerType::Convolutional;
+  std::string type;  // the canonical cfg section name, e.g. "convolutional"
   int index = 0;
   int batch = 1;
   int w = 0, h = 0, c = 0;              // input
@@ -104,12 +68,12 @@ class Layer {
   float cost = 0.f;
   bool training = false;  // deltas and training buffers allocated
 
-  OutputBuffer output;        // batch * outputs (see Network::keep_outputs)
-  std::vector<float> delta;   // batch * outputs, empty unless training
+  FloatBuffer output;  // batch * outputs (see Network::keep_outputs)
+  FloatBuffer delta;   // batch * outputs, empty unless training
 
-  virtual void forward(NetState& s) = 0;
-  virtual void backward(NetState& s) { (void)s; }
-  virtual void update(const UpdateArgs& a) { (void)a; }
+  virtual void forward(LayerContext& ctx) = 0;
+  virtual void backward(LayerContext& ctx) { (void)ctx; }
+  virtual void update(const UpdateArgs& a, Backend& backend) { (void)a, (void)backend; }
   // Recompute shapes for a new input size (only meaningful after the network
   // changed its input size) and reallocate buffers.
   virtual void resize(int new_w, int new_h) = 0;
@@ -127,13 +91,19 @@ class Layer {
   // Earlier layers (besides the previous one) whose outputs forward() reads.
   virtual std::vector<int> reads() const { return {}; }
   // Scratch floats this layer needs from the shared workspace.
-  virtual size_t workspace_floats() const { return 0; }
+  virtual size_t workspace_floats(bool train_or_reference) const {
+    (void)train_or_reference;
+    return 0;
+  }
   // Floating point operations per image (Darknet's BFLOPs figure * 1e9).
   virtual double flops() const { return 0.0; }
   // Parameters in .weights order; empty for layers without weights.
   virtual std::vector<Blob> params() { return {}; }
   // Other inspectable arrays (gradients, BN statistics, ...).
   virtual std::vector<Blob> buffers() { return {}; }
+  // Every buffer the layer owns (output, delta, params, buffers, private state):
+  // Network::to() moves them between devices.
+  virtual std::vector<FloatBuffer*> all_buffers();
   // One line for the network summary, after the index column.
   virtual std::string describe() const;
 

@@ -1,18 +1,15 @@
 // [maxpool]: Darknet's max pooling. padding defaults to size-1, the window
 // starts at -padding/2, so size=2 stride=1 pads only right/bottom (tiny-yolo).
-#include <cfloat>
 #include <cstdio>
 
-#include "kernels/pool.hpp"
 #include "layers/layers.hpp"
-#include "network.hpp"
 
 namespace dn {
 
 class MaxpoolLayer : public Layer {
  public:
   int size = 2, stride = 2, padding = 1;
-  std::vector<int> argmax;  // input index of each output's maximum (training only)
+  IntBuffer argmax;  // input index of each output's maximum (training only)
 
   void compute_shape() {
     out_w = (w + padding - size) / stride + 1;
@@ -22,12 +19,26 @@ class MaxpoolLayer : public Layer {
     inputs = (size_t)w * h * c;
     outputs = (size_t)out_w * out_h * out_c;
   }
+  MaxpoolShape shape() const {
+    MaxpoolShape s;
+    s.batch = batch;
+    s.c = c;
+    s.h = h;
+    s.w = w;
+    s.out_h = out_h;
+    s.out_w = out_w;
+    s.size = size;
+    s.stride = stride;
+    s.padding = padding;
+    return s;
+  }
   void allocate() override {
     Layer::allocate();
+    // -1 (no input) until a forward writes it, so a stray backward adds nothing.
     if (training)
       argmax.assign((size_t)batch * outputs, -1);
     else
-      std::vector<int>().swap(argmax);
+      argmax.clear();
   }
   void resize(int nw, int nh) override {
     w = nw;
@@ -37,42 +48,15 @@ class MaxpoolLayer : public Layer {
   }
   double flops() const override { return (double)outputs * size * size; }
 
-  void forward(NetState& s) override {
-    if (argmax.empty() && !s.net->reference_kernels) {  // inference: values only, vectorised
-      maxpool_forward_fast(s.input, output.data(), batch, c, h, w, size, stride, padding, out_h, out_w);
-      return;
-    }
-    const int offset = -padding / 2;
-    const bool keep_argmax = !argmax.empty();
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < batch; ++b)
-      for (int k = 0; k < c; ++k) {
-        const float* in = s.input + ((size_t)b * c + k) * h * w;
-        for (int i = 0; i < out_h; ++i)
-          for (int j = 0; j < out_w; ++j) {
-            const size_t out_index = (((size_t)b * c + k) * out_h + i) * out_w + j;
-            float best = -FLT_MAX;
-            int best_index = -1;
-            for (int n = 0; n < size; ++n)
-              for (int m = 0; m < size; ++m) {
-                const int y = offset + i * stride + n, x = offset + j * stride + m;
-                const bool valid = y >= 0 && y < h && x >= 0 && x < w;
-                const float v = valid ? in[y * w + x] : -FLT_MAX;
-                if (v > best) {  // first maximum wins
-                  best = v;
-                  best_index = valid ? (int)(((size_t)b * c + k) * h * w + (size_t)y * w + x) : best_index;
-                }
-              }
-            output[out_index] = best;
-            if (keep_argmax) argmax[out_index] = best_index;
-          }
-      }
+  // Without argmax (inference) the backend may take its values-only vectorised path.
+  void forward(LayerContext& ctx) override {
+    int* am = argmax.empty() ? nullptr : argmax.write(ctx.device);
+    ctx.backend->maxpool_forward(shape(), ctx.input, output.write(ctx.device), am);
   }
-  void backward(NetState& s) override {
-    if (!s.delta) return;
-    const size_t n = (size_t)batch * outputs;
-    for (size_t i = 0; i < n; ++i)
-      if (argmax[i] >= 0) s.delta[argmax[i]] += delta[i];
+  void backward(LayerContext& ctx) override {
+    if (!ctx.prev_delta) return;
+    check(!argmax.empty() && !delta.empty(), "layer ", index, " (maxpool): backward without training buffers");
+    ctx.backend->maxpool_backward(shape(), delta.read(ctx.device), argmax.read(ctx.device), ctx.prev_delta);
   }
   std::string describe() const override {
     char buf[160];
@@ -82,9 +66,11 @@ class MaxpoolLayer : public Layer {
   }
 };
 
-std::unique_ptr<Layer> make_maxpool(const CfgSection& s, const LayerInput& in, Network&) {
+std::unique_ptr<Layer> make_maxpool(const CfgSection& s, const LayerInput& in) {
   auto l = std::make_unique<MaxpoolLayer>();
+  l->kind = LayerType::Maxpool;
   l->type = "maxpool";
+  l->index = in.index;
   l->batch = in.batch;
   l->w = in.w;
   l->h = in.h;

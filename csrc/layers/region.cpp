@@ -1,17 +1,15 @@
-// [region] layer: parsing, forward (activations + Darknet's region loss),
-// backward (CUDA-path semantics), resize. Formulas shared with detection and a
-// future CUDA kernel live in kernels/region_formulas.hpp.
+// [region] layer: parsing, forward (activations on the backend + Darknet's
+// region loss on the host), backward (CUDA-path semantics), resize. Formulas
+// shared with detection and the backends live in kernels/region_formulas.hpp.
 #include "layers/region.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
-#include <filesystem>
+#include <utility>
 
 #include "core/error.hpp"
 #include "kernels/region_formulas.hpp"
-#include "network.hpp"
 
 namespace dn {
 
@@ -64,40 +62,19 @@ std::string RegionLayer::describe() const {
   return buf;
 }
 
-// Logistic on x, y (and extra coords, objectness); class softmax (flat or per
-// tree group, temperature 1) or logistic. Every prediction is independent.
-void RegionLayer::activate(const float* input) {
-  const int plane = w * h;
-  std::memcpy(output.data(), input, sizeof(float) * (size_t)batch * outputs);
-  float* out = output.data();
-#pragma omp parallel for collapse(2) if ((size_t)batch * outputs > 65536)
-  for (int b = 0; b < batch; ++b) {
-    for (int n = 0; n < num; ++n) {
-      const int loc0 = n * plane;
-      auto logistic_planes = [&](int entry, int planes) {
-        float* p = out + entry_index(b, loc0, entry);
-        for (int i = 0; i < planes * plane; ++i) p[i] = region_logistic(p[i]);
-      };
-      logistic_planes(0, 2);
-      if (coords > 4) logistic_planes(4, coords - 4);
-      if (!background) logistic_planes(coords, 1);
-      if (!softmax && !tree) logistic_planes(coords + 1, classes);
-
-      if (tree) {
-        const float* in_cls = input + entry_index(b, loc0, coords + 1);
-        float* out_cls = out + entry_index(b, loc0, coords + 1);
-        for (int cell = 0; cell < plane; ++cell)
-          for (int g = 0; g < tree->groups(); ++g) {
-            const int off = tree->group_offset[g] * plane + cell;
-            region_softmax(in_cls + off, tree->group_size[g], plane, out_cls + off);
-          }
-      } else if (softmax) {
-        const int first = entry_index(b, loc0, coords + !background);
-        for (int cell = 0; cell < plane; ++cell)
-          region_softmax(input + first + cell, classes + background, plane, out + first + cell);
-      }
-    }
-  }
+RegionShape RegionLayer::shape() const {
+  RegionShape r;
+  r.batch = batch;
+  r.w = w;
+  r.h = h;
+  r.num = num;
+  r.classes = classes;
+  r.coords = coords;
+  r.softmax = softmax;
+  r.background = background;
+  r.tree = tree.get();
+  r.outputs = outputs;
+  return r;
 }
 
 bool RegionLayer::truth_box(const float* truth, int b, int t, float* box, int* cls) const {
@@ -110,10 +87,8 @@ bool RegionLayer::truth_box(const float* truth, int b, int t, float* box, int* c
 
 // Class delta at one prediction: hierarchical (every node on the path to the
 // root and its siblings) for tree nets, else one-hot over the classes.
-void RegionLayer::class_delta(int index, int cls, ImageStats& st) {
+void RegionLayer::class_delta(const float* out, float* d, int index, int cls, ImageStats& st) const {
   const int stride = w * h;
-  const float* out = output.data();
-  float* d = delta.data();
   if (tree) {
     float pred = 1;
     for (int node = cls; node >= 0; node = tree->parent[node]) {
@@ -138,11 +113,10 @@ void RegionLayer::class_delta(int index, int cls, ImageStats& st) {
   }
 }
 
-RegionLayer::ImageStats RegionLayer::image_loss(int b, const float* truth, int64_t seen) {
+RegionLayer::ImageStats RegionLayer::image_loss(int b, const float* out, float* d, const float* truth,
+                                                int64_t seen) const {
   ImageStats st;
   const int plane = w * h;
-  const float* out = output.data();
-  float* d = delta.data();
   const float* anchor = anchors.data();
 
   // Box delta toward `target` for the prediction at box_index; returns the IoU
@@ -183,7 +157,7 @@ RegionLayer::ImageStats RegionLayer::image_loss(int b, const float* truth, int64
           maxi = loc;
         }
       }
-      class_delta(entry_index(b, maxi, coords + 1), cls, st);
+      class_delta(out, d, entry_index(b, maxi, coords + 1), cls, st);
       d[entry_index(b, maxi, coords)] = 0;
       ++st.class_count;
       return st;
@@ -282,23 +256,32 @@ RegionLayer::ImageStats RegionLayer::image_loss(int b, const float* truth, int64
     }
     check(cls >= 0 && cls < classes, "region layer ", index, ": image ", b, " truth ", t, ": class ", cls,
           " outside 0..", classes - 1);
-    class_delta(entry_index(b, loc, coords + 1), cls, st);
+    class_delta(out, d, entry_index(b, loc, coords + 1), cls, st);
     ++st.count;
     ++st.class_count;
   }
   return st;
 }
 
-void RegionLayer::forward(NetState& s) {
-  check(s.input != nullptr, "region layer ", index, ": no input");
-  activate(s.input);
-  if (!delta.empty()) std::fill(delta.begin(), delta.end(), 0.f);
-  if (!s.train) {
+void RegionLayer::forward(LayerContext& ctx) {
+  check(ctx.input != nullptr, "region layer ", index, ": no input");
+  Backend& be = *ctx.backend;
+  const RegionShape rs = shape();
+  be.region_activate(rs, ctx.input, output.write(ctx.device));
+  if (!delta.empty()) be.fill(delta.write(ctx.device), delta.size(), 0.f);
+  if (!ctx.train) {
     cost = 0;
     return;
   }
   check(training && !delta.empty(), "region layer ", index, ": training forward without training buffers");
-  check(s.truth != nullptr, "region layer ", index, ": training forward needs truth boxes");
+  check(ctx.truth_host != nullptr, "region layer ", index, ": training forward needs truth boxes");
+
+  // The loss runs on the host, as Darknet's GPU path: the activated output is
+  // read there (the device copy stays valid) and the delta is written there.
+  const float* out = std::as_const(output).host();
+  float* d = delta.host();
+  const float* truth = ctx.truth_host;
+  const int64_t seen = ctx.seen;
 
   std::vector<ImageStats> per_image(batch);
   std::vector<std::string> errors(batch);
@@ -306,7 +289,7 @@ void RegionLayer::forward(NetState& s) {
 #pragma omp parallel for schedule(dynamic) if (batch > 1)
   for (int b = 0; b < batch; ++b) {
     try {
-      per_image[b] = image_loss(b, s.truth, s.seen);
+      per_image[b] = image_loss(b, out, d, truth, seen);
     } catch (const DarknetError& e) {
       errors[b] = e.what();
     }
@@ -333,37 +316,27 @@ void RegionLayer::forward(NetState& s) {
   stats.avg_noobj = (float)(sum.anyobj / ((double)w * h * num * batch));
   stats.recall = (float)(sum.recall / sum.count);
 
+  // Sequential double sum on the host copy: the cost does not depend on the backend.
   double sq = 0;
-  for (float v : delta) sq += (double)v * v;
+  const size_t n = delta.size();
+  for (size_t i = 0; i < n; ++i) sq += (double)d[i] * d[i];
   cost = (float)sq;
 }
 
-void RegionLayer::backward(NetState& s) {
+void RegionLayer::backward(LayerContext& ctx) {
   if (delta.empty()) return;
-  const int plane = w * h;
-  const float* out = output.data();
-  float* d = delta.data();
-#pragma omp parallel for collapse(2) if ((size_t)batch * outputs > 65536)
-  for (int b = 0; b < batch; ++b) {
-    for (int n = 0; n < num; ++n) {
-      auto scale_by_logistic_gradient = [&](int entry, int planes) {
-        const int i0 = entry_index(b, n * plane, entry);
-        for (int i = i0; i < i0 + planes * plane; ++i) d[i] *= region_logistic_gradient(out[i]);
-      };
-      scale_by_logistic_gradient(0, 2);
-      if (coords > 4) scale_by_logistic_gradient(4, coords - 4);
-      if (!background) scale_by_logistic_gradient(coords, 1);
-    }
-  }
-  if (!s.delta) return;
-  const size_t total = (size_t)batch * inputs;
-  for (size_t i = 0; i < total; ++i) s.delta[i] += d[i];
+  Backend& be = *ctx.backend;
+  float* d = delta.write(ctx.device);
+  be.region_gradient(shape(), output.read(ctx.device), d);
+  if (!ctx.prev_delta) return;
+  be.axpy((size_t)batch * inputs, 1.f, d, ctx.prev_delta);
 }
 
-std::unique_ptr<Layer> make_region(const CfgSection& s, const LayerInput& in, Network& net) {
-  (void)net;
+std::unique_ptr<Layer> make_region(const CfgSection& s, const LayerInput& in) {
   auto l = std::make_unique<RegionLayer>();
+  l->kind = LayerType::Region;
   l->type = "region";
+  l->index = in.index;
   l->batch = in.batch;
   l->coords = s.get_int("coords", 4);
   l->classes = s.get_int("classes", 20);

@@ -2,10 +2,12 @@
 //
 // Output layout (per image): for each anchor, coords+1+classes planes of w*h:
 // x, y (logistic), w, h (raw), objectness (logistic), class probabilities
-// (softmax over the classes, or per WordTree group). In training the forward
-// also writes the loss delta (assigned, not accumulated, as Darknet) and the
-// cost; the backward follows Darknet's CUDA path: logistic gradient on x, y,
-// objectness, then the delta is added into the previous layer's delta.
+// (softmax over the classes, or per WordTree group), computed by the backend.
+// In training the forward also writes the loss delta (assigned, not
+// accumulated, as Darknet) and the cost; the loss runs on the host, as
+// Darknet's GPU path does. The backward follows Darknet's CUDA path: logistic
+// gradient on x, y, objectness, then the delta is added into the previous
+// layer's delta.
 #pragma once
 #include <memory>
 #include <string>
@@ -50,8 +52,8 @@ class RegionLayer : public Layer {
 
   RegionStats stats;
 
-  void forward(NetState& s) override;
-  void backward(NetState& s) override;
+  void forward(LayerContext& ctx) override;
+  void backward(LayerContext& ctx) override;
   void resize(int new_w, int new_h) override;
   std::string describe() const override;
 
@@ -59,16 +61,18 @@ class RegionLayer : public Layer {
   int entry_index(int b, int location, int entry) const;
   // Sets the grid size and reallocates (no checks; resize() and make_region use it).
   void set_shape(int new_w, int new_h);
+  // The geometry the backend's region ops need.
+  RegionShape shape() const;
 
  private:
-  void activate(const float* input);
-  // Loss of image b; returns its share of the statistics (sums, not means).
+  // Loss of image b on host copies of the activated output and the delta;
+  // returns its share of the statistics (sums, not means).
   struct ImageStats {
     double iou = 0, cls = 0, obj = 0, anyobj = 0, recall = 0;
     int count = 0, class_count = 0;
   };
-  ImageStats image_loss(int b, const float* truth, int64_t seen);
-  void class_delta(int class_index, int cls, ImageStats& st);
+  ImageStats image_loss(int b, const float* out, float* d, const float* truth, int64_t seen) const;
+  void class_delta(const float* out, float* d, int class_index, int cls, ImageStats& st) const;
   // Reads the truth box t of image b; returns false at the end of the list.
   bool truth_box(const float* truth, int b, int t, float* box, int* cls) const;
 };

@@ -1,9 +1,8 @@
 // [reorg]: Darknet's passthrough reorganisation. Its index mapping is NOT the
 // usual space-to-depth (see the reference README): the formula lives in
-// kernels/reorg_index.hpp, shared with the CUDA kernel.
+// kernels/reorg_index.hpp, shared by the CPU and CUDA backends.
 #include <cstdio>
 
-#include "kernels/reorg_index.hpp"
 #include "layers/layers.hpp"
 
 namespace dn {
@@ -36,9 +35,13 @@ class ReorgLayer : public Layer {
   }
   // Darknet: non-reverse forward gathers (out[i] = in[reorg_index(i)]) using the
   // INPUT dims; reverse scatters. Backward is the inverse of each.
-  void forward(NetState& s) override { run(s.input, output.data(), !reverse, false); }
-  void backward(NetState& s) override {
-    if (s.delta) run(delta.data(), s.delta, reverse, true);
+  void forward(LayerContext& ctx) override {
+    ctx.backend->reorg_forward(batch, c, h, w, stride, reverse, ctx.input, output.write(ctx.device));
+  }
+  void backward(LayerContext& ctx) override {
+    if (!ctx.prev_delta) return;
+    check(!delta.empty(), "layer ", index, " (reorg): backward without training buffers");
+    ctx.backend->reorg_backward(batch, c, h, w, stride, reverse, delta.read(ctx.device), ctx.prev_delta);
   }
   std::string describe() const override {
     char buf[160];
@@ -46,27 +49,13 @@ class ReorgLayer : public Layer {
                   out_w, out_h, out_c);
     return buf;
   }
-
- private:
-  // gather: dst[linear] = src[mapped]; else dst[mapped] = src[linear]. The
-  // linear index always runs over the INPUT dims, as Darknet passes them.
-  void run(const float* src, float* dst, bool gather, bool accumulate) {
-    const long total = (long)batch * c * h * w;
-#pragma omp parallel for schedule(static) if (total > 65536)
-    for (long linear = 0; linear < total; ++linear) {
-      const long mapped = reorg_index(linear, w, h, c, stride);
-      if (gather) {
-        if (accumulate) dst[linear] += src[mapped]; else dst[linear] = src[mapped];
-      } else {
-        if (accumulate) dst[mapped] += src[linear]; else dst[mapped] = src[linear];
-      }
-    }
-  }
 };
 
-std::unique_ptr<Layer> make_reorg(const CfgSection& s, const LayerInput& in, Network&) {
+std::unique_ptr<Layer> make_reorg(const CfgSection& s, const LayerInput& in) {
   auto l = std::make_unique<ReorgLayer>();
+  l->kind = LayerType::Reorg;
   l->type = "reorg";
+  l->index = in.index;
   l->batch = in.batch;
   l->w = in.w;
   l->h = in.h;

@@ -2,29 +2,31 @@
 // (layers=-1,-4 relative or absolute indices). Backward adds each slice of
 // the delta into the source layer's delta.
 #include <cstdio>
-#include <cstring>
 
 #include "layers/layers.hpp"
-#include "network.hpp"
 
 namespace dn {
 
 class RouteLayer : public Layer {
  public:
   std::vector<int> sources;
-  Network* net = nullptr;
+  // The layers named by `sources`, taken from LayerInput::earlier at build time
+  // (the network owns them and outlives this layer).
+  std::vector<Layer*> source_layers;
 
+  // Shape from the sources' current outputs (the network resizes in order, so
+  // they are already resized when resize() runs).
   void compute_shape() {
-    const Layer& first = *net->layers[sources[0]];
+    const Layer& first = *source_layers[0];
     out_w = first.out_w;
     out_h = first.out_h;
     out_c = 0;
     outputs = 0;
-    for (int src : sources) {
-      const Layer& l = *net->layers[src];
+    for (size_t k = 0; k < source_layers.size(); ++k) {
+      const Layer& l = *source_layers[k];
       if (l.out_w != out_w || l.out_h != out_h)
-        fail("layer ", index, " (route): layer ", src, " is ", l.out_w, "x", l.out_h, " but layer ", sources[0],
-             " is ", out_w, "x", out_h, " (route needs equal sizes)");
+        fail("layer ", index, " (route): layer ", sources[k], " is ", l.out_w, "x", l.out_h, " but layer ",
+             sources[0], " is ", out_w, "x", out_h, " (route needs equal sizes)");
       out_c += l.out_c;
       outputs += l.outputs;
     }
@@ -38,27 +40,24 @@ class RouteLayer : public Layer {
     compute_shape();
     allocate();
   }
-  void forward(NetState&) override {
+  // Each source fills its channel slice of every image: batch rows of l.outputs floats.
+  void forward(LayerContext& ctx) override {
+    float* out = output.write(ctx.device);
     size_t offset = 0;
-    for (int src : sources) {
-      const Layer& l = *net->layers[src];
-      for (int b = 0; b < batch; ++b)
-        std::memcpy(output.data() + (size_t)b * outputs + offset, l.output.data() + (size_t)b * l.outputs,
-                    sizeof(float) * l.outputs);
-      offset += l.outputs;
+    for (const Layer* l : source_layers) {
+      ctx.backend->copy_rows(batch, l->outputs, l->output.read(ctx.device), l->outputs, out + offset, outputs,
+                             false);
+      offset += l->outputs;
     }
   }
-  void backward(NetState&) override {
+  void backward(LayerContext& ctx) override {
+    check(!delta.empty(), "layer ", index, " (route): backward without training buffers");
+    const float* d = delta.read(ctx.device);
     size_t offset = 0;
-    for (int src : sources) {
-      Layer& l = *net->layers[src];
-      if (!l.delta.empty())
-        for (int b = 0; b < batch; ++b) {
-          float* dst = l.delta.data() + (size_t)b * l.outputs;
-          const float* d = delta.data() + (size_t)b * outputs + offset;
-          for (size_t i = 0; i < l.outputs; ++i) dst[i] += d[i];
-        }
-      offset += l.outputs;
+    for (Layer* l : source_layers) {
+      if (!l->delta.empty())
+        ctx.backend->copy_rows(batch, l->outputs, d + offset, outputs, l->delta.write(ctx.device), l->outputs, true);
+      offset += l->outputs;
     }
   }
   std::string describe() const override {
@@ -71,13 +70,15 @@ class RouteLayer : public Layer {
   }
 };
 
-std::unique_ptr<Layer> make_route(const CfgSection& s, const LayerInput& in, Network& net) {
+std::unique_ptr<Layer> make_route(const CfgSection& s, const LayerInput& in) {
   auto l = std::make_unique<RouteLayer>();
+  l->kind = LayerType::Route;
   l->type = "route";
+  l->index = in.index;
   l->batch = in.batch;
-  l->net = &net;
-  const int here = (int)net.layers.size();
-  l->index = here;
+  const int here = in.index;
+  check((int)in.earlier.size() == here, "layer ", here, " (route): ", in.earlier.size(),
+        " earlier layers given, expected ", here);
   if (!s.has("layers")) s.fail_section("missing required key 'layers'");
   std::vector<int> raw = s.get_ints("layers");
   if (raw.empty()) s.fail_key("layers", "no layer given");
@@ -86,7 +87,9 @@ std::unique_ptr<Layer> make_route(const CfgSection& s, const LayerInput& in, Net
     if (idx < 0 || idx >= here)
       s.fail_key("layers", "layer " + std::to_string(r) + " resolves to " + std::to_string(idx) +
                                ", outside the earlier layers 0.." + std::to_string(here - 1));
+    check(in.earlier[idx] != nullptr, "layer ", here, " (route): earlier layer ", idx, " is missing");
     l->sources.push_back(idx);
+    l->source_layers.push_back(in.earlier[idx]);
   }
   try {
     l->compute_shape();

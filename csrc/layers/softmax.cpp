@@ -1,12 +1,8 @@
 // [softmax]: softmax over `groups` equal slices of each image's input with a
 // temperature; with truth present (training) it writes the cross-entropy
 // delta t - p and cost sum(-t log p).
-#include <cmath>
 #include <cstdio>
-#include <cstring>
 
-#include "kernels/cost.hpp"
-#include "kernels/softmax.hpp"
 #include "layers/layers.hpp"
 #include "parse/tree.hpp"
 
@@ -19,50 +15,26 @@ class SoftmaxLayer : public Layer {
   std::shared_ptr<WordTree> tree;  // tree=: one softmax per sibling group (YOLO9000's WordTree)
 
   void resize(int nw, int nh) override {
-    w = nw;
-    h = nh;
+    w = out_w = nw;
+    h = out_h = nh;
     inputs = outputs = (size_t)w * h * c;
     allocate();
   }
-  void forward(NetState& s) override {
-    if (tree) {
-      const int n_groups = tree->groups();
-#pragma omp parallel for collapse(2) schedule(static) if (batch * n_groups > 64)
-      for (int b = 0; b < batch; ++b)
-        for (int g = 0; g < n_groups; ++g) {
-          const size_t off = (size_t)b * inputs + tree->group_offset[g];
-          softmax(s.input + off, tree->group_size[g], temperature, 1, output.data() + off);
-        }
-    } else {
-      const int group_size = (int)(inputs / groups);
-#pragma omp parallel for collapse(2) schedule(static) if (batch * groups > 8)
-      for (int b = 0; b < batch; ++b)
-        for (int g = 0; g < groups; ++g) {
-          const size_t off = (size_t)b * inputs + (size_t)g * group_size;
-          softmax(s.input + off, group_size, temperature, 1, output.data() + off);
-        }
-    }
-    if (s.truth && !delta.empty()) {
-      double total = 0;
-      const size_t n = (size_t)batch * inputs;
-      for (size_t i = 0; i < n; ++i) {
-        const float t = s.truth[i], p = output[i];
-        // Darknet's fill_hierarchy marks WordTree groups without a label with
-        // -1234; its CUDA path masks them (no delta, no loss).
-        if (t == kMaskedTruth) {
-          delta[i] = 0;
-          continue;
-        }
-        delta[i] = t - p;
-        if (t) total += -t * std::log(p);
-      }
-      cost = (float)total;
-    }
+  void forward(LayerContext& ctx) override {
+    Backend& be = *ctx.backend;
+    float* out = output.write(ctx.device);
+    if (tree)
+      be.softmax_tree(batch, inputs, *tree, temperature, ctx.input, out);
+    else
+      be.softmax(batch, inputs, groups, temperature, ctx.input, out);
+    // WordTree truth marks unlabelled groups with kMaskedTruth; the op masks them (no delta, no loss).
+    if (ctx.truth && !delta.empty())
+      cost = be.softmax_cross_entropy((size_t)batch * inputs, ctx.truth, out, delta.write(ctx.device));
   }
-  void backward(NetState& s) override {
-    if (!s.delta) return;
-    const size_t n = (size_t)batch * inputs;
-    for (size_t i = 0; i < n; ++i) s.delta[i] += delta[i];
+  void backward(LayerContext& ctx) override {
+    if (!ctx.prev_delta) return;
+    check(!delta.empty(), "layer ", index, " (softmax): backward without training buffers");
+    ctx.backend->axpy((size_t)batch * inputs, 1.f, delta.read(ctx.device), ctx.prev_delta);
   }
   std::string describe() const override {
     char buf[96];
@@ -71,9 +43,9 @@ class SoftmaxLayer : public Layer {
   }
 };
 
-std::unique_ptr<Layer> make_softmax(const CfgSection& s, const LayerInput& in, Network&) {
+std::unique_ptr<Layer> make_softmax(const CfgSection& s, const LayerInput& in) {
   auto l = std::make_unique<SoftmaxLayer>();
-  init_same_shape(*l, "softmax", in);
+  init_same_shape(*l, LayerType::Softmax, "softmax", in);
   l->groups = s.get_int("groups", 1);
   l->temperature = s.get_float("temperature", 1.f);
   l->has_cost = true;

@@ -9,6 +9,6 @@ void bind_network(py::module_& m);  // bind_network.cpp: Network, layers, weight
 void bind_detect(py::module_& m);   // bind_detect.cpp: region decoding, NMS, WordTree
 void bind_image(py::module_& m);    // bind_image.cpp: resize, letterbox, augmentation
 void bind_perf(py::module_& m);     // bind_perf.cpp: kernels, threads, peak, per-layer timing
-void bind_cuda(py::module_& m);     // bind_cuda.cpp: CUDA device query and kernel parity entry points
+void bind_device(py::module_& m);   // bind_device.cpp: CUDA availability, device facts, allocation counters
 void bind_classifier(py::module_& m);  // bind_classifier.cpp: classifier augmentation, hierarchical truth
 }  // namespace dn

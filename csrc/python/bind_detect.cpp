@@ -4,8 +4,11 @@
 
 #include <cstring>
 #include <optional>
+#include <utility>
 
+#include "backend/backend.hpp"
 #include "core/error.hpp"
+#include "core/options.hpp"
 #include "detect.hpp"
 #include "layers/layers.hpp"
 #include "layers/region.hpp"
@@ -20,11 +23,17 @@ namespace {
 
 using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
-template <class Buf>
-py::array_t<float> to_numpy(const Buf& v, std::vector<py::ssize_t> shape) {
+py::array_t<float> to_numpy(const float* data, size_t n, std::vector<py::ssize_t> shape) {
   py::array_t<float> a(shape);
-  if (!v.empty()) std::memcpy(a.mutable_data(), v.data(), v.size() * sizeof(float));
+  if (n) std::memcpy(a.mutable_data(), data, n * sizeof(float));
   return a;
+}
+py::array_t<float> to_numpy(const std::vector<float>& v, std::vector<py::ssize_t> shape) {
+  return to_numpy(v.data(), v.size(), std::move(shape));
+}
+// Host copy of a layer buffer (read-only access: the buffer keeps its newest copy).
+py::array_t<float> to_numpy(const FloatBuffer& v, std::vector<py::ssize_t> shape) {
+  return to_numpy(v.host(), v.size(), std::move(shape));
 }
 
 py::tuple detections_to_numpy(const Detections& d, bool with_index) {
@@ -83,8 +92,9 @@ py::dict region_info(const RegionLayer& l) {
   return d;
 }
 
-// Runs one [region] section alone on a recorded input: forward (with truth
-// when training) and, optionally, backward into a previous-layer delta.
+// Runs one [region] section alone on a recorded input, on a CPU backend:
+// forward (with truth when training) and, optionally, backward into a
+// previous-layer delta.
 py::dict run_region_layer(const std::string& cfg_file, std::optional<std::string> cfg_text, int batch, int w, int h,
                           int c, FloatArray input, std::optional<FloatArray> truth, int64_t seen, bool train,
                           bool backward, std::optional<FloatArray> prev_delta) {
@@ -93,13 +103,12 @@ py::dict run_region_layer(const std::string& cfg_file, std::optional<std::string
   for (const auto& s : sections)
     if (s.type == "region") section = &s;
   check(section != nullptr, cfg_file, ": no [region] section");
-  Network net;
   LayerInput in;
   in.batch = batch;
   in.w = w;
   in.h = h;
   in.c = c;
-  auto layer = make_region(*section, in, net);
+  auto layer = make_region(*section, in);
   auto& region = static_cast<RegionLayer&>(*layer);
   region.set_training(train);
 
@@ -117,17 +126,23 @@ py::dict run_region_layer(const std::string& cfg_file, std::optional<std::string
   std::vector<float> delta_after_forward;
   {
     py::gil_scoped_release release;
-    NetState s;
-    s.net = &net;
-    s.input = input.data();
-    s.truth = truth ? truth->data() : nullptr;
-    s.train = train;
-    s.seen = seen;
-    s.delta = prev.data();
-    region.output.data();  // allocate before the layer's OpenMP loops (first touch is not thread-safe)
-    region.forward(s);
-    delta_after_forward = region.delta;
-    if (backward) region.backward(s);
+    // The process defaults (ISA, threads), always on the CPU: the aid reads host arrays.
+    ExecOptions options = default_options();
+    options.device = Device::Cpu;
+    std::unique_ptr<Backend> backend = make_cpu_backend(options);
+    LayerContext ctx;
+    ctx.backend = backend.get();
+    ctx.device = Device::Cpu;
+    ctx.input = input.data();
+    ctx.truth = truth ? truth->data() : nullptr;
+    ctx.truth_host = ctx.truth;
+    ctx.train = train;
+    ctx.seen = seen;
+    ctx.prev_delta = prev.data();
+    region.forward(ctx);
+    const float* d = std::as_const(region.delta).host();
+    delta_after_forward.assign(d, d + region.delta.size());
+    if (backward) region.backward(ctx);
   }
   const std::vector<py::ssize_t> shape{batch, c, h, w};
   py::dict d;

@@ -16,18 +16,50 @@ namespace {
 
 using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
-// A numpy view over a blob that keeps the owning Python network alive.
+// A numpy view over a blob's host copy that keeps the owning Python network alive. On a
+// GPU network the view pulls the newest data and marks the host copy newest, so what is
+// written through it is uploaded before the next device use; a view kept across a later
+// GPU step sees stale data (take a new one).
 py::array view(const Blob& b, py::handle owner) {
   std::vector<py::ssize_t> shape(b.shape.begin(), b.shape.end());
-  return py::array_t<float>(shape, b.data, owner);
+  return py::array_t<float>(shape, b.buffer->host(), owner);
 }
 
-template <class Buf>
-py::array copy_map(const Buf& v, int batch, int c, int h, int w) {
+py::array copy_map(const FloatBuffer& v, int batch, int c, int h, int w) {
   py::array_t<float> a({(py::ssize_t)batch, (py::ssize_t)c, (py::ssize_t)h, (py::ssize_t)w});
   if ((size_t)a.size() != v.size()) throw DarknetError("internal: buffer size does not match its shape");
-  std::memcpy(a.mutable_data(), v.data(), sizeof(float) * v.size());
+  std::memcpy(a.mutable_data(), v.host(), sizeof(float) * v.size());
   return a;
+}
+
+py::dict options_dict(const ExecOptions& o) {
+  py::dict d;
+  d["device"] = device_name(o.device);
+  d["isa"] = cpu_isa_name(o.isa);
+  d["winograd"] = winograd_mode_name(o.winograd);
+  d["reference_kernels"] = o.reference_kernels;
+  d["threads"] = o.threads;
+  return d;
+}
+
+// Options with the given fields replaced (None keeps the current value).
+ExecOptions with_changes(ExecOptions o, const py::object& device, const py::object& isa, const py::object& winograd,
+                         const py::object& reference_kernels, const py::object& threads) {
+  if (!device.is_none()) o.device = parse_device(device.cast<std::string>());
+  if (!isa.is_none()) o.isa = parse_cpu_isa(isa.cast<std::string>());
+  if (!winograd.is_none()) o.winograd = parse_winograd_mode(winograd.cast<std::string>());
+  if (!reference_kernels.is_none()) o.reference_kernels = reference_kernels.cast<bool>();
+  if (!threads.is_none()) {
+    const int t = threads.cast<int>();
+    if (t < 0) fail("threads must be >= 0 (0 = the OpenMP default), got ", t);
+    o.threads = t;
+  }
+  return o;
+}
+
+std::unique_ptr<Network> on_device(std::unique_ptr<Network> net, const std::string& device) {
+  net->to(parse_device(device));
+  return net;
 }
 
 // Checks an (N, C, H, W) (or (C, H, W)) input against the network and sets the batch.
@@ -70,13 +102,6 @@ void bind_network(py::module_& m) {
       .def_readonly("out_c", &Layer::out_c)
       .def_readonly("inputs", &Layer::inputs)
       .def_readonly("outputs", &Layer::outputs)
-      .def_property_readonly(
-          "uses_winograd",
-          [](const Layer& l) {
-            auto* c = dynamic_cast<const ConvolutionalLayer*>(&l);
-            return c && c->uses_winograd();
-          },
-          "Whether the inference fast path runs this layer through Winograd F(4x4,3x3) (current mode and shape).")
       .def_readonly("truths", &Layer::truths)
       .def_readonly("has_cost", &Layer::has_cost)
       .def_readonly("cost", &Layer::cost)
@@ -84,14 +109,44 @@ void bind_network(py::module_& m) {
       .def("describe", &Layer::describe);
 
   py::class_<Network>(m, "Network")
-      .def(py::init([](const std::string& cfg, int batch) { return Network::from_cfg_file(cfg, batch); }),
-           py::arg("cfg"), py::arg("batch") = 0)
+      .def(py::init([](const std::string& cfg, int batch, const std::string& device) {
+             return on_device(Network::from_cfg_file(cfg, batch), device);
+           }),
+           py::arg("cfg"), py::arg("batch") = 0, py::arg("device") = "cpu")
       .def_static(
           "from_text",
-          [](const std::string& text, const std::string& name, int batch) {
-            return Network::from_sections(parse_cfg_text(text, name), batch);
+          [](const std::string& text, const std::string& name, int batch, const std::string& device) {
+            return on_device(Network::from_sections(parse_cfg_text(text, name), batch), device);
           },
-          py::arg("text"), py::arg("name") = "<string>", py::arg("batch") = 0)
+          py::arg("text"), py::arg("name") = "<string>", py::arg("batch") = 0, py::arg("device") = "cpu")
+      .def_property_readonly("device", [](const Network& n) { return std::string(device_name(n.device())); })
+      .def(
+          "to", [](Network& n, const std::string& device) { n.to(parse_device(device)); }, py::arg("device"),
+          py::call_guard<py::gil_scoped_release>(),
+          "Move the network to 'cpu' or 'cuda' (parameters upload on first use and stay there).")
+      .def_property_readonly("exec_options", [](const Network& n) { return options_dict(n.options()); })
+      .def(
+          "set_exec_options",
+          [](Network& n, const py::object& device, const py::object& isa, const py::object& winograd,
+             const py::object& reference_kernels, const py::object& threads) {
+            n.set_options(with_changes(n.options(), device, isa, winograd, reference_kernels, threads));
+          },
+          py::arg("device") = py::none(), py::arg("isa") = py::none(), py::arg("winograd") = py::none(),
+          py::arg("reference_kernels") = py::none(), py::arg("threads") = py::none(),
+          "Change this network's execution options (None keeps a value): device 'cpu'|'cuda', isa "
+          "'auto'|'avx512'|'avx2'|'plain', winograd 'auto'|'on'|'off', reference_kernels, threads (0 = default).")
+      .def_property_readonly("output_index", &Network::output_index,
+                             "The output layer: the last layer that is not a [cost] layer.")
+      .def(
+          "layer_uses_winograd",
+          [](const Network& n, int i) {
+            const Layer& l = const_cast<Network&>(n).layer(i);
+            auto* c = dynamic_cast<const ConvolutionalLayer*>(&l);
+            return n.device() == Device::Cpu && !n.options().reference_kernels && c &&
+                   c->uses_winograd(n.options().winograd);
+          },
+          py::arg("i"),
+          "Whether inference runs layer i through Winograd F(4x4,3x3) (this network's options and shape).")
       .def_property_readonly("width", &Network::width)
       .def_property_readonly("height", &Network::height)
       .def_property_readonly("channels", &Network::channels)
@@ -111,8 +166,14 @@ void bind_network(py::module_& m) {
                      "outputs no later layer overwrote stay readable")
       .def("output_kept", &Network::output_kept, py::arg("i"))
       .def_property_readonly("pool_floats", &Network::pool_floats)
-      .def_readwrite("reference_kernels", &Network::reference_kernels,
-                     "Run inference on the plain reference kernels instead of the fast path.")
+      .def_property(
+          "reference_kernels", [](const Network& n) { return n.options().reference_kernels; },
+          [](Network& n, bool on) {
+            ExecOptions o = n.options();
+            o.reference_kernels = on;
+            n.set_options(o);
+          },
+          "Run inference on the plain reference kernels instead of the fast path (exec_options).")
       .def_property_readonly("total_flops", &Network::total_flops)
       .def_property_readonly("options",
                              [](const Network& n) {
@@ -163,12 +224,9 @@ void bind_network(py::module_& m) {
             const float* t = prepare_truth(net, truth, truth_holder);
             {
               py::gil_scoped_release release;
-              net.forward(in, t);
+              net.forward_only(in, t);
             }
-            // The output layer is the last non-cost layer.
-            int i = (int)net.layers.size() - 1;
-            while (i > 0 && net.layers[i]->type == "cost") --i;
-            const Layer& l = *net.layers[i];
+            const Layer& l = *net.layers[net.output_index()];
             return copy_map(l.output, l.batch, l.out_c, l.out_h, l.out_w);
           },
           py::arg("x"), py::arg("truth") = py::none())
@@ -240,7 +298,7 @@ void bind_network(py::module_& m) {
              if (l.delta.empty()) fail("layer ", i, " has no delta (enable training first)");
              if ((size_t)d.size() != l.delta.size())
                fail("delta for layer ", i, " needs ", l.delta.size(), " floats, got ", d.size());
-             std::memcpy(l.delta.data(), d.data(), sizeof(float) * l.delta.size());
+             std::memcpy(l.delta.host(), d.data(), sizeof(float) * l.delta.size());
            })
       .def(
           "layer_params",

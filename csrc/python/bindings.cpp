@@ -18,6 +18,6 @@ PYBIND11_MODULE(_core, m) {
   dn::bind_detect(m);
   dn::bind_image(m);
   dn::bind_perf(m);
-  dn::bind_cuda(m);
+  dn::bind_device(m);
   dn::bind_classifier(m);
 }

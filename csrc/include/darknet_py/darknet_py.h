@@ -29,6 +29,12 @@ int dn_network_resize(dn_network* net, int width, int height);
  * network-owned output (batch*C*H*W floats), valid until the next call on net. */
 int dn_network_forward(dn_network* net, const float* input, const float** output);
 
+/* Moves the network to "cpu" or "cuda" (parameters upload on the next forward; moving back
+ * pulls everything to the host). Fails with a reason when CUDA is not built in or no device. */
+int dn_network_set_device(dn_network* net, const char* device);
+/* 1 when this build has CUDA and a usable device, else 0. */
+int dn_cuda_available(void);
+
 int dn_network_save_weights(const dn_network* net, const char* path);
 
 #ifdef __cplusplus

@@ -1,0 +1,164 @@
+// The backend interface: the operations a layer's algorithm is written over.
+//
+// Each layer (csrc/layers/<type>.cpp) writes its forward/backward/update once,
+// as calls on a Backend; CpuBackend (csrc/backend/cpu_backend.cpp) runs them
+// with the kernels in csrc/kernels, CudaBackend (cuda/cuda_backend.cu) with the
+// kernels in cuda/. Pointers passed to an op are on the backend's device
+// (Buffer::on(backend.device())). A network owns one backend instance, made for
+// its ExecOptions; it holds per-network state (options, CUDA stream, caches).
+//
+// Conventions (as the CPU layers always had): NCHW batch-major float arrays;
+// "delta" is Darknet's -dLoss/doutput; *_backward ops ADD into the previous
+// layer's delta; ops that return a float (costs) return it on the host.
+//
+// Where a backend has a faster way to run a whole step (the CPU's fused
+// inference convolution, Winograd, vectorised maxpool), it overrides the
+// specialisation hooks at the end; the layer falls back to its generic
+// algorithm when a hook returns false.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/buffer.hpp"
+#include "core/options.hpp"
+#include "kernels/activations.hpp"
+#include "kernels/cost.hpp"
+
+namespace dn {
+
+struct WordTree;
+class ConvolutionalLayer;
+
+struct MaxpoolShape {
+  int batch = 1, c = 0, h = 0, w = 0;  // input
+  int out_h = 0, out_w = 0;
+  int size = 2, stride = 2, padding = 1;
+};
+
+// The region layer's geometry (Darknet's layout: per anchor, coords+1+classes planes of w*h).
+struct RegionShape {
+  int batch = 1, w = 0, h = 0, num = 1, classes = 0, coords = 4;
+  bool softmax = false, background = false;
+  const WordTree* tree = nullptr;  // per-group softmax over the classes when set
+  size_t outputs = 0;              // per image: num * (coords + 1 + classes) * w * h
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const = 0;
+  const ExecOptions& options() const { return options_; }
+  virtual void set_options(const ExecOptions& o) { options_ = o; }
+
+  // ------------------------------------------------------------ transfers
+  // Host -> device copy of a network input or truth, queued on this backend's
+  // stream (through pinned staging memory on CUDA); a no-op copy on the CPU.
+  virtual void upload(float* dst, const float* host_src, size_t n) = 0;
+  virtual void download(float* host_dst, const float* src, size_t n) = 0;  // waits for queued work
+  virtual void synchronize() = 0;  // waits for queued work; reports a pending device error
+
+  // ------------------------------------------------------------ element-wise
+  virtual void fill(float* x, size_t n, float value) = 0;
+  virtual void copy(const float* src, float* dst, size_t n) = 0;
+  virtual void axpy(size_t n, float alpha, const float* x, float* y) = 0;  // y += alpha * x
+  // rows x cols block: dst[r*dst_stride + j] (+)= src[r*src_stride + j] (route's channel slices).
+  virtual void copy_rows(int rows, size_t cols, const float* src, size_t src_stride, float* dst,
+                         size_t dst_stride, bool accumulate) = 0;
+  virtual void activate(float* x, size_t n, Activation a) = 0;
+  // delta *= gradient(y), y = the activation's output.
+  virtual void gradient(const float* y, size_t n, Activation a, float* delta) = 0;
+  virtual double sum_squares(const float* x, size_t n) = 0;
+
+  // ------------------------------------------------------------ convolution
+  // Row-major C[M,N] = alpha * op(A) * op(B) + beta * C (beta == 0: C is not read).
+  virtual void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+                    const float* B, int ldb, float beta, float* C, int ldc) = 0;
+  virtual void im2col(const float* image, int channels, int height, int width, int size, int stride, int pad,
+                      float* columns) = 0;
+  virtual void col2im_add(const float* columns, int channels, int height, int width, int size, int stride, int pad,
+                          float* image) = 0;
+
+  // ------------------------------------------------------------ batch norm
+  // Batch statistics (variance with N-1, Darknet's), normalisation (x-mean)/sqrt(var+1e-5),
+  // rolling update 0.99*old + 0.01*batch, scale and bias per filter, and their gradients.
+  virtual void bn_mean_variance(const float* x, int batch, int filters, int spatial, float* mean,
+                                float* variance) = 0;
+  virtual void bn_rolling_update(float* rolling_mean, float* rolling_variance, const float* mean,
+                                 const float* variance, int filters) = 0;
+  virtual void bn_normalize(float* x, const float* mean, const float* variance, int batch, int filters,
+                            int spatial) = 0;
+  virtual void scale_bias(float* x, const float* scales, int batch, int filters, int spatial) = 0;
+  virtual void add_bias(float* x, const float* biases, int batch, int filters, int spatial) = 0;
+  virtual void backward_bias(float* bias_updates, const float* delta, int batch, int filters, int spatial) = 0;
+  virtual void backward_scale(const float* x_norm, const float* delta, int batch, int filters, int spatial,
+                              float* scale_updates) = 0;
+  virtual void bn_backward_delta(const float* x, const float* mean, const float* variance, int batch, int filters,
+                                 int spatial, float* mean_delta, float* variance_delta, float* delta) = 0;
+
+  // ------------------------------------------------------------ pooling, reorg
+  // argmax (batch*outputs ints) may be nullptr at inference; first maximum wins, -1 for an empty window.
+  virtual void maxpool_forward(const MaxpoolShape& s, const float* input, float* output, int* argmax) = 0;
+  virtual void maxpool_backward(const MaxpoolShape& s, const float* delta, const int* argmax,
+                                float* prev_delta) = 0;
+  virtual void avgpool_forward(int batch, int c, int spatial, const float* input, float* output) = 0;
+  virtual void avgpool_backward(int batch, int c, int spatial, const float* delta, float* prev_delta) = 0;
+  // (c, h, w) are the layer's INPUT dims, as Darknet passes them to its reorg index map.
+  virtual void reorg_forward(int batch, int c, int h, int w, int stride, bool reverse, const float* input,
+                             float* output) = 0;
+  virtual void reorg_backward(int batch, int c, int h, int w, int stride, bool reverse, const float* delta,
+                              float* prev_delta) = 0;
+
+  // ------------------------------------------------------------ softmax, costs, dropout
+  // Softmax over `groups` equal slices of each image's `inputs` values.
+  virtual void softmax(int batch, size_t inputs, int groups, float temperature, const float* input,
+                       float* output) = 0;
+  // One softmax per WordTree sibling group of each image (tree.n() == inputs).
+  virtual void softmax_tree(int batch, size_t inputs, const WordTree& tree, float temperature, const float* input,
+                            float* output) = 0;
+  // delta = truth - output (0 where truth is kMaskedTruth); returns sum(-t log p) over t != 0.
+  virtual float softmax_cross_entropy(size_t n, const float* truth, const float* output, float* delta) = 0;
+  // output = per-element error, delta (may be nullptr) = the cost's delta; returns the summed error.
+  virtual float cost(CostType type, size_t n, const float* input, const float* truth, float* output,
+                     float* delta) = 0;
+  // draws: one uniform [0,1) per element (drawn on the host from the network's seeded generator).
+  virtual void dropout_forward(size_t n, float probability, float scale, const float* input, const float* draws,
+                               float* output) = 0;
+  virtual void dropout_backward(size_t n, float probability, float scale, const float* draws, const float* delta,
+                                float* prev_delta) = 0;
+
+  // ------------------------------------------------------------ region
+  // output = activations of input: logistic x, y, extra coords, objectness; class softmax
+  // (flat, per tree group) or logistic.
+  virtual void region_activate(const RegionShape& s, const float* input, float* output) = 0;
+  // delta *= logistic gradient at x, y, extra coords and objectness (declared semantics).
+  virtual void region_gradient(const RegionShape& s, const float* output, float* delta) = 0;
+
+  // ------------------------------------------------------------ update
+  // update += decay_term * param (decay_term != 0); param += step * update; update *= momentum.
+  virtual void sgd(size_t n, float* param, float* update, float step, float decay_term, float momentum) = 0;
+
+  // ------------------------------------------------------------ specialisations
+  // Inference convolution with batch norm folded, bias and activation fused
+  // (CPU: packed GEMM / Winograd). Returns false to run the layer's generic algorithm.
+  virtual bool conv_inference(ConvolutionalLayer& l, const float* input, float* output) {
+    (void)l, (void)input, (void)output;
+    return false;
+  }
+
+ protected:
+  ExecOptions options_;
+};
+
+// A backend instance for o.device; throws DarknetError naming why when the
+// device is unavailable (build without CUDA, no device or driver).
+std::unique_ptr<Backend> make_backend(const ExecOptions& o);
+std::unique_ptr<Backend> make_cpu_backend(const ExecOptions& o);
+
+// CUDA presence, never an error: false on a build without CUDA or a machine without a device.
+bool cuda_built();
+bool cuda_available();
+std::string cuda_unavailable_reason();  // "" when available
+
+}  // namespace dn

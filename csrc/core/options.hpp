@@ -1,0 +1,37 @@
+// Run-time switches of one network, in one object the network owns and passes
+// to its layers and backend. The environment only seeds the defaults, here:
+//   DARKNET_PY_DEVICE=cpu|cuda, DARKNET_PY_ISA=auto|avx512|avx2|plain,
+//   DARKNET_PY_WINOGRAD=auto|on|off, DARKNET_PY_REFERENCE_KERNELS=1, DARKNET_PY_THREADS=N
+#pragma once
+#include <string>
+
+#include "core/device.hpp"
+
+namespace dn {
+
+enum class CpuIsa { Plain = 0, Avx2 = 1, Avx512 = 2 };
+enum class WinogradMode { Auto = 0, On = 1, Off = 2 };
+
+CpuIsa cpu_isa_best();                  // the best this CPU supports
+const char* cpu_isa_name(CpuIsa isa);   // "avx512", "avx2", "plain"
+CpuIsa parse_cpu_isa(const std::string& name);  // "auto" = best; throws for unknown or unsupported
+const char* winograd_mode_name(WinogradMode m);
+WinogradMode parse_winograd_mode(const std::string& name);  // throws for unknown
+
+struct ExecOptions {
+  Device device = Device::Cpu;
+  CpuIsa isa = CpuIsa::Plain;             // CPU kernel family (GEMM micro-kernels, Winograd transforms)
+  WinogradMode winograd = WinogradMode::Auto;
+  bool reference_kernels = false;         // inference on the plain reference kernels (tests compare both)
+  int threads = 0;                        // OpenMP threads for this network's calls; 0 = the runtime's default
+
+  // Defaults: best ISA, auto Winograd, fast kernels, CPU, all threads; then the environment.
+  static ExecOptions from_environment();
+};
+
+// The process-wide defaults new networks start from (from_environment() on first use);
+// set_default_options changes them for networks built afterwards.
+ExecOptions default_options();
+void set_default_options(const ExecOptions& o);
+
+}  // namespace dn

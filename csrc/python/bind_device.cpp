@@ -1,0 +1,58 @@
+// Device queries for Python: whether CUDA is built and usable, device facts,
+// and the CUDA allocation counters (tests prove a warmed-up step allocates nothing).
+#include "backend/backend.hpp"
+#include "python/bind.hpp"
+#ifdef DN_WITH_CUDA
+#include "backend/cuda_entry.hpp"
+#endif
+
+namespace dn {
+
+void bind_device(py::module_& m) {
+  m.def("cuda_built", &cuda_built, "True when this build includes the CUDA backend.");
+  m.def("cuda_available", &cuda_available, "True when the CUDA backend is built and a device can be used.");
+  m.def("cuda_unavailable_reason", &cuda_unavailable_reason, "Why CUDA cannot be used here ('' when it can).");
+  m.def("cuda_device_count", [] {
+#ifdef DN_WITH_CUDA
+    return cuda::device_count();
+#else
+    return 0;
+#endif
+  });
+  m.def(
+      "cuda_device_info",
+      [](int device) {
+#ifdef DN_WITH_CUDA
+        const cuda::DeviceInfo info = cuda::device_info(device);
+        py::dict d;
+        d["index"] = info.index;
+        d["name"] = info.name;
+        d["major"] = info.major;
+        d["minor"] = info.minor;
+        d["total_memory"] = info.total_memory;
+        d["multiprocessors"] = info.multiprocessors;
+        return d;
+#else
+        (void)device;
+        fail(cuda_unavailable_reason());
+#endif
+      },
+      py::arg("device") = 0);
+  m.def("cuda_allocation_stats", [] {
+    py::dict d;
+#ifdef DN_WITH_CUDA
+    const cuda::AllocationStats s = cuda::allocation_stats();
+#else
+    struct {
+      long device_allocations = 0, device_frees = 0, device_bytes_in_use = 0, pinned_allocations = 0;
+    } s;
+#endif
+    d["device_allocations"] = s.device_allocations;
+    d["device_frees"] = s.device_frees;
+    d["device_bytes_in_use"] = s.device_bytes_in_use;
+    d["pinned_allocations"] = s.pinned_allocations;
+    return d;
+  });
+}
+
+}  // namespace dn
