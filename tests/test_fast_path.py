@@ -113,11 +113,9 @@ def test_odd_shapes_fast_equals_reference(name, batch):
     randomise(net, 7)
     x = np.random.default_rng(3).standard_normal((batch, c, h, w)).astype(np.float32)
     for k in KERNELS:
-        _core.set_cpu_kernel(k)
-        try:
-            compare_paths(net, x, f"{name} batch {batch} kernels {k}")
-        finally:
-            _core.set_cpu_kernel("auto")
+        net.set_exec_options(isa=k)  # this network's kernels (the ISA is a per-network option)
+        assert net.exec_options["isa"] == k
+        compare_paths(net, x, f"{name} batch {batch} kernels {k}")
 
 
 def test_params_written_after_forward_are_used():
@@ -237,12 +235,10 @@ def test_winograd_odd_shapes(shape, batch, winograd_on):
     net = darknet_py.Network.from_text(text, name="wino", batch=batch)
     randomise(net, 11)
     x = np.random.default_rng(5).standard_normal((batch, c, h, w)).astype(np.float32)
+    assert all(net.layers[i].uses_winograd for i in range(3))
     for k in KERNELS:
-        _core.set_cpu_kernel(k)
-        try:
-            compare_paths(net, x, f"winograd {shape} batch {batch} kernels {k}")
-        finally:
-            _core.set_cpu_kernel("auto")
+        net.set_exec_options(isa=k)  # also reaches the Winograd transforms
+        compare_paths(net, x, f"winograd {shape} batch {batch} kernels {k}")
 
 
 def test_winograd_sees_weight_changes(winograd_on):

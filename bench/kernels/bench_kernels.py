@@ -78,11 +78,10 @@ def single_layer_net(w, h, c, section, seed=0):
 
 def versions_of_net(net, x, runs):
     """{version: median seconds} for the fast and reference paths, after checking they agree."""
-    core = net._net
-    core.reference_kernels = True
+    net.set_exec_options(reference_kernels=True)
     ref = net.forward(x).copy()
     t_ref = median_time(lambda: net.forward(x), runs)
-    core.reference_kernels = False
+    net.set_exec_options(reference_kernels=False)
     fast = net.forward(x)
     err = np.abs(fast - ref).max() / max(1.0, np.abs(ref).max())
     assert err < 1e-4, f"fast path disagrees with the reference: {err:.3g}"
@@ -117,24 +116,22 @@ def bench_winograd(runs):
         section = f"[convolutional]\nbatch_normalize=1\nfilters={f}\nsize=3\nstride=1\npad=1\nactivation=leaky\n"
         nets = {m: single_layer_net(s, s, c, section) for m in ("off", "on")}  # one per mode: U stays cached
         x = np.random.default_rng(1).standard_normal((b, c, s, s)).astype(np.float32)
-        nets["off"]._net.reference_kernels = True
+        nets["off"].set_exec_options(reference_kernels=True)
         ref = nets["off"].forward(x).copy()
-        nets["off"]._net.reference_kernels = False
+        nets["off"].set_exec_options(reference_kernels=False)
         errs, times = {}, {"off": [], "on": []}
         for m, net in nets.items():
-            _core.set_winograd(m)
+            net.set_exec_options(winograd=m)  # a per-network option
             out = net.forward(x)
             errs[m] = np.abs(out - ref).max() / max(1.0, np.abs(ref).max())
             assert errs[m] < 1e-4, f"{m}: disagrees with the reference: {errs[m]:.3g}"
         for _ in range(runs):  # alternate: the machine's load hits both alike
             for m, net in nets.items():
-                _core.set_winograd(m)
                 t = time.perf_counter()
                 net.forward(x)
                 times[m].append(time.perf_counter() - t)
-        _core.set_winograd("auto")
-        auto = nets["on"].layers[0]._layer.uses_winograd if hasattr(nets["on"].layers[0]._layer, "uses_winograd") \
-            else None
+        nets["on"].set_exec_options(winograd="auto")
+        auto = nets["on"].layers[0].uses_winograd
         tg, tw = statistics.median(times["off"]), statistics.median(times["on"])
         fl = nets["on"].total_flops * b
         print(f"{s:4d}x{s:<4d}x{c:5d} -> {f:5d} b{b}    {fl / 1e9:7.3f} {tg * 1e3:8.2f} {fl / tg / 1e9:6.0f} "

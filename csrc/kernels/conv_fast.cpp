@@ -67,8 +67,8 @@ void pack_im2col_panel(const ConvShape& s, const float* image, int k0, int kc, i
   }
 }
 
-void conv_forward_fast(const ConvShape& s, const float* input, const float* weights, const ConvEpilogue& ep,
-                       float* output) {
+void conv_forward_fast(CpuIsa isa, const ConvShape& s, const float* input, const float* weights,
+                       const ConvEpilogue& ep, float* output) {
   const int spatial = s.out_w * s.out_h;
   const int cg = s.c / s.groups;
   const int m = s.filters / s.groups;
@@ -97,7 +97,7 @@ void conv_forward_fast(const ConvShape& s, const float* input, const float* weig
           pack_im2col_panel(s, im, k0, kc, j0, nr, width, dst);
         };
       }
-      gemm_packed(m, spatial, k, a, k, 1, pack, out, spatial, false, &e);
+      gemm_packed(isa, m, spatial, k, a, k, 1, pack, out, spatial, false, &e);
     }
 }
 

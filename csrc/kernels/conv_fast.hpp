@@ -2,13 +2,14 @@
 // applied in the GEMM epilogue together with the activation, B panels packed
 // straight from the image (no im2col buffer; 1x1 stride-1 convs read the input
 // as the B matrix). Winograd F(4x4,3x3) for 3x3 stride-1 convs is in
-// kernels/winograd.*, dispatched per shape from ConvolutionalLayer::forward_fast.
-// The plain path in layers/convolutional.cpp stays the reference.
+// kernels/winograd.*, dispatched per shape from CpuBackend::conv_inference.
+// The layer's generic algorithm (layers/convolutional.cpp) stays the reference.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
+#include "core/options.hpp"
 #include "kernels/activations.hpp"
 
 namespace dn {
@@ -32,9 +33,9 @@ void fold_batchnorm(int filters, const float* biases, const float* scales, const
                     std::vector<float>& out_scale, std::vector<float>& out_bias);
 
 // output[batch, filters, out_h, out_w] from input[batch, c, h, w] and weights
-// [filters, c/groups, size, size] (Darknet order).
-void conv_forward_fast(const ConvShape& s, const float* input, const float* weights, const ConvEpilogue& ep,
-                       float* output);
+// [filters, c/groups, size, size] (Darknet order), on the isa GEMM micro-kernels.
+void conv_forward_fast(CpuIsa isa, const ConvShape& s, const float* input, const float* weights,
+                       const ConvEpilogue& ep, float* output);
 
 // Packs a kc x width panel of the virtual im2col matrix of one image/group.
 void pack_im2col_panel(const ConvShape& s, const float* image, int k0, int kc, int j0, int nr, int width, float* dst);

@@ -1,6 +1,6 @@
 // Fast max pooling (values only, no argmax): Darknet's window placement
-// (start at -padding/2, cells outside the input never win). Used by the
-// maxpool layer at inference; the layer's own loop (with argmax) stays the
+// (start at -padding/2, cells outside the input never win). Used by
+// CpuBackend::maxpool_forward at inference; its loop with argmax stays the
 // reference and the training path.
 #pragma once
 

@@ -31,173 +31,28 @@ struct Geom {
 
 }  // namespace
 
-// Hot loops, written once (always inlined) and compiled for AVX-512, AVX2 and the
-// baseline in the per-ISA functions below, which the caller's isa picks. Explicit
-// variants instead of target_clones: the ISA option reaches the transforms, and
-// there is no ifunc resolver (ThreadSanitizer builds crash in it).
+// Hot loops, compiled for AVX-512, AVX2 and the baseline; the caller's isa picks
+// one. Explicit variants instead of target_clones: the ISA option reaches the
+// transforms, and there is no ifunc resolver (ThreadSanitizer builds crash in it).
 namespace wino_detail {
 
-// B^T d B for tiles [t0, t0 + nb) into V[36][panel q][c][width_q] (xi stride c * nbs).
-__attribute__((always_inline)) inline void input_block_body(const Geom& g, const float* input, int t0, int nb,
-                                                            int nbs, float* V) {
-  alignas(64) float ph[6][4][kMaxBlock + 16];
-  alignas(64) float r[6][4][kMaxBlock + 16];
-  const size_t plane_sz = (size_t)g.h * g.w;
-  const size_t xs = (size_t)g.c * nbs;
-  for (int lt = 0; lt < nb;) {
-    const int t = t0 + lt;
-    const int b = t / g.tiles_img, rr = t % g.tiles_img, ty = rr / g.tiles_w, tx = rr % g.tiles_w;
-    const int q = lt / kPanel, col = lt % kPanel;
-    const int len = std::min({g.tiles_w - tx, nb - lt, kPanel - col});
-    const int nvq = std::min(kPanel, nb - q * kPanel);
-    const int wq = (nvq + 15) / 16 * 16;
-    const float* img = input + (size_t)b * g.c * plane_sz;
-    const int x_lo = 4 * tx - 1, x_hi = 4 * (tx + len) + 2;  // input columns read: [x_lo, x_hi]
-    const bool interior_x = x_lo >= 0 && x_hi < g.w;
-    for (int ch = 0; ch < g.c; ++ch) {
-      const float* plane = img + ch * plane_sz;
-      for (int j = 0; j < 6; ++j) {
-        const int iy = 4 * ty - 1 + j;
-        if (iy < 0 || iy >= g.h) {
-          for (int m = 0; m < 4; ++m)
-            for (int u = 0; u <= len; ++u) ph[j][m][u] = 0.f;
-          continue;
-        }
-        const float* row = plane + (size_t)iy * g.w + 4 * tx - 1;  // row[4u + m] = input column 4(tx+u)+m-1
-        if (interior_x) {
-          for (int u = 0; u <= len; ++u)
-            for (int m = 0; m < 4; ++m) ph[j][m][u] = row[4 * u + m];
-        } else {
-          for (int u = 0; u <= len; ++u)
-            for (int m = 0; m < 4; ++m) {
-              const int ix = 4 * (tx + u) + m - 1;
-              ph[j][m][u] = (ix >= 0 && ix < g.w) ? row[4 * u + m] : 0.f;
-            }
-        }
-      }
-      // r_i = sum_j BT[i][j] * row_j, elementwise over the phase arrays.
-      for (int m = 0; m < 4; ++m) {
-#pragma omp simd
-        for (int u = 0; u <= len; ++u) {
-          const float d0 = ph[0][m][u], d1 = ph[1][m][u], d2 = ph[2][m][u], d3 = ph[3][m][u], d4 = ph[4][m][u],
-                      d5 = ph[5][m][u];
-          r[0][m][u] = 4.f * d0 - 5.f * d2 + d4;
-          r[1][m][u] = -4.f * (d1 + d2) + d3 + d4;
-          r[2][m][u] = 4.f * (d1 - d2) - d3 + d4;
-          r[3][m][u] = 2.f * (d3 - d1) - d2 + d4;
-          r[4][m][u] = 2.f * (d1 - d3) - d2 + d4;
-          r[5][m][u] = 4.f * d1 - 5.f * d3 + d5;
-        }
-      }
-      // Columns: V[i][k] = sum_j BT[k][j] * r_i[column j of the tile].
-      float* vbase = V + (size_t)q * g.c * kPanel + (size_t)ch * wq + col;
-      for (int i = 0; i < 6; ++i) {
-        float* v0 = vbase + (size_t)(i * 6) * xs;
-#pragma omp simd
-        for (int u = 0; u < len; ++u) {
-          const float e0 = r[i][0][u], e1 = r[i][1][u], e2 = r[i][2][u], e3 = r[i][3][u], e4 = r[i][0][u + 1],
-                      e5 = r[i][1][u + 1];
-          v0[u] = 4.f * e0 - 5.f * e2 + e4;
-          v0[xs + u] = -4.f * (e1 + e2) + e3 + e4;
-          v0[2 * xs + u] = 4.f * (e1 - e2) - e3 + e4;
-          v0[3 * xs + u] = 2.f * (e3 - e1) - e2 + e4;
-          v0[4 * xs + u] = 2.f * (e1 - e3) - e2 + e4;
-          v0[5 * xs + u] = 4.f * e1 - 5.f * e3 + e5;
-        }
-      }
-    }
-    lt += len;
-  }
-}
+#define DN_WINO_TARGET __attribute__((target("avx512f")))
+#define DN_WINO_SUFFIX avx512
+#include "kernels/winograd_blocks.inc"
+#undef DN_WINO_TARGET
+#undef DN_WINO_SUFFIX
 
-// A^T M A + epilogue for tiles [t0, t0 + nb); M[36][filters][nbs].
-__attribute__((always_inline)) inline void output_block_body(const Geom& g, int filters, const float* M, int t0,
-                                                             int nb, int nbs, const float* scale, const float* bias,
-                                                             Activation act, float* output) {
-  alignas(64) float tt[6][4][kMaxBlock];
-  alignas(64) float yrow[4 * kMaxBlock];
-  const size_t out_plane = (size_t)g.out_h * g.out_w;
-  const size_t xs = (size_t)filters * nbs;
-  for (int lt = 0; lt < nb;) {
-    const int t = t0 + lt;
-    const int b = t / g.tiles_img, rr = t % g.tiles_img, ty = rr / g.tiles_w, tx = rr % g.tiles_w;
-    const int len = std::min(g.tiles_w - tx, nb - lt);
-    const int x0 = 4 * tx, nx = std::min(4 * len, g.out_w - x0);
-    for (int f = 0; f < filters; ++f) {
-      const float s = scale ? scale[f] : 1.f, bi = bias ? bias[f] : 0.f;
-      const float* mf = M + (size_t)f * nbs + lt;
-      for (int i = 0; i < 6; ++i) {
-        const float* m0 = mf + (size_t)(i * 6) * xs;
-#pragma omp simd
-        for (int u = 0; u < len; ++u) {
-          const float a0 = m0[u], a1 = m0[xs + u], a2 = m0[2 * xs + u], a3 = m0[3 * xs + u], a4 = m0[4 * xs + u],
-                      a5 = m0[5 * xs + u];
-          const float p12 = a1 + a2, m12 = a1 - a2, p34 = a3 + a4, m34 = a3 - a4;
-          tt[i][0][u] = a0 + p12 + p34;
-          tt[i][1][u] = m12 + 2.f * m34;
-          tt[i][2][u] = p12 + 4.f * p34;
-          tt[i][3][u] = m12 + 8.f * m34 + a5;
-        }
-      }
-      float* out_f = output + ((size_t)b * filters + f) * out_plane;
-      for (int n = 0; n < 4; ++n) {
-        const int oy = 4 * ty + n;
-        if (oy >= g.out_h) break;
-        for (int m = 0; m < 4; ++m) {
-#pragma omp simd
-          for (int u = 0; u < len; ++u) {
-            const float a0 = tt[0][m][u], a1 = tt[1][m][u], a2 = tt[2][m][u], a3 = tt[3][m][u], a4 = tt[4][m][u],
-                        a5 = tt[5][m][u];
-            const float p12 = a1 + a2, m12 = a1 - a2, p34 = a3 + a4, m34 = a3 - a4;
-            float y;
-            if (n == 0) y = a0 + p12 + p34;
-            else if (n == 1) y = m12 + 2.f * m34;
-            else if (n == 2) y = p12 + 4.f * p34;
-            else y = m12 + 8.f * m34 + a5;
-            yrow[4 * u + m] = y * s + bi;
-          }
-        }
-        float* dst = out_f + (size_t)oy * g.out_w + x0;
-        if (act == Activation::Leaky) {
-#pragma omp simd
-          for (int x = 0; x < nx; ++x) dst[x] = yrow[x] > 0 ? yrow[x] : .1f * yrow[x];
-        } else if (act == Activation::Linear) {
-          std::memcpy(dst, yrow, sizeof(float) * nx);
-        } else {
-          for (int x = 0; x < nx; ++x) dst[x] = activate(yrow[x], act);
-        }
-      }
-    }
-    lt += len;
-  }
-}
+#define DN_WINO_TARGET __attribute__((target("avx2")))
+#define DN_WINO_SUFFIX avx2
+#include "kernels/winograd_blocks.inc"
+#undef DN_WINO_TARGET
+#undef DN_WINO_SUFFIX
 
-__attribute__((target("avx512f"))) void input_block_avx512(const Geom& g, const float* input, int t0, int nb,
-                                                          int nbs, float* V) {
-  input_block_body(g, input, t0, nb, nbs, V);
-}
-__attribute__((target("avx2"))) void input_block_avx2(const Geom& g, const float* input, int t0, int nb, int nbs,
-                                                      float* V) {
-  input_block_body(g, input, t0, nb, nbs, V);
-}
-void input_block_plain(const Geom& g, const float* input, int t0, int nb, int nbs, float* V) {
-  input_block_body(g, input, t0, nb, nbs, V);
-}
-
-__attribute__((target("avx512f"))) void output_block_avx512(const Geom& g, int filters, const float* M, int t0,
-                                                           int nb, int nbs, const float* scale, const float* bias,
-                                                           Activation act, float* output) {
-  output_block_body(g, filters, M, t0, nb, nbs, scale, bias, act, output);
-}
-__attribute__((target("avx2"))) void output_block_avx2(const Geom& g, int filters, const float* M, int t0, int nb,
-                                                       int nbs, const float* scale, const float* bias,
-                                                       Activation act, float* output) {
-  output_block_body(g, filters, M, t0, nb, nbs, scale, bias, act, output);
-}
-void output_block_plain(const Geom& g, int filters, const float* M, int t0, int nb, int nbs, const float* scale,
-                        const float* bias, Activation act, float* output) {
-  output_block_body(g, filters, M, t0, nb, nbs, scale, bias, act, output);
-}
+#define DN_WINO_TARGET
+#define DN_WINO_SUFFIX plain
+#include "kernels/winograd_blocks.inc"
+#undef DN_WINO_TARGET
+#undef DN_WINO_SUFFIX
 
 void input_block(CpuIsa isa, const Geom& g, const float* input, int t0, int nb, int nbs, float* V) {
   switch (isa) {

@@ -9,8 +9,8 @@
 #include <cstring>
 #include <immintrin.h>
 
+#include "core/options.hpp"
 #include "kernels/gemm.hpp"
-#include "kernels/winograd.hpp"
 #include "network.hpp"
 #include "python/bind.hpp"
 
@@ -84,15 +84,32 @@ void check_matrix(const FloatArray& a, int rows, int cols, int ld, const char* n
 }  // namespace
 
 void bind_perf(py::module_& m) {
-  m.def("cpu_kernel", [] { return std::string(cpu_isa_name(cpu_isa())); },
-        "The CPU kernel family in use: 'avx512', 'avx2' or 'plain'.");
+  // Kernel family and Winograd mode are per-network options; these read and change the
+  // process defaults that networks built afterwards start from.
+  m.def("cpu_kernel", [] { return std::string(cpu_isa_name(default_options().isa)); },
+        "The default CPU kernel family of new networks: 'avx512', 'avx2' or 'plain'.");
   m.def("cpu_kernel_best", [] { return std::string(cpu_isa_name(cpu_isa_best())); });
-  m.def("set_cpu_kernel", &set_cpu_isa, py::arg("name"),
-        "Force the CPU kernel family ('auto', 'avx512', 'avx2', 'plain'); for tests and benchmarks.");
-  m.def("set_winograd", &set_winograd_mode, py::arg("mode"),
-        "Winograd F(4x4,3x3) for 3x3 stride-1 convs: 'auto' (measured per-shape rule), 'on' (every "
-        "applicable layer), 'off'. Also DARKNET_PY_WINOGRAD.");
-  m.def("winograd", &winograd_mode);
+  m.def(
+      "set_cpu_kernel",
+      [](const std::string& name) {
+        ExecOptions o = default_options();
+        o.isa = parse_cpu_isa(name);
+        set_default_options(o);
+      },
+      py::arg("name"),
+      "Default CPU kernel family of networks built afterwards ('auto', 'avx512', 'avx2', 'plain'); also "
+      "DARKNET_PY_ISA.");
+  m.def(
+      "set_winograd",
+      [](const std::string& mode) {
+        ExecOptions o = default_options();
+        o.winograd = parse_winograd_mode(mode);
+        set_default_options(o);
+      },
+      py::arg("mode"),
+      "Default Winograd F(4x4,3x3) mode of networks built afterwards, for 3x3 stride-1 convs: 'auto' "
+      "(measured per-shape rule), 'on' (every applicable layer), 'off'. Also DARKNET_PY_WINOGRAD.");
+  m.def("winograd", [] { return std::string(winograd_mode_name(default_options().winograd)); });
   m.def("set_num_threads", [](int n) {
     if (n <= 0) fail("threads must be > 0, got ", n);
     omp_set_num_threads(n);
@@ -124,12 +141,17 @@ void bind_perf(py::module_& m) {
         check_matrix(B, tb ? N : K, tb ? K : N, ldb, "B");
         if (C.ndim() != 2 || C.shape(0) < M || C.shape(1) < N) fail("C has the wrong shape");
         float* c = C.mutable_data();
+        const CpuIsa isa = default_options().isa;
         py::gil_scoped_release r;
-        (reference ? gemm_reference : gemm)(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, c, ldc);
+        if (reference)
+          gemm_reference(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, c, ldc);
+        else
+          gemm(isa, ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, c, ldc);
       },
       py::arg("trans_a"), py::arg("trans_b"), py::arg("M"), py::arg("N"), py::arg("K"), py::arg("alpha"),
       py::arg("A"), py::arg("B"), py::arg("beta"), py::arg("C"), py::arg("reference") = false,
-      "C = alpha*op(A)*op(B) + beta*C in place (row-major; ld = each array's row length).");
+      "C = alpha*op(A)*op(B) + beta*C in place (row-major; ld = each array's row length), on the default "
+      "CPU kernel family (set_cpu_kernel).");
 
   // Per-layer timing: runs `warmup` + `runs` passes and returns
   // {"total": [runs], "layers": [[runs] per layer], "backward_layers": ...}.

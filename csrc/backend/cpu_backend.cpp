@@ -1,0 +1,392 @@
+// The CPU backend: the Backend ops on the kernels in csrc/kernels, with the
+// arithmetic order and OpenMP split the CPU layers always had (tests compare
+// against Darknet fixtures at 1e-5), plus the fused inference convolution.
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "backend/backend.hpp"
+#include "kernels/activations.hpp"
+#include "kernels/batchnorm.hpp"
+#include "kernels/conv_fast.hpp"
+#include "kernels/cost.hpp"
+#include "kernels/gemm.hpp"
+#include "kernels/im2col.hpp"
+#include "kernels/pool.hpp"
+#include "kernels/region_formulas.hpp"
+#include "kernels/reorg_index.hpp"
+#include "kernels/sgd.hpp"
+#include "kernels/softmax.hpp"
+#include "kernels/winograd.hpp"
+#include "layers/convolutional.hpp"
+#include "parse/tree.hpp"
+
+namespace dn {
+
+namespace {
+
+// Element-wise loops below this many elements run on one thread (a team costs more).
+constexpr size_t kParallelMin = 65536;
+
+ConvShape conv_shape(const ConvolutionalLayer& l) {
+  ConvShape s;
+  s.batch = l.batch;
+  s.c = l.c;
+  s.h = l.h;
+  s.w = l.w;
+  s.filters = l.filters;
+  s.size = l.size;
+  s.stride = l.stride;
+  s.pad = l.pad;
+  s.groups = l.groups;
+  s.out_h = l.out_h;
+  s.out_w = l.out_w;
+  return s;
+}
+
+// Darknet's reorg: gather dst[linear] = src[mapped], else scatter dst[mapped] = src[linear];
+// the linear index always runs over the INPUT dims (c, h, w), as Darknet passes them.
+void reorg_run(int batch, int c, int h, int w, int stride, const float* src, float* dst, bool gather,
+               bool accumulate) {
+  const long total = (long)batch * c * h * w;
+#pragma omp parallel for schedule(static) if (total > 65536)
+  for (long linear = 0; linear < total; ++linear) {
+    const long mapped = reorg_index(linear, w, h, c, stride);
+    if (gather) {
+      if (accumulate) dst[linear] += src[mapped]; else dst[linear] = src[mapped];
+    } else {
+      if (accumulate) dst[mapped] += src[linear]; else dst[mapped] = src[linear];
+    }
+  }
+}
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(const ExecOptions& o) { CpuBackend::set_options(o); }
+
+  Device device() const override { return Device::Cpu; }
+  void set_options(const ExecOptions& o) override {
+    require_cpu_isa(o.isa);
+    Backend::set_options(o);
+  }
+
+  // ------------------------------------------------------------ transfers
+  void upload(float* dst, const float* host_src, size_t n) override {
+    if (n && dst != host_src) std::memcpy(dst, host_src, sizeof(float) * n);
+  }
+  void download(float* host_dst, const float* src, size_t n) override {
+    if (n && host_dst != src) std::memcpy(host_dst, src, sizeof(float) * n);
+  }
+  void synchronize() override {}
+
+  // ------------------------------------------------------------ element-wise
+  void fill(float* x, size_t n, float value) override {
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+    for (size_t i = 0; i < n; ++i) x[i] = value;
+  }
+  void copy(const float* src, float* dst, size_t n) override {
+    if (n && dst != src) std::memcpy(dst, src, sizeof(float) * n);
+  }
+  void axpy(size_t n, float alpha, const float* x, float* y) override {
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+    for (size_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+  }
+  void copy_rows(int rows, size_t cols, const float* src, size_t src_stride, float* dst, size_t dst_stride,
+                 bool accumulate) override {
+    for (int r = 0; r < rows; ++r) {
+      const float* s = src + (size_t)r * src_stride;
+      float* d = dst + (size_t)r * dst_stride;
+      if (accumulate)
+        for (size_t j = 0; j < cols; ++j) d[j] += s[j];
+      else
+        std::memcpy(d, s, sizeof(float) * cols);
+    }
+  }
+  void activate(float* x, size_t n, Activation a) override { activate_array(x, n, a); }
+  void gradient(const float* y, size_t n, Activation a, float* delta) override { gradient_array(y, n, a, delta); }
+  double sum_squares(const float* x, size_t n) override {
+    double sq = 0;
+    for (size_t i = 0; i < n; ++i) sq += (double)x[i] * x[i];
+    return sq;
+  }
+
+  // ------------------------------------------------------------ convolution
+  void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
+            int ldb, float beta, float* C, int ldc) override {
+    ::dn::gemm(options_.isa, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  }
+  void im2col(const float* image, int channels, int height, int width, int size, int stride, int pad,
+              float* columns) override {
+    ::dn::im2col(image, channels, height, width, size, stride, pad, columns);
+  }
+  void col2im_add(const float* columns, int channels, int height, int width, int size, int stride, int pad,
+                  float* image) override {
+    ::dn::col2im_add(columns, channels, height, width, size, stride, pad, image);
+  }
+
+  // ------------------------------------------------------------ batch norm
+  void bn_mean_variance(const float* x, int batch, int filters, int spatial, float* mean,
+                        float* variance) override {
+    ::dn::bn_mean_variance(x, batch, filters, spatial, mean, variance);
+  }
+  void bn_rolling_update(float* rolling_mean, float* rolling_variance, const float* mean, const float* variance,
+                         int filters) override {
+    for (int f = 0; f < filters; ++f) {
+      rolling_mean[f] = bn_rolling(rolling_mean[f], mean[f]);
+      rolling_variance[f] = bn_rolling(rolling_variance[f], variance[f]);
+    }
+  }
+  void bn_normalize(float* x, const float* mean, const float* variance, int batch, int filters,
+                    int spatial) override {
+    bn_normalize_array(x, mean, variance, batch, filters, spatial);
+  }
+  void scale_bias(float* x, const float* scales, int batch, int filters, int spatial) override {
+    ::dn::scale_bias(x, scales, batch, filters, spatial);
+  }
+  void add_bias(float* x, const float* biases, int batch, int filters, int spatial) override {
+    ::dn::add_bias(x, biases, batch, filters, spatial);
+  }
+  void backward_bias(float* bias_updates, const float* delta, int batch, int filters, int spatial) override {
+    ::dn::backward_bias(bias_updates, delta, batch, filters, spatial);
+  }
+  void backward_scale(const float* x_norm, const float* delta, int batch, int filters, int spatial,
+                      float* scale_updates) override {
+    ::dn::backward_scale(x_norm, delta, batch, filters, spatial, scale_updates);
+  }
+  void bn_backward_delta(const float* x, const float* mean, const float* variance, int batch, int filters,
+                         int spatial, float* mean_delta, float* variance_delta, float* delta) override {
+    ::dn::bn_backward_delta(x, mean, variance, batch, filters, spatial, mean_delta, variance_delta, delta);
+  }
+
+  // ------------------------------------------------------------ pooling, reorg
+  // Darknet's window: it starts at -padding/2; cells outside the input never win.
+  void maxpool_forward(const MaxpoolShape& s, const float* input, float* output, int* argmax) override {
+    if (!argmax && !options_.reference_kernels) {  // inference: values only, vectorised
+      maxpool_forward_fast(input, output, s.batch, s.c, s.h, s.w, s.size, s.stride, s.padding, s.out_h, s.out_w);
+      return;
+    }
+    const int offset = -s.padding / 2;
+    const int c = s.c, h = s.h, w = s.w, out_h = s.out_h, out_w = s.out_w;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < s.batch; ++b)
+      for (int k = 0; k < c; ++k) {
+        const float* in = input + ((size_t)b * c + k) * h * w;
+        for (int i = 0; i < out_h; ++i)
+          for (int j = 0; j < out_w; ++j) {
+            const size_t out_index = (((size_t)b * c + k) * out_h + i) * out_w + j;
+            float best = -FLT_MAX;
+            int best_index = -1;
+            for (int n = 0; n < s.size; ++n)
+              for (int m = 0; m < s.size; ++m) {
+                const int y = offset + i * s.stride + n, x = offset + j * s.stride + m;
+                const bool valid = y >= 0 && y < h && x >= 0 && x < w;
+                const float v = valid ? in[y * w + x] : -FLT_MAX;
+                if (v > best) {  // first maximum wins
+                  best = v;
+                  best_index = valid ? (int)(((size_t)b * c + k) * h * w + (size_t)y * w + x) : best_index;
+                }
+              }
+            output[out_index] = best;
+            if (argmax) argmax[out_index] = best_index;
+          }
+      }
+  }
+  // Sequential: overlapping windows add into the same input cell in output order.
+  void maxpool_backward(const MaxpoolShape& s, const float* delta, const int* argmax, float* prev_delta) override {
+    const size_t n = (size_t)s.batch * s.c * s.out_h * s.out_w;
+    for (size_t i = 0; i < n; ++i)
+      if (argmax[i] >= 0) prev_delta[argmax[i]] += delta[i];
+  }
+  void avgpool_forward(int batch, int c, int spatial, const float* input, float* output) override {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < batch; ++b)
+      for (int k = 0; k < c; ++k) {
+        const float* in = input + ((size_t)b * c + k) * spatial;
+        float sum = 0;  // float accumulation in input order, as Darknet
+        for (int i = 0; i < spatial; ++i) sum += in[i];
+        output[(size_t)b * c + k] = sum / spatial;
+      }
+  }
+  void avgpool_backward(int batch, int c, int spatial, const float* delta, float* prev_delta) override {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < batch; ++b)
+      for (int k = 0; k < c; ++k) {
+        float* d = prev_delta + ((size_t)b * c + k) * spatial;
+        const float g = delta[(size_t)b * c + k] / spatial;
+        for (int i = 0; i < spatial; ++i) d[i] += g;
+      }
+  }
+  // Darknet: the non-reverse forward gathers, the reverse one scatters; backward inverts each.
+  void reorg_forward(int batch, int c, int h, int w, int stride, bool reverse, const float* input,
+                     float* output) override {
+    reorg_run(batch, c, h, w, stride, input, output, /*gather=*/!reverse, /*accumulate=*/false);
+  }
+  void reorg_backward(int batch, int c, int h, int w, int stride, bool reverse, const float* delta,
+                      float* prev_delta) override {
+    reorg_run(batch, c, h, w, stride, delta, prev_delta, /*gather=*/reverse, /*accumulate=*/true);
+  }
+
+  // ------------------------------------------------------------ softmax, costs, dropout
+  void softmax(int batch, size_t inputs, int groups, float temperature, const float* input,
+               float* output) override {
+    const int group_size = (int)(inputs / groups);
+#pragma omp parallel for collapse(2) schedule(static) if (batch * groups > 8)
+    for (int b = 0; b < batch; ++b)
+      for (int g = 0; g < groups; ++g) {
+        const size_t off = (size_t)b * inputs + (size_t)g * group_size;
+        ::dn::softmax(input + off, group_size, temperature, 1, output + off);
+      }
+  }
+  void softmax_tree(int batch, size_t inputs, const WordTree& tree, float temperature, const float* input,
+                    float* output) override {
+    const int n_groups = tree.groups();
+#pragma omp parallel for collapse(2) schedule(static) if (batch * n_groups > 64)
+    for (int b = 0; b < batch; ++b)
+      for (int g = 0; g < n_groups; ++g) {
+        const size_t off = (size_t)b * inputs + tree.group_offset[g];
+        ::dn::softmax(input + off, tree.group_size[g], temperature, 1, output + off);
+      }
+  }
+  float softmax_cross_entropy(size_t n, const float* truth, const float* output, float* delta) override {
+    double total = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const float t = truth[i], p = output[i];
+      // Darknet's fill_hierarchy marks WordTree groups without a label with
+      // -1234; its CUDA path masks them (no delta, no loss).
+      if (t == kMaskedTruth) {
+        delta[i] = 0;
+        continue;
+      }
+      delta[i] = t - p;
+      if (t) total += -t * std::log(p);
+    }
+    return (float)total;
+  }
+  float cost(CostType type, size_t n, const float* input, const float* truth, float* output,
+             float* delta) override {
+    double total = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const CostTerm t = cost_term(type, truth[i], input[i]);
+      output[i] = t.error;
+      if (delta) delta[i] = t.delta;
+      total += t.error;
+    }
+    return (float)total;
+  }
+  void dropout_forward(size_t n, float probability, float scale, const float* input, const float* draws,
+                       float* output) override {
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+    for (size_t i = 0; i < n; ++i) output[i] = draws[i] < probability ? 0.f : input[i] * scale;
+  }
+  void dropout_backward(size_t n, float probability, float scale, const float* draws, const float* delta,
+                        float* prev_delta) override {
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+    for (size_t i = 0; i < n; ++i)
+      if (draws[i] >= probability) prev_delta[i] += delta[i] * scale;
+  }
+
+  // ------------------------------------------------------------ region
+  // Logistic on x, y (and extra coords, objectness); class softmax (flat or per
+  // tree group, temperature 1) or logistic. Every prediction is independent.
+  void region_activate(const RegionShape& s, const float* input, float* output) override {
+    const int plane = s.w * s.h;
+    const int outputs = (int)s.outputs;
+    if (output != input) std::memcpy(output, input, sizeof(float) * (size_t)s.batch * s.outputs);
+#pragma omp parallel for collapse(2) if ((size_t)s.batch * s.outputs > 65536)
+    for (int b = 0; b < s.batch; ++b) {
+      for (int n = 0; n < s.num; ++n) {
+        const int loc0 = n * plane;
+        auto entry = [&](int e) { return region_entry_index(b, loc0, e, s.w, s.h, s.coords, s.classes, outputs); };
+        auto logistic_planes = [&](int first_entry, int planes) {
+          float* p = output + entry(first_entry);
+          for (int i = 0; i < planes * plane; ++i) p[i] = region_logistic(p[i]);
+        };
+        logistic_planes(0, 2);
+        if (s.coords > 4) logistic_planes(4, s.coords - 4);
+        if (!s.background) logistic_planes(s.coords, 1);
+        if (!s.softmax && !s.tree) logistic_planes(s.coords + 1, s.classes);
+
+        if (s.tree) {
+          const float* in_cls = input + entry(s.coords + 1);
+          float* out_cls = output + entry(s.coords + 1);
+          for (int cell = 0; cell < plane; ++cell)
+            for (int g = 0; g < s.tree->groups(); ++g) {
+              const int off = s.tree->group_offset[g] * plane + cell;
+              region_softmax(in_cls + off, s.tree->group_size[g], plane, out_cls + off);
+            }
+        } else if (s.softmax) {
+          const int first = entry(s.coords + !s.background);
+          for (int cell = 0; cell < plane; ++cell)
+            region_softmax(input + first + cell, s.classes + s.background, plane, output + first + cell);
+        }
+      }
+    }
+  }
+  void region_gradient(const RegionShape& s, const float* output, float* delta) override {
+    const int plane = s.w * s.h;
+    const int outputs = (int)s.outputs;
+#pragma omp parallel for collapse(2) if ((size_t)s.batch * s.outputs > 65536)
+    for (int b = 0; b < s.batch; ++b) {
+      for (int n = 0; n < s.num; ++n) {
+        auto scale_by_logistic_gradient = [&](int entry, int planes) {
+          const int i0 = region_entry_index(b, n * plane, entry, s.w, s.h, s.coords, s.classes, outputs);
+          for (int i = i0; i < i0 + planes * plane; ++i) delta[i] *= region_logistic_gradient(output[i]);
+        };
+        scale_by_logistic_gradient(0, 2);
+        if (s.coords > 4) scale_by_logistic_gradient(4, s.coords - 4);
+        if (!s.background) scale_by_logistic_gradient(s.coords, 1);
+      }
+    }
+  }
+
+  // ------------------------------------------------------------ update
+  void sgd(size_t n, float* param, float* update, float step, float decay_term, float momentum) override {
+    if (decay_term == 0.f) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+      for (size_t i = 0; i < n; ++i) sgd_step(param[i], update[i], step, momentum);
+    } else {
+#pragma omp parallel for schedule(static) if (n > 65536)
+      for (size_t i = 0; i < n; ++i) sgd_step_decay(param[i], update[i], step, decay_term, momentum);
+    }
+  }
+
+  // ------------------------------------------------------------ specialisations
+  // Inference: BN folded into a per-filter scale/bias applied with the activation in
+  // the GEMM epilogue; Winograd where the mode selects it, else the packed GEMM.
+  bool conv_inference(ConvolutionalLayer& l, const float* input, float* output) override {
+    if (options_.reference_kernels) return false;
+    fold_batchnorm(l.filters, l.biases.read(Device::Cpu), l.batch_normalize ? l.scales.read(Device::Cpu) : nullptr,
+                   l.batch_normalize ? l.rolling_mean.read(Device::Cpu) : nullptr,
+                   l.batch_normalize ? l.rolling_variance.read(Device::Cpu) : nullptr, l.fold_scale, l.fold_bias);
+    ConvEpilogue ep;
+    ep.scale = l.fold_scale.empty() ? nullptr : l.fold_scale.data();
+    ep.bias = l.fold_bias.data();
+    ep.act = l.activation;
+    const ConvShape shape = conv_shape(l);
+    const float* weights = l.weights.read(Device::Cpu);
+    if (winograd_selected(shape, options_.winograd)) {
+      // The cache key: a checksum of the raw weight bits plus the shape (cheap next to the conv: 9 reads per
+      // 36 * out_h * out_w / 16 multiply-adds of the transformed GEMMs).
+      const uint64_t key =
+          float_checksum(weights, l.weights.size()) ^ ((uint64_t)l.filters << 40) ^ (uint64_t)l.c;
+      if (l.wino_u.size() != winograd_weights_floats(l.filters, l.c) || key != l.wino_key) {
+        l.wino_u.resize(winograd_weights_floats(l.filters, l.c));
+        winograd_transform_weights(l.filters, l.c, weights, l.wino_u.data());
+        l.wino_key = key;
+      }
+      conv3x3_winograd(options_.isa, shape, input, l.wino_u.data(), ep, output);
+      return true;
+    }
+    if (!l.wino_u.empty()) std::vector<float>().swap(l.wino_u);  // only layers that use Winograd keep U
+    conv_forward_fast(options_.isa, shape, input, weights, ep, output);
+    return true;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(const ExecOptions& o) { return std::make_unique<CpuBackend>(o); }
+
+}  // namespace dn
