@@ -1,11 +1,19 @@
 """Build script: compiles the C++ core (csrc/) into darknet_py._core with pybind11.
 
-With DARKNET_PY_CUDA=1 the CUDA kernels in cuda/*.cu are compiled with nvcc and
-linked in (define DN_WITH_CUDA); the default build needs no CUDA toolkit.
-  DARKNET_PY_CUDA_ARCH   GPU architectures, e.g. "80;90" (default), "86", "native"
+The CUDA backend (cuda/*.cu) is built automatically when a CUDA toolkit (nvcc)
+is found; the CUDA runtime is linked statically, so the module still imports
+and runs on the CPU on machines without a GPU or driver.
+  DARKNET_PY_CUDA        unset/"auto": CUDA when the toolkit is found; "1": required
+                         (error without a toolkit); "0": CPU only
+  DARKNET_PY_CUDA_ARCH   GPU architectures, e.g. "80;90" (default: SASS for each,
+                         plus PTX of the last), "86", "native"
   CUDA_HOME / CUDA_PATH  toolkit root (default: from nvcc on PATH, /usr/local/cuda)
+  DARKNET_PY_CUDA_WERROR "0": nvcc and host-compiler warnings in cuda/ do not fail the
+                         build (default: they do)
+  DARKNET_PY_BUILD_JOBS  parallel compile jobs (default: all cores)
 """
 import glob
+import json
 import os
 import shutil
 import subprocess
@@ -15,15 +23,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pybind11.setup_helpers import ParallelCompile, Pybind11Extension, build_ext
 from setuptools import setup
 
-# Compile translation units on every core (the machine has two).
-ParallelCompile("DARKNET_PY_BUILD_JOBS", default=os.cpu_count() or 2).install()
+JOBS = int(os.environ.get("DARKNET_PY_BUILD_JOBS", os.cpu_count() or 2))
+ParallelCompile("DARKNET_PY_BUILD_JOBS", default=JOBS).install()
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-WITH_CUDA = os.environ.get("DARKNET_PY_CUDA", "0") == "1"
+LIB_SUBDIRS = ("lib64", "lib", os.path.join("targets", "x86_64-linux", "lib"),
+               os.path.join("targets", "sbsa-linux", "lib"))
 
 sources = sorted(
     os.path.relpath(p, HERE)
     for p in glob.glob(os.path.join(HERE, "csrc", "**", "*.cpp"), recursive=True)
+)
+headers = sorted(
+    os.path.relpath(p, HERE)
+    for p in glob.glob(os.path.join(HERE, "csrc", "**", "*.hpp"), recursive=True)
 )
 
 extra_compile = ["-O3", "-fopenmp", "-fno-math-errno", "-Wall", "-Wno-unknown-pragmas"]
@@ -31,8 +44,8 @@ if os.environ.get("DARKNET_PY_DEBUG"):
     extra_compile = ["-O0", "-g", "-fopenmp", "-Wall"]
 
 
-def cuda_home():
-    """Toolkit root holding include/cuda_runtime.h and bin/nvcc."""
+def find_cuda_home():
+    """Toolkit root holding include/cuda_runtime.h and bin/nvcc, or None."""
     candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")]
     nvcc = shutil.which("nvcc")
     if nvcc:
@@ -42,12 +55,44 @@ def cuda_home():
         if c and os.path.isfile(os.path.join(c, "include", "cuda_runtime.h")) and \
                 os.path.isfile(os.path.join(c, "bin", "nvcc")):
             return c
-    sys.exit("DARKNET_PY_CUDA=1 but no CUDA toolkit found (set CUDA_HOME to the directory holding bin/nvcc)")
+    return None
+
+
+def find_cudart_static(home):
+    """Directory of libcudart_static.a inside the toolkit, or None."""
+    for sub in LIB_SUBDIRS:
+        d = os.path.join(home, sub)
+        if os.path.isfile(os.path.join(d, "libcudart_static.a")):
+            return d
+    return None
+
+
+def cuda_config():
+    """(toolkit root, static runtime dir) when the CUDA backend is built, else (None, None)."""
+    mode = os.environ.get("DARKNET_PY_CUDA", "auto").strip().lower()
+    if mode in ("0", "off", "no", "false"):
+        return None, None
+    if mode not in ("1", "on", "yes", "true", "auto", ""):
+        sys.exit(f"DARKNET_PY_CUDA={mode!r}: expected 1 (required), 0 (off) or auto")
+    required = mode != "auto" and mode != ""
+    home = find_cuda_home()
+    libdir = find_cudart_static(home) if home else None
+    if home and libdir:
+        print(f"darknet_py: building the CUDA backend with {home}", flush=True)
+        return home, libdir
+    why = ("no CUDA toolkit found (set CUDA_HOME to the directory holding bin/nvcc)" if not home
+           else f"{home} has no libcudart_static.a")
+    if required:
+        sys.exit(f"DARKNET_PY_CUDA=1 but {why}")
+    print(f"darknet_py: CPU-only build: {why}", flush=True)
+    return None, None
 
 
 def nvcc_arch_flags():
     archs = os.environ.get("DARKNET_PY_CUDA_ARCH", "80;90").replace(",", ";").split(";")
     archs = [a.strip() for a in archs if a.strip()]
+    if not archs:
+        sys.exit("DARKNET_PY_CUDA_ARCH is empty")
     if archs == ["native"]:
         return ["-arch=native"]
     flags = []
@@ -58,42 +103,76 @@ def nvcc_arch_flags():
     return flags
 
 
-CUDA_HOME = cuda_home() if WITH_CUDA else None
-define_macros = [("DN_WITH_CUDA", "1")] if WITH_CUDA else []
-library_dirs, libraries, runtime_dirs = [], [], []
+CUDA_HOME, CUDART_DIR = cuda_config()
+WITH_CUDA = CUDA_HOME is not None
+
+define_macros, library_dirs, libraries, extra_link = [], [], [], ["-fopenmp"]
+depends = list(headers)
 if WITH_CUDA:
-    for sub in ("lib64", "lib", os.path.join("targets", "x86_64-linux", "lib")):
-        if os.path.isdir(os.path.join(CUDA_HOME, sub)):
-            library_dirs.append(os.path.join(CUDA_HOME, sub))
-    libraries = ["cudart"]
-    runtime_dirs = list(library_dirs)
+    define_macros = [("DN_WITH_CUDA", "1")]
+    library_dirs = [CUDART_DIR]
+    # Static runtime: no libcudart.so needed at run time; the driver (libcuda.so)
+    # is opened on first use, so the module imports without one.
+    libraries = ["cudart_static", "dl", "rt", "pthread"]
+    # Keep the static runtime's symbols private to this module, so a process
+    # that also loads a shared libcudart (PyTorch, CuPy) cannot interpose them.
+    extra_link += ["-Wl,--exclude-libs,ALL"]
+    depends += sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, "cuda", "*.cu*")))
 
 
 class BuildExt(build_ext):
-    """build_ext that first compiles cuda/*.cu with nvcc (in parallel) when enabled."""
+    """build_ext that first compiles cuda/*.cu with nvcc (in parallel) when the backend is built."""
 
     def finalize_options(self):
         super().finalize_options()
-        if WITH_CUDA:  # keep CPU-only and CUDA objects apart (bind_cuda.cpp differs)
+        if WITH_CUDA:  # CPU-only and CUDA objects differ (DN_WITH_CUDA): keep them apart
             self.build_temp = self.build_temp + "-cuda"
 
     def build_extensions(self):
+        # Relink when the flavour (CPU / CUDA + archs) changed since the last build
+        # into this tree: the output path is the same for both.
+        flavour = "cuda " + " ".join(nvcc_arch_flags()) if WITH_CUDA else "cpu"
+        stamp = os.path.join(os.path.dirname(self.build_temp), "darknet_py_flavour.txt")
+        old = None
+        if os.path.isfile(stamp):
+            with open(stamp) as f:
+                old = f.read()
+        if old != flavour:
+            self.force = True
         if WITH_CUDA:
             objects = self.compile_cuda()
             for ext in self.extensions:
                 ext.extra_objects = list(ext.extra_objects or []) + objects
         super().build_extensions()
+        os.makedirs(os.path.dirname(stamp), exist_ok=True)
+        with open(stamp, "w") as f:
+            f.write(flavour)
 
     def compile_cuda(self):
         nvcc = os.path.join(CUDA_HOME, "bin", "nvcc")
         out_dir = os.path.join(self.build_temp, "cuda")
         os.makedirs(out_dir, exist_ok=True)
         cu_files = sorted(glob.glob(os.path.join(HERE, "cuda", "*.cu")))
-        flags = ["-std=c++17", "-O3", "-DDN_WITH_CUDA", "-Xcompiler", "-fPIC,-Wall",
+        # Warnings fail the build: -Werror all-warnings also hands -Werror to the host compiler.
+        werror = ["-Werror", "all-warnings"] if os.environ.get("DARKNET_PY_CUDA_WERROR", "1") != "0" else []
+        flags = ["-std=c++17", "-O3", "-DDN_WITH_CUDA"] + werror + [
+                 "-Xcompiler", "-fPIC,-fvisibility=hidden,-Wall,-Wextra",
                  "-I" + os.path.join(HERE, "csrc")] + nvcc_arch_flags()
+        # An object is reused when it is newer than its source and every header
+        # it may include, and was built with the same flags.
+        inputs = [os.path.join(HERE, d) for d in depends]
+        newest_header = max((os.path.getmtime(p) for p in inputs if not p.endswith(".cu")), default=0)
+        stamp = os.path.join(out_dir, "flags.json")
+        same_flags = False
+        if os.path.isfile(stamp):
+            with open(stamp) as f:
+                same_flags = json.load(f) == flags
 
         def compile_one(src):
             obj = os.path.join(out_dir, os.path.splitext(os.path.basename(src))[0] + ".o")
+            if same_flags and not self.force and os.path.isfile(obj) and \
+                    os.path.getmtime(obj) > max(newest_header, os.path.getmtime(src)):
+                return obj
             cmd = [nvcc] + flags + ["-c", src, "-o", obj]
             print(" ".join(cmd), flush=True)
             r = subprocess.run(cmd, capture_output=True, text=True)
@@ -101,9 +180,11 @@ class BuildExt(build_ext):
                 raise RuntimeError(f"nvcc failed on {src}:\n{r.stdout}{r.stderr}")
             return obj
 
-        jobs = int(os.environ.get("DARKNET_PY_BUILD_JOBS", os.cpu_count() or 2))
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            return list(pool.map(compile_one, cu_files))
+        with ThreadPoolExecutor(max_workers=max(1, JOBS)) as pool:
+            objects = list(pool.map(compile_one, cu_files))
+        with open(stamp, "w") as f:
+            json.dump(flags, f)
+        return objects
 
 
 ext = Pybind11Extension(
@@ -112,11 +193,11 @@ ext = Pybind11Extension(
     include_dirs=[os.path.join(HERE, "csrc"), os.path.join(HERE, "csrc", "include")],
     cxx_std=17,
     extra_compile_args=extra_compile,
-    extra_link_args=["-fopenmp"],
+    extra_link_args=extra_link,
     define_macros=define_macros,
     library_dirs=library_dirs,
     libraries=libraries,
-    runtime_library_dirs=runtime_dirs,
+    depends=depends,
 )
 
 setup(ext_modules=[ext], cmdclass={"build_ext": BuildExt})

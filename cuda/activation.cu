@@ -1,7 +1,7 @@
-// Activations and their gradients: the CPU's activate()/gradient() formulas
-// (csrc/kernels/activations.hpp) applied element-wise on device.
+// activate / gradient: the CPU's formulas (csrc/kernels/activations.hpp)
+// applied element-wise.
 #include "common.cuh"
-#include "cuda_layers.hpp"
+#include "cuda_backend.cuh"
 #include "kernels/activations.hpp"
 
 namespace dn {
@@ -10,24 +10,24 @@ namespace cuda {
 namespace {
 
 __global__ void activate_kernel(float* __restrict__ x, size_t n, Activation a) {
-  DN_GRID_STRIDE(i, n) x[i] = activate(x[i], a);
+  DN_GRID_STRIDE(i, n) x[i] = dn::activate(x[i], a);
 }
 
 __global__ void gradient_kernel(const float* __restrict__ y, size_t n, Activation a, float* __restrict__ delta) {
-  DN_GRID_STRIDE(i, n) delta[i] *= gradient(y[i], a);
+  DN_GRID_STRIDE(i, n) delta[i] *= dn::gradient(y[i], a);
 }
 
 }  // namespace
 
-void cuda_activate_array(float* d_x, size_t n, Activation a) {
-  if (a == Activation::Linear || n == 0) return;  // as activate_array: identity
-  activate_kernel<<<grid_for(n), kThreads>>>(d_x, n, a);
+void CudaBackend::activate(float* x, size_t n, Activation a) {
+  if (a == Activation::Linear || n == 0) return;  // identity, as activate_array
+  activate_kernel<<<grid_for(n), kThreads, 0, stream_>>>(x, n, a);
   DN_CUDA_LAUNCH_CHECK();
 }
 
-void cuda_gradient_array(const float* d_y, size_t n, Activation a, float* d_delta) {
+void CudaBackend::gradient(const float* y, size_t n, Activation a, float* delta) {
   if (a == Activation::Linear || n == 0) return;  // gradient 1
-  gradient_kernel<<<grid_for(n), kThreads>>>(d_y, n, a, d_delta);
+  gradient_kernel<<<grid_for(n), kThreads, 0, stream_>>>(y, n, a, delta);
   DN_CUDA_LAUNCH_CHECK();
 }
 

@@ -1,27 +1,22 @@
-// [avgpool] on device (global average over each channel), as
-// csrc/layers/avgpool.cpp: one warp per (image, channel) reads its plane with
-// consecutive lanes on consecutive pixels and reduces with shuffles.
+// The avgpool ops (global average over each channel's `spatial` values): one
+// thread per (image, channel) sums its plane in input order in float, as the
+// CPU (and Darknet) does, so the results match bit for bit; the maps are small
+// (the last feature map of a classifier). The backward broadcasts.
 #include "common.cuh"
-#include "cuda_layers.hpp"
+#include "cuda_backend.cuh"
 
 namespace dn {
 namespace cuda {
 
 namespace {
 
-constexpr int kWarpsPerBlock = kThreads / 32;
-
 __global__ void avgpool_forward_kernel(size_t planes, int spatial, const float* __restrict__ input,
                                        float* __restrict__ output) {
-  const size_t warp = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
-  const size_t warps = (size_t)gridDim.x * blockDim.x / 32;
-  const int lane = threadIdx.x & 31;
-  for (size_t p = warp; p < planes; p += warps) {  // warp-uniform loop: all lanes shuffle together
+  DN_GRID_STRIDE(p, planes) {
     const float* in = input + p * spatial;
     float sum = 0;
-    for (int i = lane; i < spatial; i += 32) sum += in[i];
-    sum = warp_sum(sum);
-    if (lane == 0) output[p] = sum / spatial;
+    for (int i = 0; i < spatial; ++i) sum += in[i];
+    output[p] = sum / spatial;
   }
 }
 
@@ -32,19 +27,17 @@ __global__ void avgpool_backward_kernel(size_t total, int spatial, const float* 
 
 }  // namespace
 
-void cuda_avgpool_forward(int batch, int c, int h, int w, const float* d_input, float* d_output) {
+void CudaBackend::avgpool_forward(int batch, int c, int spatial, const float* input, float* output) {
+  if (batch <= 0 || c <= 0 || spatial <= 0) return;
   const size_t planes = (size_t)batch * c;
-  if (!planes) return;
-  const size_t blocks = (planes + kWarpsPerBlock - 1) / kWarpsPerBlock;
-  avgpool_forward_kernel<<<(unsigned)(blocks > (size_t)kMaxBlocks ? kMaxBlocks : blocks), kThreads>>>(
-      planes, h * w, d_input, d_output);
+  avgpool_forward_kernel<<<grid_for(planes), kThreads, 0, stream_>>>(planes, spatial, input, output);
   DN_CUDA_LAUNCH_CHECK();
 }
 
-void cuda_avgpool_backward(int batch, int c, int h, int w, const float* d_delta, float* d_prev_delta) {
-  const size_t total = (size_t)batch * c * h * w;
-  if (!total || !d_prev_delta) return;
-  avgpool_backward_kernel<<<grid_for(total), kThreads>>>(total, h * w, d_delta, d_prev_delta);
+void CudaBackend::avgpool_backward(int batch, int c, int spatial, const float* delta, float* prev_delta) {
+  if (!prev_delta || batch <= 0 || c <= 0 || spatial <= 0) return;
+  const size_t total = (size_t)batch * c * spatial;
+  avgpool_backward_kernel<<<grid_for(total), kThreads, 0, stream_>>>(total, spatial, delta, prev_delta);
   DN_CUDA_LAUNCH_CHECK();
 }
 

@@ -1,9 +1,10 @@
-// Batch norm on device, mirroring csrc/kernels/batchnorm.cpp: per-filter
+// The batch-norm ops, mirroring csrc/kernels/batchnorm.cpp: per-filter
 // statistics and gradient sums accumulate in double (one block per filter,
-// coalesced over each filter's spatial planes), and every per-element step
-// calls the shared formulas of csrc/kernels/batchnorm.hpp.
+// coalesced over each filter's spatial planes; 1024 threads when there are
+// too few filters to fill the device), and every per-element step calls the
+// shared formulas of csrc/kernels/batchnorm.hpp.
 #include "common.cuh"
-#include "cuda_layers.hpp"
+#include "cuda_backend.cuh"
 #include "kernels/batchnorm.hpp"
 
 namespace dn {
@@ -11,7 +12,7 @@ namespace cuda {
 
 namespace {
 
-constexpr int kReduceThreads = 256;
+constexpr int kFilterThreadsMax = 1024;  // see CudaBackend::filter_threads
 
 // Element j (0 <= j < batch*spatial) of filter f: image j / spatial, offset j % spatial.
 __device__ inline size_t filter_offset(size_t j, int f, int filters, int spatial) {
@@ -19,7 +20,7 @@ __device__ inline size_t filter_offset(size_t j, int f, int filters, int spatial
   return (b * filters + f) * (size_t)spatial + i;
 }
 
-__global__ void __launch_bounds__(kReduceThreads)
+__global__ void __launch_bounds__(kFilterThreadsMax)
     mean_variance_kernel(const float* __restrict__ x, int batch, int filters, int spatial,
                          float* __restrict__ mean, float* __restrict__ variance) {
   const int f = blockIdx.x;
@@ -67,7 +68,7 @@ __global__ void bias_kernel(float* __restrict__ x, const float* __restrict__ bia
 }
 
 // updates[f] += sum(delta) (x_norm == nullptr) or sum(delta * x_norm).
-__global__ void __launch_bounds__(kReduceThreads)
+__global__ void __launch_bounds__(kFilterThreadsMax)
     filter_sum_kernel(const float* __restrict__ delta, const float* __restrict__ x_norm, int batch, int filters,
                       int spatial, float* __restrict__ updates) {
   const int f = blockIdx.x;
@@ -88,7 +89,7 @@ __global__ void __launch_bounds__(kReduceThreads)
 // One block per filter: the two sums, mean_delta / variance_delta, then the
 // element update. The block owns all of its filter's elements, so reading the
 // old delta (sums) before writing the new one only needs the block barrier.
-__global__ void __launch_bounds__(kReduceThreads)
+__global__ void __launch_bounds__(kFilterThreadsMax)
     bn_delta_kernel(const float* __restrict__ x, const float* __restrict__ mean,
                     const float* __restrict__ variance, int batch, int filters, int spatial,
                     float* __restrict__ mean_delta, float* __restrict__ variance_delta, float* __restrict__ delta) {
@@ -119,59 +120,63 @@ __global__ void __launch_bounds__(kReduceThreads)
 
 }  // namespace
 
-void cuda_bn_mean_variance(const float* d_x, int batch, int filters, int spatial, float* d_mean, float* d_variance) {
-  if (filters <= 0) return;
-  mean_variance_kernel<<<filters, kReduceThreads>>>(d_x, batch, filters, spatial, d_mean, d_variance);
+void CudaBackend::bn_mean_variance(const float* x, int batch, int filters, int spatial, float* mean,
+                                   float* variance) {
+  if (filters <= 0 || batch <= 0 || spatial <= 0) return;
+  mean_variance_kernel<<<filters, filter_threads(filters), 0, stream_>>>(x, batch, filters, spatial, mean, variance);
   DN_CUDA_LAUNCH_CHECK();
 }
 
-void cuda_bn_normalize(float* d_x, const float* d_mean, const float* d_variance, int batch, int filters,
-                       int spatial) {
+void CudaBackend::bn_rolling_update(float* rolling_mean, float* rolling_variance, const float* mean,
+                                    const float* variance, int filters) {
+  if (filters <= 0) return;
+  rolling_kernel<<<grid_for(filters), kThreads, 0, stream_>>>(rolling_mean, rolling_variance, mean, variance,
+                                                              filters);
+  DN_CUDA_LAUNCH_CHECK();
+}
+
+void CudaBackend::bn_normalize(float* x, const float* mean, const float* variance, int batch, int filters,
+                               int spatial) {
+  if (batch <= 0 || filters <= 0 || spatial <= 0) return;
   const size_t total = (size_t)batch * filters * spatial;
-  if (!total) return;
-  normalize_kernel<<<grid_for(total), kThreads>>>(d_x, d_mean, d_variance, total, filters, spatial);
+  normalize_kernel<<<grid_for(total), kThreads, 0, stream_>>>(x, mean, variance, total, filters, spatial);
   DN_CUDA_LAUNCH_CHECK();
 }
 
-void cuda_bn_rolling_update(float* d_rolling_mean, float* d_rolling_variance, const float* d_mean,
-                            const float* d_variance, int filters) {
-  if (filters <= 0) return;
-  rolling_kernel<<<grid_for(filters), kThreads>>>(d_rolling_mean, d_rolling_variance, d_mean, d_variance, filters);
-  DN_CUDA_LAUNCH_CHECK();
-}
-
-void cuda_scale_bias(float* d_x, const float* d_scales, int batch, int filters, int spatial) {
+void CudaBackend::scale_bias(float* x, const float* scales, int batch, int filters, int spatial) {
+  if (batch <= 0 || filters <= 0 || spatial <= 0) return;
   const size_t total = (size_t)batch * filters * spatial;
-  if (!total) return;
-  scale_kernel<<<grid_for(total), kThreads>>>(d_x, d_scales, total, filters, spatial);
+  scale_kernel<<<grid_for(total), kThreads, 0, stream_>>>(x, scales, total, filters, spatial);
   DN_CUDA_LAUNCH_CHECK();
 }
 
-void cuda_add_bias(float* d_x, const float* d_biases, int batch, int filters, int spatial) {
+void CudaBackend::add_bias(float* x, const float* biases, int batch, int filters, int spatial) {
+  if (batch <= 0 || filters <= 0 || spatial <= 0) return;
   const size_t total = (size_t)batch * filters * spatial;
-  if (!total) return;
-  bias_kernel<<<grid_for(total), kThreads>>>(d_x, d_biases, total, filters, spatial);
+  bias_kernel<<<grid_for(total), kThreads, 0, stream_>>>(x, biases, total, filters, spatial);
   DN_CUDA_LAUNCH_CHECK();
 }
 
-void cuda_backward_bias(float* d_bias_updates, const float* d_delta, int batch, int filters, int spatial) {
-  if (filters <= 0) return;
-  filter_sum_kernel<<<filters, kReduceThreads>>>(d_delta, nullptr, batch, filters, spatial, d_bias_updates);
+void CudaBackend::backward_bias(float* bias_updates, const float* delta, int batch, int filters, int spatial) {
+  if (filters <= 0 || batch <= 0 || spatial <= 0) return;
+  filter_sum_kernel<<<filters, filter_threads(filters), 0, stream_>>>(delta, nullptr, batch, filters, spatial,
+                                                                      bias_updates);
   DN_CUDA_LAUNCH_CHECK();
 }
 
-void cuda_backward_scale(const float* d_x_norm, const float* d_delta, int batch, int filters, int spatial,
-                         float* d_scale_updates) {
-  if (filters <= 0) return;
-  filter_sum_kernel<<<filters, kReduceThreads>>>(d_delta, d_x_norm, batch, filters, spatial, d_scale_updates);
+void CudaBackend::backward_scale(const float* x_norm, const float* delta, int batch, int filters, int spatial,
+                                 float* scale_updates) {
+  if (filters <= 0 || batch <= 0 || spatial <= 0) return;
+  filter_sum_kernel<<<filters, filter_threads(filters), 0, stream_>>>(delta, x_norm, batch, filters, spatial,
+                                                                      scale_updates);
   DN_CUDA_LAUNCH_CHECK();
 }
 
-void cuda_bn_backward_delta(const float* d_x, const float* d_mean, const float* d_variance, int batch, int filters,
-                            int spatial, float* d_mean_delta, float* d_variance_delta, float* d_delta) {
-  if (filters <= 0) return;
-  bn_delta_kernel<<<filters, kReduceThreads>>>(d_x, d_mean, d_variance, batch, filters, spatial, d_mean_delta,
-                                               d_variance_delta, d_delta);
+void CudaBackend::bn_backward_delta(const float* x, const float* mean, const float* variance, int batch, int filters,
+                                    int spatial, float* mean_delta, float* variance_delta, float* delta) {
+  if (filters <= 0 || batch <= 0 || spatial <= 0) return;
+  bn_delta_kernel<<<filters, filter_threads(filters), 0, stream_>>>(x, mean, variance, batch, filters, spatial,
+                                                                    mean_delta, variance_delta, delta);
   DN_CUDA_LAUNCH_CHECK();
 }
 

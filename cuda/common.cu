@@ -1,137 +1,103 @@
-// Error handling, device query, DeviceBuffer and small array kernels.
-#include <string>
+// Errors, counted allocations, and the backend's element-wise ops (fill, copy,
+// axpy, sum_squares) and SGD step (csrc/kernels/sgd.hpp).
+#include <cmath>
+#include <cstdint>
+#include <mutex>
+#include <unordered_map>
 
 #include "common.cuh"
-#include "cuda_layers.hpp"
+#include "cuda_backend.cuh"
+#include "kernels/sgd.hpp"
 
 namespace dn {
 namespace cuda {
 
 void throw_cuda_error(cudaError_t e, const char* call, const char* file, int line) {
-  // Clear a non-sticky error so later calls in this process can succeed.
+  // Clears a non-sticky error so later calls in this process can succeed.
   (void)cudaGetLastError();
   fail("CUDA error at ", file, ":", line, " (", call, "): ", cudaGetErrorName(e), ": ", cudaGetErrorString(e));
 }
 
-// ------------------------------------------------------------------ devices
-
-int cuda_device_count() {
-  int n = 0;
-  const cudaError_t e = cudaGetDeviceCount(&n);
-  if (e != cudaSuccess) {
-    (void)cudaGetLastError();  // no driver / no device is an answer, not an error
-    return 0;
-  }
-  return n;
-}
-
-bool cuda_available() { return cuda_device_count() > 0; }
-
-DeviceInfo cuda_device_info(int device) {
-  const int n = cuda_device_count();
-  check(device >= 0 && device < n, "CUDA device ", device, " does not exist (", n, " device(s) found)");
-  cudaDeviceProp prop;
-  DN_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
-  DeviceInfo info;
-  info.index = device;
-  info.name = prop.name;
-  info.major = prop.major;
-  info.minor = prop.minor;
-  info.total_memory = prop.totalGlobalMem;
-  info.multiprocessors = prop.multiProcessorCount;
-  return info;
-}
-
-void cuda_set_device(int device) { DN_CUDA_CHECK(cudaSetDevice(device)); }
-
-void cuda_synchronize() { DN_CUDA_CHECK(cudaDeviceSynchronize()); }
-
-// ------------------------------------------------------------ DeviceBuffer
-
-template <typename T>
-DeviceBuffer<T>::DeviceBuffer(size_t n) {
-  resize(n);
-}
-
-template <typename T>
-DeviceBuffer<T>::~DeviceBuffer() {
-  release();
-}
-
-template <typename T>
-DeviceBuffer<T>::DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_), n_(o.n_) {
-  o.ptr_ = nullptr;
-  o.n_ = 0;
-}
-
-template <typename T>
-DeviceBuffer<T>& DeviceBuffer<T>::operator=(DeviceBuffer&& o) noexcept {
-  if (this != &o) {
-    release();
-    ptr_ = o.ptr_;
-    n_ = o.n_;
-    o.ptr_ = nullptr;
-    o.n_ = 0;
-  }
-  return *this;
-}
-
-template <typename T>
-void DeviceBuffer<T>::release() noexcept {
-  if (ptr_) (void)cudaFree(ptr_);  // a destructor must not throw
-  ptr_ = nullptr;
-  n_ = 0;
-}
-
-template <typename T>
-void DeviceBuffer<T>::resize(size_t n) {
-  if (n == n_) return;
-  release();
-  if (n == 0) return;
-  void* p = nullptr;
-  const cudaError_t e = cudaMalloc(&p, n * sizeof(T));
-  if (e != cudaSuccess) {
-    (void)cudaGetLastError();
-    fail("CUDA error: cannot allocate ", n * sizeof(T), " bytes of device memory: ", cudaGetErrorName(e), ": ",
-         cudaGetErrorString(e));
-  }
-  ptr_ = static_cast<T*>(p);
-  n_ = n;
-}
-
-template <typename T>
-void DeviceBuffer<T>::upload(const T* host, size_t n) {
-  resize(n);
-  if (n) DN_CUDA_CHECK(cudaMemcpy(ptr_, host, n * sizeof(T), cudaMemcpyHostToDevice));
-}
-
-template <typename T>
-void DeviceBuffer<T>::download(T* host, size_t n) const {
-  check(n <= n_, "DeviceBuffer::download: ", n, " elements requested, buffer holds ", n_);
-  if (n) DN_CUDA_CHECK(cudaMemcpy(host, ptr_, n * sizeof(T), cudaMemcpyDeviceToHost));
-}
-
-template <typename T>
-std::vector<T> DeviceBuffer<T>::to_host() const {
-  std::vector<T> v(n_);
-  download(v.data(), n_);
-  return v;
-}
-
-template <typename T>
-void DeviceBuffer<T>::zero() {
-  if (n_) DN_CUDA_CHECK(cudaMemset(ptr_, 0, n_ * sizeof(T)));
-}
-
-template class DeviceBuffer<float>;
-template class DeviceBuffer<int>;
-template class DeviceBuffer<double>;
-
-// -------------------------------------------------------- small array ops
+// ------------------------------------------------------ counted allocations
 
 namespace {
 
-__global__ void fill_kernel(float* x, size_t n, float value) {
+// Buffers free by pointer alone, so the sizes are kept here for bytes_in_use.
+struct Ledger {
+  std::mutex mutex;
+  std::unordered_map<void*, size_t> sizes;
+  AllocationStats stats;
+};
+
+Ledger& ledger() {
+  static Ledger* l = new Ledger;  // never destroyed: buffers may be freed during static destruction
+  return *l;
+}
+
+}  // namespace
+
+void* device_alloc(size_t bytes, bool zero) {
+  if (!bytes) return nullptr;
+  void* p = nullptr;
+  const cudaError_t e = cudaMalloc(&p, bytes);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    fail("CUDA error: cannot allocate ", bytes, " bytes of device memory: ", cudaGetErrorName(e), ": ",
+         cudaGetErrorString(e));
+  }
+  if (zero) {
+    const cudaError_t z = cudaMemset(p, 0, bytes);
+    if (z != cudaSuccess) {
+      (void)cudaFree(p);
+      throw_cuda_error(z, "cudaMemset(p, 0, bytes)", __FILE__, __LINE__);
+    }
+  }
+  Ledger& l = ledger();
+  std::lock_guard<std::mutex> lock(l.mutex);
+  l.sizes[p] = bytes;
+  ++l.stats.device_allocations;
+  l.stats.device_bytes_in_use += (int64_t)bytes;
+  return p;
+}
+
+void device_free(void* p) noexcept {
+  if (!p) return;
+  // Errors are dropped: this runs in destructors, possibly after the runtime shut down at exit.
+  if (cudaFree(p) != cudaSuccess) (void)cudaGetLastError();
+  Ledger& l = ledger();
+  std::lock_guard<std::mutex> lock(l.mutex);
+  const auto it = l.sizes.find(p);
+  if (it != l.sizes.end()) {
+    l.stats.device_bytes_in_use -= (int64_t)it->second;
+    l.sizes.erase(it);
+  }
+  ++l.stats.device_frees;
+}
+
+void* pinned_alloc(size_t bytes) {
+  void* p = nullptr;
+  DN_CUDA_CHECK(cudaMallocHost(&p, bytes ? bytes : 1));
+  Ledger& l = ledger();
+  std::lock_guard<std::mutex> lock(l.mutex);
+  ++l.stats.pinned_allocations;
+  return p;
+}
+
+void pinned_free(void* p) noexcept {
+  if (p && cudaFreeHost(p) != cudaSuccess) (void)cudaGetLastError();
+}
+
+AllocationStats allocation_stats() {
+  Ledger& l = ledger();
+  std::lock_guard<std::mutex> lock(l.mutex);
+  return l.stats;
+}
+
+// ------------------------------------------------------------------ kernels
+
+namespace {
+
+__global__ void fill_kernel(float* __restrict__ x, size_t n, float value) {
   DN_GRID_STRIDE(i, n) x[i] = value;
 }
 
@@ -139,21 +105,77 @@ __global__ void axpy_kernel(size_t n, float alpha, const float* __restrict__ x, 
   DN_GRID_STRIDE(i, n) y[i] += alpha * x[i];
 }
 
-}  // namespace
-
-void cuda_copy(const float* d_src, float* d_dst, size_t n) {
-  if (n) DN_CUDA_CHECK(cudaMemcpy(d_dst, d_src, n * sizeof(float), cudaMemcpyDeviceToDevice));
+__global__ void sum_squares_kernel(const float* __restrict__ x, size_t n, double* __restrict__ partial) {
+  double sum = 0;
+  DN_GRID_STRIDE(i, n) {
+    const double v = x[i];
+    sum += v * v;
+  }
+  sum = block_sum(sum);
+  if (threadIdx.x == 0) partial[blockIdx.x] = sum;
 }
 
-void cuda_fill(float* d_x, size_t n, float value) {
+// One block of kReduceBlocks threads: thread i takes partial i, so the order
+// of the additions depends only on the number of partials.
+__global__ void __launch_bounds__(kReduceBlocks) finish_sum_kernel(double* __restrict__ partial, unsigned count) {
+  const double v = threadIdx.x < count ? partial[threadIdx.x] : 0.0;
+  const double total = block_sum(v);
+  if (threadIdx.x == 0) partial[kReduceBlocks] = total;
+}
+
+// Decay or not is uniform over the launch; the branch keeps the CPU's two formulas.
+__global__ void sgd_kernel(size_t n, float* __restrict__ param, float* __restrict__ update, float step,
+                           float decay_term, float momentum) {
+  if (decay_term != 0.f) {
+    DN_GRID_STRIDE(i, n) sgd_step_decay(param[i], update[i], step, decay_term, momentum);
+  } else {
+    DN_GRID_STRIDE(i, n) sgd_step(param[i], update[i], step, momentum);
+  }
+}
+
+}  // namespace
+
+double CudaBackend::finish_sum(unsigned blocks) {
+  double* partial = reduction_partials();
+  finish_sum_kernel<<<1, kReduceBlocks, 0, stream_>>>(partial, blocks);
+  DN_CUDA_LAUNCH_CHECK();
+  DN_CUDA_CHECK(cudaMemcpyAsync(result_, partial + kReduceBlocks, sizeof(double), cudaMemcpyDeviceToHost, stream_));
+  DN_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  return *result_;
+}
+
+void CudaBackend::fill(float* x, size_t n, float value) {
   if (!n) return;
-  fill_kernel<<<grid_for(n), kThreads>>>(d_x, n, value);
+  if (value == 0.f && !std::signbit(value)) {  // +0.0f is all zero bytes
+    DN_CUDA_CHECK(cudaMemsetAsync(x, 0, n * sizeof(float), stream_));
+    return;
+  }
+  fill_kernel<<<grid_for(n), kThreads, 0, stream_>>>(x, n, value);
   DN_CUDA_LAUNCH_CHECK();
 }
 
-void cuda_axpy(size_t n, float alpha, const float* d_x, float* d_y) {
+void CudaBackend::copy(const float* src, float* dst, size_t n) {
+  if (!n || src == dst) return;
+  DN_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
+}
+
+void CudaBackend::axpy(size_t n, float alpha, const float* x, float* y) {
   if (!n) return;
-  axpy_kernel<<<grid_for(n), kThreads>>>(n, alpha, d_x, d_y);
+  axpy_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, alpha, x, y);
+  DN_CUDA_LAUNCH_CHECK();
+}
+
+double CudaBackend::sum_squares(const float* x, size_t n) {
+  if (!n) return 0.0;
+  const unsigned blocks = reduce_grid(n);
+  sum_squares_kernel<<<blocks, kThreads, 0, stream_>>>(x, n, reduction_partials());
+  DN_CUDA_LAUNCH_CHECK();
+  return finish_sum(blocks);
+}
+
+void CudaBackend::sgd(size_t n, float* param, float* update, float step, float decay_term, float momentum) {
+  if (!n) return;
+  sgd_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, param, update, step, decay_term, momentum);
   DN_CUDA_LAUNCH_CHECK();
 }
 

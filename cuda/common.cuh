@@ -1,5 +1,6 @@
 // Device-side helpers shared by the cuda/*.cu files: error checks that throw
 // dn::DarknetError, launch geometry, grid-stride loops and block reductions.
+// Every CUDA error becomes a DarknetError naming the CUDA error; nothing aborts.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -25,6 +26,9 @@ namespace cuda {
 
 constexpr int kThreads = 256;  // threads per block for element-wise kernels
 constexpr int kMaxBlocks = 65535;
+// Blocks of a two-pass reduction (per-block partials, then one block sums them
+// in a fixed order): a cap keeps the second pass to one block of kReduceBlocks threads.
+constexpr int kReduceBlocks = 1024;
 
 // Blocks for n elements in a grid-stride loop (at least 1).
 inline unsigned grid_for(size_t n, int threads = kThreads) {
@@ -32,6 +36,11 @@ inline unsigned grid_for(size_t n, int threads = kThreads) {
   if (blocks < 1) blocks = 1;
   if (blocks > (size_t)kMaxBlocks) blocks = kMaxBlocks;
   return (unsigned)blocks;
+}
+
+inline unsigned reduce_grid(size_t n) {
+  const unsigned g = grid_for(n);
+  return g > (unsigned)kReduceBlocks ? (unsigned)kReduceBlocks : g;
 }
 
 // for (size_t i = global thread index; i < n; i += total threads)

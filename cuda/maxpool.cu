@@ -1,10 +1,10 @@
-// [maxpool] on device, mirroring csrc/layers/maxpool.cpp: the window starts at
+// The maxpool ops, mirroring the CPU's reference loop: the window starts at
 // -padding/2, out-of-image taps count as -FLT_MAX, the first maximum wins and
 // its input index is kept for the backward.
 #include <cfloat>
 
 #include "common.cuh"
-#include "cuda_layers.hpp"
+#include "cuda_backend.cuh"
 
 namespace dn {
 namespace cuda {
@@ -72,19 +72,20 @@ __global__ void maxpool_backward_kernel(MaxpoolShape s, const float* __restrict_
 
 }  // namespace
 
-void cuda_maxpool_forward(const MaxpoolShape& s, const float* d_input, float* d_output, int* d_argmax) {
+void CudaBackend::maxpool_forward(const MaxpoolShape& s, const float* input, float* output, int* argmax) {
+  if (s.batch <= 0 || s.c <= 0 || s.out_h <= 0 || s.out_w <= 0) return;
   const size_t total = (size_t)s.batch * s.c * s.out_h * s.out_w;
-  if (!total) return;
   check((size_t)s.batch * s.c * s.h * s.w <= (size_t)0x7fffffff, "maxpool (CUDA): input too large for int argmax");
-  maxpool_forward_kernel<<<grid_for(total), kThreads>>>(s, d_input, d_output, d_argmax);
+  maxpool_forward_kernel<<<grid_for(total), kThreads, 0, stream_>>>(s, input, output, argmax);
   DN_CUDA_LAUNCH_CHECK();
 }
 
-void cuda_maxpool_backward(const MaxpoolShape& s, const float* d_delta, const int* d_argmax, float* d_prev_delta) {
+void CudaBackend::maxpool_backward(const MaxpoolShape& s, const float* delta, const int* argmax,
+                                   float* prev_delta) {
+  if (!prev_delta || s.batch <= 0 || s.c <= 0 || s.h <= 0 || s.w <= 0) return;
+  check(argmax != nullptr, "maxpool (CUDA): backward needs the argmax of a training forward");
   const size_t total = (size_t)s.batch * s.c * s.h * s.w;
-  if (!total || !d_prev_delta) return;
-  check(d_argmax != nullptr, "maxpool (CUDA): backward needs the argmax of a training forward");
-  maxpool_backward_kernel<<<grid_for(total), kThreads>>>(s, d_delta, d_argmax, d_prev_delta);
+  maxpool_backward_kernel<<<grid_for(total), kThreads, 0, stream_>>>(s, delta, argmax, prev_delta);
   DN_CUDA_LAUNCH_CHECK();
 }
 

@@ -1,57 +1,37 @@
-// [route] on device, as csrc/layers/route.cpp: concatenation of the sources'
-// per-image outputs along channels; backward adds each slice of the delta into
-// its source's delta.
+// copy_rows, route's op: a rows x cols block between two strided arrays
+// (each image's channel slice of the concatenation), copied or accumulated.
 #include "common.cuh"
-#include "cuda_layers.hpp"
+#include "cuda_backend.cuh"
 
 namespace dn {
 namespace cuda {
 
 namespace {
 
-// i runs over batch * src_outputs; image b = i / src_outputs.
-__global__ void route_copy_kernel(size_t total, size_t src_outputs, size_t outputs, size_t offset,
-                                  const float* __restrict__ src, float* __restrict__ dst) {
+template <bool kAccumulate>
+__global__ void copy_rows_kernel(size_t total, size_t cols, const float* __restrict__ src, size_t src_stride,
+                                 float* __restrict__ dst, size_t dst_stride) {
   DN_GRID_STRIDE(i, total) {
-    const size_t b = i / src_outputs, j = i % src_outputs;
-    dst[b * outputs + offset + j] = src[i];
-  }
-}
-
-__global__ void route_add_kernel(size_t total, size_t src_outputs, size_t outputs, size_t offset,
-                                 const float* __restrict__ delta, float* __restrict__ src_delta) {
-  DN_GRID_STRIDE(i, total) {
-    const size_t b = i / src_outputs, j = i % src_outputs;
-    src_delta[i] += delta[b * outputs + offset + j];
+    const size_t r = i / cols, j = i % cols;
+    if (kAccumulate)
+      dst[r * dst_stride + j] += src[r * src_stride + j];
+    else
+      dst[r * dst_stride + j] = src[r * src_stride + j];
   }
 }
 
 }  // namespace
 
-void cuda_route_forward(int batch, size_t outputs, const std::vector<RouteSource>& sources, float* d_output) {
-  size_t offset = 0;
-  for (const RouteSource& s : sources) {
-    const size_t total = (size_t)batch * s.outputs;
-    if (total) {
-      route_copy_kernel<<<grid_for(total), kThreads>>>(total, s.outputs, outputs, offset, s.d_output, d_output);
-      DN_CUDA_LAUNCH_CHECK();
-    }
-    offset += s.outputs;
-  }
-  check(offset == outputs, "route (CUDA): sources hold ", offset, " floats per image, the layer ", outputs);
-}
-
-void cuda_route_backward(int batch, size_t outputs, const std::vector<RouteSource>& sources, const float* d_delta) {
-  size_t offset = 0;
-  for (const RouteSource& s : sources) {
-    const size_t total = (size_t)batch * s.outputs;
-    if (total && s.d_delta) {
-      route_add_kernel<<<grid_for(total), kThreads>>>(total, s.outputs, outputs, offset, d_delta, s.d_delta);
-      DN_CUDA_LAUNCH_CHECK();
-    }
-    offset += s.outputs;
-  }
-  check(offset == outputs, "route (CUDA): sources hold ", offset, " floats per image, the layer ", outputs);
+void CudaBackend::copy_rows(int rows, size_t cols, const float* src, size_t src_stride, float* dst,
+                            size_t dst_stride, bool accumulate) {
+  if (rows <= 0 || cols == 0) return;
+  const size_t total = (size_t)rows * cols;
+  if (accumulate)
+    copy_rows_kernel<true><<<grid_for(total), kThreads, 0, stream_>>>(total, cols, src, src_stride, dst, dst_stride);
+  else
+    copy_rows_kernel<false><<<grid_for(total), kThreads, 0, stream_>>>(total, cols, src, src_stride, dst,
+                                                                       dst_stride);
+  DN_CUDA_LAUNCH_CHECK();
 }
 
 }  // namespace cuda
