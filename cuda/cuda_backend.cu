@@ -13,6 +13,8 @@ namespace cuda {
 
 // ------------------------------------------------------------------ devices
 
+void synchronize_device() { DN_CUDA_CHECK(cudaDeviceSynchronize()); }
+
 bool device_present(std::string* why) {
   try {
     int n = 0;

@@ -4,6 +4,9 @@
     net = darknet_py.load("yolov2-voc.cfg", "yolov2-voc.weights")
     for d in net.detect("dog.jpg"):
         print(d.name, d.prob, d.box)
+
+On a GPU: darknet_py.load(cfg, weights, device="cuda") or net.to("cuda")
+(darknet_py.cuda_available() says whether this build and machine can).
 """
 import os as _os
 
@@ -15,7 +18,9 @@ import os as _os
 _os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 from ._core import DarknetError  # noqa: E402
-from .network import Detection, Network, load  # noqa: E402
+from .network import (Detection, Network, cuda_available, cuda_built, cuda_unavailable_reason,  # noqa: E402
+                      load)
 
-__all__ = ["DarknetError", "Detection", "Network", "load"]
+__all__ = ["DarknetError", "Detection", "Network", "load", "cuda_available", "cuda_built",
+           "cuda_unavailable_reason"]
 __version__ = "0.1.0"

@@ -51,12 +51,8 @@ class FineTuneResult:
 # ---------------------------------------------------------------- helpers
 
 def output_layer_outputs(net: Network) -> int:
-    """Values per image of the output layer (the last non-cost layer)."""
-    layers = net.layers
-    i = len(layers) - 1
-    while i > 0 and layers[i].type == "cost":
-        i -= 1
-    c, h, w = layers[i].output_shape
+    """Values per image of the output layer (the last non-cost layer: the core's output_index)."""
+    c, h, w = net.layers[net.output_index].output_shape
     return c * h * w
 
 
@@ -237,7 +233,7 @@ def train_classifier(data, cfg: str, weights: Optional[str] = None, *, max_batch
                      progress: bool = True, workers: int = 2, clear: bool = False, chart: Optional[str] = None,
                      chart_every: int = 10, checkpoint_every: int = 100, evaluate: bool = True,
                      on_iteration: Optional[Callable[[int, float, float], None]] = None,
-                     return_net: bool = False, validate: bool = True):
+                     return_net: bool = False, validate: bool = True, device: str = "cpu"):
     """Train a classifier on a Darknet classification .data file, like `darknet classifier train`.
 
     [net] batch/subdivisions, learning rate and policy (Darknet-19: poly,
@@ -249,6 +245,7 @@ def train_classifier(data, cfg: str, weights: Optional[str] = None, *, max_batch
     `_last`, `_final`, each with a `.state.npz` for exact resume.
     With evaluate, top-1/top-k on the valid list are filled in.
     validate=False skips opening every image up front (the label rule is always checked).
+    device: "cpu" or "cuda" (prepared on the host, then trained and evaluated on the device).
     Returns a ClassifierTrainResult (and the Network with return_net).
     """
     from .data.classification import read_classification_data
@@ -256,7 +253,7 @@ def train_classifier(data, cfg: str, weights: Optional[str] = None, *, max_batch
     net = Network.from_cfg(str(cfg), batch=0, names=data_obj.names)
     _check_outputs(net, data_obj, cfg)
     tree = softmax_tree(net)
-    prepare_training(net, weights, seed, clear)
+    prepare_training(net, weights, seed, clear, device)
     opts = net.options
     limit = int(max_batches if max_batches is not None else opts["max_batches"])
     if limit <= 0:
@@ -280,7 +277,7 @@ def fine_tune_highres(data, cfg: str, weights: str, *, scale: float = 2.0, size:
                       max_batches: int = 50, learning_rate: Optional[float] = None, lr_scale: float = 0.1,
                       seed: int = 0, backup: Optional[str] = None, time_limit: Optional[float] = None,
                       progress: bool = True, workers: int = 2, chart: Optional[str] = None,
-                      checkpoint_every: int = 0, on_iteration=None) -> FineTuneResult:
+                      checkpoint_every: int = 0, on_iteration=None, device: str = "cpu") -> FineTuneResult:
     """YOLOv2's high-resolution classifier step: take a classifier trained at the
     cfg's (low) size, `net.resize()` it to `size` (default scale x the cfg size,
     e.g. 224 -> 448), and continue training for `max_batches` batches at a lower
@@ -295,7 +292,7 @@ def fine_tune_highres(data, cfg: str, weights: str, *, scale: float = 2.0, size:
     net = Network.from_cfg(str(cfg), batch=0, names=data_obj.names)
     _check_outputs(net, data_obj, cfg)
     tree = softmax_tree(net)
-    prepare_training(net, weights, seed, clear=True)  # a new schedule: the fine-tune's own max_batches
+    prepare_training(net, weights, seed, clear=True, device=device)  # a new schedule: the fine-tune's own max_batches
     low = net.width
     high = int(size) if size else int(round(low * scale))
     if high <= 0:
@@ -335,7 +332,8 @@ def _names_for(args_names) -> Optional[List[str]]:
 def cmd_classifier_train(args):
     res = train_classifier(args.data, args.cfg, args.weights, max_batches=args.max_batches, seed=args.seed,
                            backup=args.backup, clear=args.clear, workers=args.workers,
-                           checkpoint_every=args.checkpoint_every, time_limit=args.time_limit)
+                           checkpoint_every=args.checkpoint_every, time_limit=args.time_limit,
+                           device=args.device)
     print(f"stopped: {res.stopped} after {res.iterations} iterations; {res.images_per_second:.1f} images/s; "
           f"final loss {res.losses[-1] if res.losses else float('nan'):.4f}")
     if res.top1 is not None:
@@ -347,7 +345,7 @@ def cmd_classifier_train(args):
 def cmd_classifier_finetune(args):
     res = fine_tune_highres(args.data, args.cfg, args.weights, scale=args.scale, size=args.size,
                             max_batches=args.max_batches, lr_scale=args.lr_scale, seed=args.seed,
-                            backup=args.backup)
+                            backup=args.backup, device=args.device)
     print(f"top-1 at {res.low_size}: {res.top1_low:.4f}")
     print(f"top-1 at {res.high_size} before fine-tuning: {res.top1_high_before:.4f}")
     print(f"top-1 at {res.high_size} after {res.train.iterations} batches: {res.top1_high_after:.4f} "
@@ -360,7 +358,7 @@ def cmd_classifier_valid(args):
     from .data.classification import read_classification_data
     from .network import load
     data = read_classification_data(args.data, splits=("valid",))
-    net = load(args.cfg, args.weights, batch=1)
+    net = load(args.cfg, args.weights, batch=1, device=args.device)
     acc = evaluate_classifier(net, data, size=args.size, top=data.top)
     print(f"{acc['images']} images at {acc['size']}x{acc['size']}: top-1 {acc['top1']:.4f}, "
           f"top-{data.top} {acc['top5']:.4f}")
@@ -371,7 +369,7 @@ def cmd_classifier_predict(args):
     from .image import load_image
     from .network import load
     names = _names_for(args.names)
-    net = load(args.cfg, args.weights, batch=1)
+    net = load(args.cfg, args.weights, batch=1, device=args.device)
     tree = softmax_tree(net)
     if names is None and tree is not None:
         names = list(tree.names)
@@ -388,6 +386,7 @@ def cmd_classifier_predict(args):
 
 
 def register_commands(subparsers) -> None:
+    from .cli import add_device_argument
     t = subparsers.add_parser("classifier-train", help="train a classifier on a Darknet classification .data file")
     t.add_argument("data")
     t.add_argument("cfg")
@@ -399,6 +398,7 @@ def register_commands(subparsers) -> None:
     t.add_argument("--workers", type=int, default=2)
     t.add_argument("--checkpoint-every", type=int, default=100)
     t.add_argument("--time-limit", type=float, help="stop after this many seconds (weights saved)")
+    add_device_argument(t)
     t.set_defaults(func=cmd_classifier_train)
 
     f = subparsers.add_parser("classifier-finetune",
@@ -412,6 +412,7 @@ def register_commands(subparsers) -> None:
     f.add_argument("--lr-scale", type=float, default=0.1, help="learning rate = lr_scale x the cfg's")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--backup")
+    add_device_argument(f)
     f.set_defaults(func=cmd_classifier_finetune)
 
     v = subparsers.add_parser("classifier-valid", help="top-1 / top-5 accuracy on the valid list")
@@ -419,6 +420,7 @@ def register_commands(subparsers) -> None:
     v.add_argument("cfg")
     v.add_argument("weights")
     v.add_argument("--size", type=int, help="evaluate at this input size (resizes the network)")
+    add_device_argument(v)
     v.set_defaults(func=cmd_classifier_valid)
 
     p = subparsers.add_parser("classifier-predict", help="top classes of images")
@@ -427,4 +429,5 @@ def register_commands(subparsers) -> None:
     p.add_argument("images", nargs="+")
     p.add_argument("--names", help="class names file (one per line)")
     p.add_argument("--top", type=int, default=5)
+    add_device_argument(p)
     p.set_defaults(func=cmd_classifier_predict)

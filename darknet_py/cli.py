@@ -1,5 +1,8 @@
 """The `darknet-py` command: detect, info, train, demo, partial, and (from their
-modules) map / valid / anchors / profile."""
+modules) map / valid / anchors / profile / classifier-*.
+
+Every command that runs a network takes `--device cpu|cuda` (default: the
+DARKNET_PY_DEVICE environment variable, else cpu)."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +13,29 @@ import warnings
 from pathlib import Path
 
 from ._core import DarknetError
+
+
+DEVICES = ("cpu", "cuda")
+
+
+def _device_arg(text: str) -> str:
+    name = str(text).strip().lower()
+    if name not in DEVICES:
+        raise argparse.ArgumentTypeError(f"invalid device {text!r} (choose from 'cpu', 'cuda'; "
+                                         "DARKNET_PY_DEVICE sets the default)")
+    return name
+
+
+def default_device() -> str:
+    """--device's default: DARKNET_PY_DEVICE when set, else "cpu"."""
+    return os.environ.get("DARKNET_PY_DEVICE", "").strip() or "cpu"
+
+
+def add_device_argument(parser) -> None:
+    """`--device {cpu,cuda}` on a command that runs a network (argparse checks the
+    environment default too: a string default goes through `type`)."""
+    parser.add_argument("--device", type=_device_arg, default=default_device(), metavar="{cpu,cuda}",
+                        help="where the network runs: cpu or cuda (default: $DARKNET_PY_DEVICE or cpu)")
 
 
 def _read_names(path):
@@ -23,7 +49,7 @@ def cmd_detect(args):
     from . import load
     from .image import draw_detections, load_image
     names = _read_names(args.names)
-    net = load(args.cfg, args.weights, names=names)
+    net = load(args.cfg, args.weights, names=names, device=args.device)
     net.keep_outputs = False  # only the output layer is read: lend the others' outputs from a shared pool
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -64,7 +90,7 @@ def cmd_train(args):
     from .train import train
     res = train(args.data, args.cfg, args.weights, max_batches=args.max_batches, seed=args.seed,
                 backup=args.backup, clear=args.clear, workers=args.workers,
-                checkpoint_every=args.checkpoint_every)
+                checkpoint_every=args.checkpoint_every, device=args.device)
     print(f"stopped: {res.stopped} after {res.iterations} iterations; "
           f"{res.images_per_second:.1f} images/s; final loss {res.losses[-1] if res.losses else float('nan'):.4f}")
     print(f"weights: {res.final_weights or res.last_weights}; loss chart: {res.chart}")
@@ -73,7 +99,7 @@ def cmd_train(args):
 
 def cmd_demo(args):
     from .demo import run_demo
-    run_demo(out=args.out, minutes=args.minutes, quick=args.quick, seed=args.seed)
+    run_demo(out=args.out, minutes=args.minutes, quick=args.quick, seed=args.seed, device=args.device)
     return 0
 
 
@@ -91,6 +117,7 @@ def build_parser():
     d.add_argument("--nms", type=float, default=.45)
     d.add_argument("--no-letterbox", action="store_true", help="plain resize instead of letterbox")
     d.add_argument("--out", default="predictions")
+    add_device_argument(d)
     d.set_defaults(func=cmd_detect)
 
     i = sub.add_parser("info", help="print the layer table (shapes, BFLOPs)")
@@ -115,6 +142,7 @@ def build_parser():
     t.add_argument("--clear", action="store_true", help="reset the iteration counter of the weights")
     t.add_argument("--workers", type=int, default=2)
     t.add_argument("--checkpoint-every", type=int, default=100)
+    add_device_argument(t)
     t.set_defaults(func=cmd_train)
 
     de = sub.add_parser("demo", help="generate a synthetic dataset, train, evaluate, draw detections")
@@ -122,6 +150,7 @@ def build_parser():
     de.add_argument("--minutes", type=float, default=7.0, help="training time budget")
     de.add_argument("--quick", action="store_true", help="tiny run (about a minute) for smoke tests")
     de.add_argument("--seed", type=int, default=0)
+    add_device_argument(de)
     de.set_defaults(func=cmd_demo)
 
     for module in ("evaluate", "profile", "classifier"):

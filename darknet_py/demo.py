@@ -94,7 +94,7 @@ def draw_grid(net, image_paths, out_path: str, thresh: float = .3, columns: int 
 
 
 def run_demo(out: str = "darknet_py_demo", minutes: float = 7.0, quick: bool = False, seed: int = 0,
-             progress: bool = True) -> dict:
+             progress: bool = True, device: str = "cpu") -> dict:
     from . import anchors as anchors_mod
     from .data.dataset import read_data_cfg, read_labels, read_list, label_path
     from .data.synthetic import generate
@@ -132,12 +132,12 @@ def run_demo(out: str = "darknet_py_demo", minutes: float = 7.0, quick: bool = F
     print(f"[3/4] training {cfg_path} for up to {budget / 60:.1f} minutes")
     result = train(str(data), str(cfg_path), seed=seed, backup=str(out_dir / "backup"), progress=progress,
                    chart=str(out_dir / "loss.png"), max_batches=max_batches, time_limit=budget,
-                   checkpoint_every=50)
+                   checkpoint_every=50, device=device)
     print(f"      {result.iterations} iterations, {result.images_per_second:.1f} images/s, "
           f"loss {result.losses[0]:.2f} -> {np.mean(result.losses[-10:]):.2f}; chart: {result.chart}")
 
     print(f"[4/4] evaluating on {len(valid_paths)} held-out images")
-    net = Network.from_cfg(str(cfg_path), batch=1, names=names)
+    net = Network.from_cfg(str(cfg_path), batch=1, names=names, device=device)
     net.load_weights(result.final_weights or result.last_weights)
     res, _ = evaluate_detector(net, valid_paths, progress=progress)
     for c in sorted(res.ap):

@@ -53,10 +53,18 @@ def _dataset():
     return dataset
 
 
-def _load_net(cfg: str, weights: Optional[str]):
+def _load_net(cfg: str, weights: Optional[str], device: str = "cpu"):
     import darknet_py
 
-    return darknet_py.load(cfg, weights)
+    return darknet_py.load(cfg, weights, device=device)
+
+
+def _net_for(args):
+    """The network of a map/valid run, on args.device. On the default device _load_net is
+    called with (cfg, weights) only: the seam tests replace with a fake network."""
+    if args.device == "cpu":
+        return _load_net(args.cfg, args.weights)
+    return _load_net(args.cfg, args.weights, device=args.device)
 
 
 def _tqdm(it, **kw):
@@ -268,7 +276,7 @@ def cmd_map(args) -> int:
         images = images[: args.limit]
     method = args.method or ("coco" if str(data.get("eval", "")).strip() == "coco" else "voc07")
     sizes = _parse_sizes(args.sizes) if args.sizes else None
-    net = _load_net(args.cfg, args.weights)
+    net = _net_for(args)
     names = class_names(data, net)
     common = dict(method=method, thresh=args.thresh, hier_thresh=args.hier_thresh, nms=args.nms,
                   iou=args.iou, conf_thresh=args.conf_thresh, progress=not args.quiet)
@@ -325,7 +333,7 @@ def cmd_valid(args) -> int:
     data, images = read_image_list(args.data, "valid")
     if args.limit:
         images = images[: args.limit]
-    net = _load_net(args.cfg, args.weights)
+    net = _net_for(args)
     names = class_names(data, net)
     dets, sizes, spent = collect_detections(net, images, args.thresh, args.hier_thresh, args.nms,
                                             not args.quiet, "valid")
@@ -472,6 +480,9 @@ def _add_detect_options(p, thresh_default):
     p.add_argument("--nms", type=float, default=.45, help="NMS IoU (default .45)")
     p.add_argument("--limit", type=int, default=0, help="only the first N images")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from darknet_py.cli import add_device_argument
+
+    add_device_argument(p)
 
 
 def register_commands(subparsers) -> None:

@@ -64,6 +64,11 @@ class LayerView:
         return self._net._net.layer_params(self.index)
 
     @property
+    def uses_winograd(self) -> bool:
+        """Whether inference runs this layer through Winograd F(4x4,3x3) (the network's options, shape)."""
+        return self._net._net.layer_uses_winograd(self.index)
+
+    @property
     def buffers(self) -> dict:
         """Training buffers (weight/bias/scale updates, BN mean/variance, x, x_norm)."""
         return self._net._net.layer_buffers(self.index)
@@ -86,14 +91,56 @@ class Network:
 
     # ---- construction ------------------------------------------------------------
     @classmethod
-    def from_cfg(cls, cfg: str, batch: int = 1, names=None) -> "Network":
+    def from_cfg(cls, cfg: str, batch: int = 1, names=None, device: Optional[str] = None) -> "Network":
+        """Build from a .cfg file on `device` ("cpu" or "cuda"; DarknetError with the reason when
+        CUDA is asked for on a build or machine without it)."""
         if not os.path.exists(cfg):
             raise DarknetError(f"{cfg}: cfg file not found")
-        return cls(_core.Network(str(cfg), batch), names)
+        return cls(_core.Network(str(cfg), batch, device=_device_name(device)), names)
 
     @classmethod
-    def from_text(cls, text: str, name: str = "<string>", batch: int = 1, names=None) -> "Network":
-        return cls(_core.Network.from_text(text, name, batch), names)
+    def from_text(cls, text: str, name: str = "<string>", batch: int = 1, names=None,
+                  device: Optional[str] = None) -> "Network":
+        return cls(_core.Network.from_text(text, name, batch, device=_device_name(device)), names)
+
+    # ---- device and execution options ------------------------------------------------
+    @property
+    def device(self) -> str:
+        """Where the network's parameters and activations live and compute runs: "cpu" or "cuda"."""
+        return self._net.device
+
+    def to(self, device: str) -> "Network":
+        """Move the network (parameters, training state) to "cpu" or "cuda"; returns self.
+        Weights are kept; layer outputs, params and save_weights read the current values
+        wherever they live."""
+        self._net.to(_device_name(device))
+        return self
+
+    @property
+    def exec_options(self) -> dict:
+        """This network's run-time switches: {device, isa, winograd, reference_kernels, threads}.
+        The environment (DARKNET_PY_ISA, DARKNET_PY_WINOGRAD, DARKNET_PY_REFERENCE_KERNELS,
+        DARKNET_PY_THREADS) only seeds their defaults when a network is built."""
+        return dict(self._net.exec_options)
+
+    def set_exec_options(self, device: Optional[str] = None, isa: Optional[str] = None,
+                         winograd: Optional[str] = None, reference_kernels: Optional[bool] = None,
+                         threads: Optional[int] = None) -> "Network":
+        """Change some run-time switches (None keeps the current value); returns self.
+        isa: "auto", "avx512", "avx2" or "plain"; winograd: "auto", "on" or "off";
+        reference_kernels: run inference on the plain reference kernels; threads: OpenMP
+        threads for this network's calls (0 = the runtime's default). Invalid values raise
+        DarknetError."""
+        self._net.set_exec_options(device=None if device is None else _device_name(device), isa=isa,
+                                   winograd=winograd,
+                                   reference_kernels=None if reference_kernels is None else bool(reference_kernels),
+                                   threads=None if threads is None else int(threads))
+        return self
+
+    @property
+    def output_index(self) -> int:
+        """Index of the output layer: the last layer that is not a [cost] layer."""
+        return self._net.output_index
 
     # ---- shape and state -----------------------------------------------------------
     width = property(lambda self: self._net.width)
@@ -217,14 +264,43 @@ class Network:
 
 
 def load(cfg: str, weights: Optional[str] = None, batch: int = 1, names=None, cutoff: int = -1,
-         seed: int = 0) -> Network:
+         seed: int = 0, device: Optional[str] = None) -> Network:
     """Build a network from a Darknet .cfg (batch 1 for inference) and load weights.
 
     Parameters start from Darknet's random initialisation (seeded by `seed`);
     a weights file then overwrites them (up to `cutoff` layers when given).
+    device: "cpu" (default) or "cuda" -- the whole network then trains and infers on
+    the GPU; DarknetError with the reason when CUDA is not available
+    (see darknet_py.cuda_available() / cuda_unavailable_reason()).
     """
-    net = Network.from_cfg(str(cfg), batch=batch, names=names)
+    net = Network.from_cfg(str(cfg), batch=batch, names=names, device=device)
     net.randomize(seed)
     if weights is not None:
         net.load_weights(str(weights), cutoff)
     return net
+
+
+# ---- devices ------------------------------------------------------------------------
+def _device_name(device) -> str:
+    """The device name as the core parses it (the core rejects unknown names with DarknetError);
+    None -> "" (the core's default: DARKNET_PY_DEVICE, else cpu)."""
+    if device is None:
+        return ""
+    if not isinstance(device, str):
+        raise DarknetError(f"device must be a string ('cpu' or 'cuda'), got {device!r}")
+    return device
+
+
+def cuda_built() -> bool:
+    """True when the C++ core was compiled with the CUDA backend."""
+    return bool(_core.cuda_built())
+
+
+def cuda_available() -> bool:
+    """True when the CUDA backend is built and a usable CUDA device (and driver) is present."""
+    return bool(_core.cuda_available())
+
+
+def cuda_unavailable_reason() -> str:
+    """Why device="cuda" cannot be used here ("" when it can)."""
+    return str(_core.cuda_unavailable_reason())

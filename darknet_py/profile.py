@@ -6,7 +6,7 @@
     prof.to_json(), prof.to_csv()
 
     darknet-py profile CFG [WEIGHTS] [--size 416] [--batch 1] [--threads N]
-                       [--runs 20] [--backward] [--json | --csv]
+                       [--runs 20] [--backward] [--device cpu|cuda] [--json | --csv]
 
 The C++ core times each layer inside Network::forward (a null pointer check per
 layer when profiling is off). Times are medians over `runs` passes; `total_ms`
@@ -14,6 +14,12 @@ is the median of the whole passes measured around the same calls, so the
 per-layer sum and the total can be compared directly. The machine's peak is
 measured once with an FMA microbenchmark (see bench/peak_fma.py) and cached in
 ~/.cache/darknet_py/peak.json.
+
+On a CUDA network (device="cuda", --device cuda) the core synchronises the
+device after each layer while timing, so a layer's time is its kernels' time
+(and the sum of layers includes one synchronisation per layer that an untimed
+forward does not pay). The CPU's FMA peak does not apply there: peak_gflops and
+pct_peak are None and the table shows "-".
 """
 from __future__ import annotations
 
@@ -36,9 +42,10 @@ CACHE_DIR = Path(os.environ.get("DARKNET_PY_CACHE", Path.home() / ".cache" / "da
 
 def _cpu_model() -> str:
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return platform.processor() or "unknown"
@@ -84,7 +91,7 @@ class LayerProfile:
     share: float         # ms / sum of layer ms
     flops: float         # per pass (all images of the batch)
     gflops: float        # achieved
-    pct_peak: float      # gflops / machine peak * 100
+    pct_peak: Optional[float]  # gflops / machine peak * 100 (None on a GPU: no peak measured)
     backward_ms: Optional[float] = None
 
 
@@ -97,11 +104,13 @@ class Profile:
     threads: int
     runs: int
     kernel: str
-    peak_gflops: float
+    peak_gflops: Optional[float]       # the CPU's FMA peak; None on a GPU
     total_ms: float                    # median of whole forward passes
     layer_sum_ms: float                # sum of per-layer medians
     total_backward_ms: Optional[float] = None
     layers: List[LayerProfile] = field(default_factory=list)
+    device: str = "cpu"                # "cpu" or "cuda"
+    device_name: str = ""              # the CPU model or the GPU's name
 
     @property
     def total_flops(self) -> float:
@@ -117,17 +126,23 @@ class Profile:
 
     def table(self) -> str:
         bw = self.total_backward_ms is not None
-        lines = [f"{self.cfg}: {self.width}x{self.height}, batch {self.batch}, {self.threads} thread(s), "
-                 f"kernels {self.kernel}, peak {self.peak_gflops:.0f} GFLOP/s, median of {self.runs} runs",
+        if self.device == "cpu":
+            where = f"cpu ({self.device_name}), {self.threads} thread(s), kernels {self.kernel}"
+        else:
+            where = f"{self.device} ({self.device_name}), layers timed with a device sync each"
+        peak = f"peak {self.peak_gflops:.0f} GFLOP/s" if self.peak_gflops else "peak -"
+        lines = [f"{self.cfg}: {self.width}x{self.height}, batch {self.batch}, {where}, {peak}, "
+                 f"median of {self.runs} runs",
                  f"layer     filters    size              input                output           "
                  f"{'ms':>8} {'share':>6} {'GFLOP/s':>8} {'%peak':>6}" + (f" {'bwd ms':>8}" if bw else "")]
         for l in self.layers:
+            pct = f"{l.pct_peak:5.1f}%" if l.pct_peak is not None else f"{'-':>6}"
             lines.append(f"{l.index:5d} {l.description:<66.66s} {l.ms:8.3f} {l.share * 100:5.1f}% "
-                         f"{l.gflops:8.1f} {l.pct_peak:5.1f}%" + (f" {l.backward_ms:8.3f}" if bw else ""))
+                         f"{l.gflops:8.1f} {pct}" + (f" {l.backward_ms:8.3f}" if bw else ""))
         g = self.total_flops / (self.total_ms * 1e-3) / 1e9
         lines.append(f"Total BFLOPs {self.total_flops / 1e9:.3f}; forward {self.total_ms:.2f} ms "
-                     f"(layers sum {self.layer_sum_ms:.2f} ms), {g:.1f} GFLOP/s, "
-                     f"{g / self.peak_gflops * 100:.1f}% of peak" +
+                     f"(layers sum {self.layer_sum_ms:.2f} ms), {g:.1f} GFLOP/s" +
+                     (f", {g / self.peak_gflops * 100:.1f}% of peak" if self.peak_gflops else "") +
                      (f"; backward {self.total_backward_ms:.2f} ms" if bw else ""))
         for t, (ms, fl, gf) in sorted(self.by_type().items(), key=lambda kv: -kv[1][0]):
             lines.append(f"  {t:14s} {ms:8.2f} ms  {ms / self.layer_sum_ms * 100:5.1f}%  {gf:7.1f} GFLOP/s")
@@ -147,21 +162,37 @@ class Profile:
         w.writerow(["index", "type", "description", "ms", "share", "flops", "gflops", "pct_peak", "backward_ms"])
         for l in self.layers:
             w.writerow([l.index, l.type, l.description.strip(), f"{l.ms:.4f}", f"{l.share:.4f}", f"{l.flops:.0f}",
-                        f"{l.gflops:.2f}", f"{l.pct_peak:.2f}", "" if l.backward_ms is None else f"{l.backward_ms:.4f}"])
+                        f"{l.gflops:.2f}", "" if l.pct_peak is None else f"{l.pct_peak:.2f}",
+                        "" if l.backward_ms is None else f"{l.backward_ms:.4f}"])
         return buf.getvalue()
+
+
+def _gpu_name() -> str:
+    try:
+        return str(_core.cuda_device_info(0)["name"])
+    except Exception:  # noqa: BLE001 - only a label
+        return "unknown GPU"
 
 
 def profile_network(net, runs: int = 20, warmup: int = 2, backward: bool = False, x: Optional[np.ndarray] = None,
                     batch: Optional[int] = None, seed: int = 0) -> Profile:
-    """Times every layer of `net` (a darknet_py.Network) over `runs` passes after `warmup`."""
+    """Times every layer of `net` (a darknet_py.Network) over `runs` passes after `warmup`,
+    on the network's device (see the module notes for CUDA)."""
     core = net._net
     b = batch or core.batch
     if x is None:
         x = np.random.default_rng(seed).random((b, core.channels, core.height, core.width), dtype=np.float32)
     x = np.ascontiguousarray(x, dtype=np.float32)
     raw = _core.profile_network(core, x, int(runs), int(warmup), bool(backward))
-    threads = _core.get_num_threads()
-    peak = peak_gflops(threads)
+    opts = net.exec_options
+    device = str(opts["device"])
+    threads = int(opts["threads"]) or _core.get_num_threads()
+    if device == "cpu":
+        peak = peak_gflops(threads)
+        kernel = str(opts["isa"]) + (" (reference kernels)" if opts["reference_kernels"] else "")
+        device_name = _cpu_model()
+    else:
+        peak, kernel, device_name = None, device, _gpu_name()
     n_img = x.shape[0]
     meds = [statistics.median(t) * 1e3 for t in raw["layers"]]
     bmeds = [statistics.median(t) * 1e3 for t in raw["backward_layers"]] if backward else None
@@ -171,13 +202,13 @@ def profile_network(net, runs: int = 20, warmup: int = 2, backward: bool = False
         l = core.layer(i)
         fl = l.flops * n_img
         g = fl / (ms * 1e-3) / 1e9 if ms > 0 else 0.0
-        layers.append(LayerProfile(i, l.type, l.describe(), ms, ms / s if s else 0.0, fl, g, g / peak * 100,
-                                   bmeds[i] if bmeds else None))
+        layers.append(LayerProfile(i, l.type, l.describe(), ms, ms / s if s else 0.0, fl, g,
+                                   g / peak * 100 if peak else None, bmeds[i] if bmeds else None))
     return Profile(cfg=os.path.basename(core.cfg_path or "<net>"), width=core.width, height=core.height, batch=n_img,
-                   threads=threads, runs=int(runs), kernel=_core.cpu_kernel(), peak_gflops=peak,
+                   threads=threads, runs=int(runs), kernel=kernel, peak_gflops=peak,
                    total_ms=statistics.median(raw["total"]) * 1e3, layer_sum_ms=s,
                    total_backward_ms=statistics.median(raw["total_backward"]) * 1e3 if backward else None,
-                   layers=layers)
+                   layers=layers, device=device, device_name=device_name)
 
 
 # ---------------------------------------------------------------- CLI
@@ -194,6 +225,8 @@ def register_commands(subparsers) -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--backward", action="store_true", help="also time the backward pass (training mode)")
     p.add_argument("--reference", action="store_true", help="time the plain reference kernels")
+    from .cli import add_device_argument
+    add_device_argument(p)
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true")
     fmt.add_argument("--csv", action="store_true")
@@ -202,13 +235,13 @@ def register_commands(subparsers) -> None:
 
 def profile_main(args) -> int:
     from .network import load
+    net = load(args.cfg, args.weights, batch=args.batch, device=args.device)
     if args.threads:
-        _core.set_num_threads(args.threads)
-    net = load(args.cfg, args.weights, batch=args.batch)
+        net.set_exec_options(threads=args.threads)
     if args.size and (args.size != net.width or args.size != net.height):
         net.resize(args.size, args.size)
     if args.reference:
-        net._net.reference_kernels = True
+        net.set_exec_options(reference_kernels=True)
     prof = profile_network(net, runs=args.runs, warmup=args.warmup, backward=args.backward, batch=args.batch)
     if args.json:
         print(prof.to_json())

@@ -93,8 +93,10 @@ def save_checkpoint(net: Network, path: str) -> str:
     return path
 
 
-def prepare_training(net: Network, weights: Optional[str], seed: int, clear: bool) -> None:
-    """Training mode, seeded initialisation, then the weights (and momentum state) to start from."""
+def prepare_training(net: Network, weights: Optional[str], seed: int, clear: bool, device: str = "cpu") -> None:
+    """Training mode, seeded initialisation, then the weights (and momentum state) to start from;
+    then the network moves to `device` (all of it is prepared on the host first, so the
+    momentum state is written into host buffers and uploaded once)."""
     net._net.set_training(True)  # allocates the momentum buffers the state file fills
     net._net.set_seed(seed)
     net.randomize(seed)  # from scratch, or the layers a partial weights file does not cover
@@ -106,6 +108,7 @@ def prepare_training(net: Network, weights: Optional[str], seed: int, clear: boo
                           "(as Darknet)", stacklevel=3)
     if clear:
         net.seen = 0
+    net.to(device)
 
 
 def save_scheduled_checkpoints(net: Network, iteration: int, backup_dir: Path, base: str,
@@ -149,7 +152,8 @@ def train(data: str, cfg: str, weights: Optional[str] = None, *, max_batches: Op
           progress: bool = True, chart: Optional[str] = None, chart_every: int = 10,
           checkpoint_every: int = 100, multiscale: Optional[bool] = None, validate: bool = True,
           time_limit: Optional[float] = None,
-          on_iteration: Optional[Callable[[int, float, float], None]] = None) -> TrainResult:
+          on_iteration: Optional[Callable[[int, float, float], None]] = None,
+          device: str = "cpu") -> TrainResult:
     """Train a detector on a Darknet .data dataset, like `darknet detector train`.
 
     weights: initial weights (pretrained or a checkpoint); training resumes at
@@ -158,6 +162,8 @@ def train(data: str, cfg: str, weights: Optional[str] = None, *, max_batches: Op
     then every 10000), `<cfg>_last.weights` every `checkpoint_every` and
     on Ctrl-C, `<cfg>_final.weights` at the end. Each is written to a temp file,
     fsynced and renamed, with a `.state.npz` of momentum buffers for exact resume.
+    device: "cpu" or "cuda" (the network is prepared on the host, then trains on the device;
+    checkpoints read the weights back from it).
     """
     from .data.dataset import read_data_cfg, read_list, validate_dataset
     from .data.loader import DetectionLoader
@@ -176,7 +182,7 @@ def train(data: str, cfg: str, weights: Optional[str] = None, *, max_batches: Op
     if validate:
         validate_dataset(paths, classes)
 
-    prepare_training(net, weights, seed, clear)
+    prepare_training(net, weights, seed, clear, device)
 
     opts = net.options
     batch, subdivisions = net.batch, opts["subdivisions"]

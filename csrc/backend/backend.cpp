@@ -27,7 +27,7 @@ const CudaPresence& cuda_presence() {
   return presence;
 }
 void require_cuda_device() {
-  if (!cuda_presence().present) fail("no usable CUDA device: ", cuda_presence().why);
+  if (!cuda_presence().present) fail(cuda_unavailable_reason());
 }
 #endif
 

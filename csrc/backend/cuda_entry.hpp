@@ -26,6 +26,7 @@ struct DeviceInfo {
   int multiprocessors = 0;
 };
 int device_count();                      // 0 without a device or driver
+void synchronize_device();               // cudaDeviceSynchronize; throws a pending kernel error
 DeviceInfo device_info(int device = 0);  // throws for a bad index
 
 // Allocation counters: every cudaMalloc / cudaMallocHost made by darknet_py

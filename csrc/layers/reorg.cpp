@@ -67,12 +67,13 @@ std::unique_ptr<Layer> make_reorg(const CfgSection& s, const LayerInput& in) {
   if (s.get_int("flatten", 0) || s.get_int("extra", 0)) s.fail_section("reorg flatten/extra are not supported");
   if (l->stride <= 0) s.fail_key("stride", "must be > 0");
   const int s2 = l->stride * l->stride;
-  if (l->reverse) {
-    if (in.c % s2) s.fail_key("stride", "reverse reorg needs channels (" + std::to_string(in.c) + ") divisible by stride^2");
-  } else {
-    if (in.w % l->stride || in.h % l->stride)
-      s.fail_key("stride", "input " + std::to_string(in.w) + "x" + std::to_string(in.h) + " not divisible by stride");
-  }
+  if (!l->reverse && (in.w % l->stride || in.h % l->stride))
+    s.fail_key("stride", "input " + std::to_string(in.w) + "x" + std::to_string(in.h) + " not divisible by stride");
+  // Darknet's index map divides by c / stride^2 in both directions (the passthrough reorg
+  // reads its input as stride^2 interleaved channel groups), so channels must divide.
+  if (in.c % s2)
+    s.fail_key("stride", std::string(l->reverse ? "reverse " : "") + "reorg needs channels (" + std::to_string(in.c) +
+                             ") divisible by stride^2 (" + std::to_string(s2) + ")");
   l->compute_shape();
   l->allocate();
   return l;

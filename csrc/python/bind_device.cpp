@@ -38,6 +38,11 @@ void bind_device(py::module_& m) {
 #endif
       },
       py::arg("device") = 0);
+  m.def("cuda_synchronize", [] {
+#ifdef DN_WITH_CUDA
+    if (cuda_available()) cuda::synchronize_device();
+#endif
+  }, "Waits for all queued GPU work (a no-op without CUDA); raises a pending kernel error.");
   m.def("cuda_allocation_stats", [] {
     py::dict d;
 #ifdef DN_WITH_CUDA

@@ -57,8 +57,9 @@ ExecOptions with_changes(ExecOptions o, const py::object& device, const py::obje
   return o;
 }
 
+// "" keeps the default device (ExecOptions: DARKNET_PY_DEVICE, else cpu).
 std::unique_ptr<Network> on_device(std::unique_ptr<Network> net, const std::string& device) {
-  net->to(parse_device(device));
+  if (!device.empty()) net->to(parse_device(device));
   return net;
 }
 
@@ -112,13 +113,13 @@ void bind_network(py::module_& m) {
       .def(py::init([](const std::string& cfg, int batch, const std::string& device) {
              return on_device(Network::from_cfg_file(cfg, batch), device);
            }),
-           py::arg("cfg"), py::arg("batch") = 0, py::arg("device") = "cpu")
+           py::arg("cfg"), py::arg("batch") = 0, py::arg("device") = "")
       .def_static(
           "from_text",
           [](const std::string& text, const std::string& name, int batch, const std::string& device) {
             return on_device(Network::from_sections(parse_cfg_text(text, name), batch), device);
           },
-          py::arg("text"), py::arg("name") = "<string>", py::arg("batch") = 0, py::arg("device") = "cpu")
+          py::arg("text"), py::arg("name") = "<string>", py::arg("batch") = 0, py::arg("device") = "")
       .def_property_readonly("device", [](const Network& n) { return std::string(device_name(n.device())); })
       .def(
           "to", [](Network& n, const std::string& device) { n.to(parse_device(device)); }, py::arg("device"),
