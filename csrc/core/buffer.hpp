@@ -116,6 +116,27 @@ class Buffer {
   // Spelled-out forms for layer code: read(d) never marks, write(d) marks d newest.
   const T* read(Device d) const { return on(d); }
   T* write(Device d) { return on(d); }
+  // For a caller that overwrites every element on device d: allocated there and marked
+  // newest, without transferring the other copy's now-irrelevant contents.
+  T* overwrite(Device d) {
+    if (d == Device::Cpu) {
+      alloc_host();
+      head_ = Head::Host;
+      return hp_;
+    }
+    if (dp_ && dev_ != d) free_device();
+    if (!dp_ && n_) {
+      dp_ = device_memory(d).allocate(bytes());
+      dev_ = d;
+    }
+    head_ = Head::Device;
+    return static_cast<T*>(dp_);
+  }
+  // Declares the host and device copies equal (the caller copied one onto the other itself,
+  // e.g. through Backend::upload's asynchronous path).
+  void mark_synced() {
+    if (dp_ && hp_) head_ = Head::Synced;
+  }
   // Drops the device copy (after pulling its data to the host if it is the newest).
   void to_host_only() {
     if (head_ == Head::Device) sync_host();

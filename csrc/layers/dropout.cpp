@@ -41,9 +41,17 @@ class DropoutLayer : public Layer {
     check(draws.size() == n, "layer ", index, " (dropout): training forward without training buffers");
     check(ctx.rng != nullptr, "layer ", index, " (dropout): training forward without a random generator");
     std::uniform_real_distribution<float> uniform(0.f, 1.f);
-    float* r = draws.write(Device::Cpu);
+    float* r = draws.overwrite(Device::Cpu);
     for (size_t i = 0; i < n; ++i) r[i] = uniform(*ctx.rng);
-    ctx.backend->dropout_forward(n, probability, scale, ctx.input, draws.read(ctx.device), output.write(ctx.device));
+    const float* device_draws = r;
+    if (ctx.device != Device::Cpu) {
+      // Queued on the backend's stream (pinned staging on CUDA): no stall of the step.
+      float* d = draws.overwrite(ctx.device);
+      ctx.backend->upload(d, r, n);
+      draws.mark_synced();
+      device_draws = d;
+    }
+    ctx.backend->dropout_forward(n, probability, scale, ctx.input, device_draws, output.write(ctx.device));
   }
   void backward(LayerContext& ctx) override {
     if (!ctx.prev_delta) return;

@@ -268,8 +268,8 @@ void RegionLayer::forward(LayerContext& ctx) {
   Backend& be = *ctx.backend;
   const RegionShape rs = shape();
   be.region_activate(rs, ctx.input, output.write(ctx.device));
-  if (!delta.empty()) be.fill(delta.write(ctx.device), delta.size(), 0.f);
   if (!ctx.train) {
+    if (!delta.empty()) be.fill(delta.write(ctx.device), delta.size(), 0.f);
     cost = 0;
     return;
   }
@@ -277,9 +277,11 @@ void RegionLayer::forward(LayerContext& ctx) {
   check(ctx.truth_host != nullptr, "region layer ", index, ": training forward needs truth boxes");
 
   // The loss runs on the host, as Darknet's GPU path: the activated output is
-  // read there (the device copy stays valid) and the delta is written there.
+  // read there (the device copy stays valid) and the delta is written there from
+  // zero (no download of the device copy it replaces).
   const float* out = std::as_const(output).host();
-  float* d = delta.host();
+  float* d = delta.overwrite(Device::Cpu);
+  std::fill(d, d + delta.size(), 0.f);
   const float* truth = ctx.truth_host;
   const int64_t seen = ctx.seen;
 
