@@ -102,3 +102,25 @@ def small_yolo_cfg(size=64, batch=8, subdivisions=1, lr=0.001, random=0, filters
 @pytest.fixture(scope="session")
 def weights_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("weights")
+
+
+def assert_detections_match(net, case, tol: float) -> None:
+    """Forward the fixture's input and compare net.detections with Darknet's labelled list:
+    same count and classes; boxes within tol * max(1, |v|), probabilities and objectness within tol."""
+    import json
+    ref = json.loads((case.files_dir / "detections.json").read_text())
+    net.forward(case.array("input"))
+    w, h = ref["image_w"], ref["image_h"]
+    ours = net.detections(w, h, thresh=ref["thresh"], hier_thresh=ref["hier_thresh"], nms=ref["nms"])
+    labelled = [d for d in ref["detections"] if d["labels"]]
+    assert len(ours) == len(labelled) == ref["num_with_any_label"]
+    for d in labelled:
+        probs = np.array(d["prob"])
+        cls = int(np.argmax(probs))
+        box = np.array(d["bbox_xywh"]) * [w, h, w, h]
+        match = min(ours, key=lambda o: np.abs(np.array(o.box) - box).max())
+        assert np.abs(np.array(match.box) - box).max() <= tol * max(1.0, np.abs(box).max()), (match.box, box)
+        assert match.class_id == cls
+        assert match.prob == pytest.approx(probs[cls], abs=tol)
+        assert match.objectness == pytest.approx(d["objectness"], abs=tol)
+        np.testing.assert_allclose(match.probs, probs, atol=tol)

@@ -25,7 +25,7 @@ import pytest
 
 import darknet_py
 from darknet_py import _core
-from conftest import assert_close as _assert_close, load_case, make_weights, small_yolo_cfg
+from conftest import assert_close as _assert_close, assert_detections_match, load_case, make_weights, small_yolo_cfg
 
 pytestmark = pytest.mark.skipif(not darknet_py.cuda_available(),
                                 reason=f"CUDA not available: {darknet_py.cuda_unavailable_reason()}")
@@ -97,22 +97,7 @@ def test_darknet19_top5_on_gpu(weights_dir):
 @pytest.mark.parametrize("name", REGION_NETS)
 def test_detections_on_gpu_match_darknet(name, weights_dir):
     case, net, _ = full_net(name, weights_dir, "cuda")
-    ref = json.loads((case.files_dir / "detections.json").read_text())
-    net.forward(case.array("input"))
-    w, h = ref["image_w"], ref["image_h"]
-    ours = net.detections(w, h, thresh=ref["thresh"], hier_thresh=ref["hier_thresh"], nms=ref["nms"])
-    labelled = [d for d in ref["detections"] if d["labels"]]
-    assert len(ours) == len(labelled) == ref["num_with_any_label"]
-    for d in labelled:
-        probs = np.array(d["prob"])
-        cls = int(np.argmax(probs))
-        box = np.array(d["bbox_xywh"]) * [w, h, w, h]
-        match = min(ours, key=lambda o: np.abs(np.array(o.box) - box).max())
-        assert np.abs(np.array(match.box) - box).max() <= FULL_NETS_TOL * max(1.0, np.abs(box).max())
-        assert match.class_id == cls
-        assert match.prob == pytest.approx(probs[cls], abs=FULL_NETS_TOL)
-        assert match.objectness == pytest.approx(d["objectness"], abs=FULL_NETS_TOL)
-        np.testing.assert_allclose(match.probs, probs, atol=FULL_NETS_TOL)
+    assert_detections_match(net, case, FULL_NETS_TOL)
 
 
 def test_detect_command_on_gpu(tmp_path, capsys, weights_dir):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import darknet_py
-from conftest import Case, load_case, make_weights, reference_root, require_reference
+from conftest import Case, assert_detections_match, load_case, make_weights, reference_root, require_reference
 
 NETS = ["darknet19_256", "yolov2-tiny-voc_416", "yolov2-voc_416", "yolov2_416", "yolov2-voc_608"]
 
@@ -91,23 +91,7 @@ REGION_NETS = [n for n in NETS if not n.startswith("darknet19")]
 def test_detections_match_darknet(name, weights_dir):
     """Same count, classes, boxes (relative, 1e-4 x max(1,|v|)) and probs (1e-4) as Darknet's list."""
     case = load_case("fixtures", "full_nets", name)
-    ref = json.loads((case.files_dir / "detections.json").read_text())
-    net = build(case, weights_dir)
-    net.forward(case.array("input"))
-    w, h = ref["image_w"], ref["image_h"]
-    ours = net.detections(w, h, thresh=ref["thresh"], hier_thresh=ref["hier_thresh"], nms=ref["nms"])
-    labelled = [d for d in ref["detections"] if d["labels"]]
-    assert len(ours) == len(labelled) == ref["num_with_any_label"]
-    for d in labelled:
-        probs = np.array(d["prob"])
-        cls = int(np.argmax(probs))
-        box = np.array(d["bbox_xywh"]) * [w, h, w, h]
-        match = min(ours, key=lambda o: np.abs(np.array(o.box) - box).max())
-        assert np.abs(np.array(match.box) - box).max() <= 1e-4 * max(1.0, np.abs(box).max()), (match.box, box)
-        assert match.class_id == cls
-        assert match.prob == pytest.approx(probs[cls], abs=1e-4)
-        assert match.objectness == pytest.approx(d["objectness"], abs=1e-4)
-        np.testing.assert_allclose(match.probs, probs, atol=1e-4)
+    assert_detections_match(build(case, weights_dir), case, 1e-4)
 
 
 # Our own image path: Pillow's JPEG decoder differs from stb_image by a few levels in

@@ -30,22 +30,6 @@ namespace {
 // Element-wise loops below this many elements run on one thread (a team costs more).
 constexpr size_t kParallelMin = 65536;
 
-ConvShape conv_shape(const ConvolutionalLayer& l) {
-  ConvShape s;
-  s.batch = l.batch;
-  s.c = l.c;
-  s.h = l.h;
-  s.w = l.w;
-  s.filters = l.filters;
-  s.size = l.size;
-  s.stride = l.stride;
-  s.pad = l.pad;
-  s.groups = l.groups;
-  s.out_h = l.out_h;
-  s.out_w = l.out_w;
-  return s;
-}
-
 // Darknet's reorg: gather dst[linear] = src[mapped], else scatter dst[mapped] = src[linear];
 // the linear index always runs over the INPUT dims (c, h, w), as Darknet passes them.
 void reorg_run(int batch, int c, int h, int w, int stride, const float* src, float* dst, bool gather,
@@ -364,7 +348,7 @@ class CpuBackend final : public Backend {
     ep.scale = l.fold_scale.empty() ? nullptr : l.fold_scale.data();
     ep.bias = l.fold_bias.data();
     ep.act = l.activation;
-    const ConvShape shape = conv_shape(l);
+    const ConvShape shape = l.shape();
     const float* weights = l.weights.read(Device::Cpu);
     if (winograd_selected(shape, options_.winograd)) {
       // The cache key: a checksum of the raw weight bits plus the shape (cheap next to the conv: 9 reads per

@@ -115,25 +115,23 @@ double ConvolutionalLayer::flops() const {
   return 2.0 * filters * size * size * (double)(c / groups) * out_h * out_w;
 }
 
-namespace {
-ConvShape conv_shape(const ConvolutionalLayer& l) {
+ConvShape ConvolutionalLayer::shape() const {
   ConvShape sh;
-  sh.batch = l.batch;
-  sh.c = l.c;
-  sh.h = l.h;
-  sh.w = l.w;
-  sh.filters = l.filters;
-  sh.size = l.size;
-  sh.stride = l.stride;
-  sh.pad = l.pad;
-  sh.groups = l.groups;
-  sh.out_h = l.out_h;
-  sh.out_w = l.out_w;
+  sh.batch = batch;
+  sh.c = c;
+  sh.h = h;
+  sh.w = w;
+  sh.filters = filters;
+  sh.size = size;
+  sh.stride = stride;
+  sh.pad = pad;
+  sh.groups = groups;
+  sh.out_h = out_h;
+  sh.out_w = out_w;
   return sh;
 }
-}  // namespace
 
-bool ConvolutionalLayer::uses_winograd(WinogradMode mode) const { return winograd_selected(conv_shape(*this), mode); }
+bool ConvolutionalLayer::uses_winograd(WinogradMode mode) const { return winograd_selected(shape(), mode); }
 
 // The one algorithm, on any backend: per image and group, columns (im2col, or the
 // input itself for 1x1) times the weights; then batch norm, bias, activation.

@@ -1,6 +1,7 @@
 // [convolutional]: conv (im2col + GEMM, groups), optional batch norm, bias, activation.
 #pragma once
 #include "kernels/activations.hpp"
+#include "kernels/conv_fast.hpp"
 #include "layers/layer.hpp"
 
 namespace dn {
@@ -27,6 +28,7 @@ class ConvolutionalLayer : public Layer {
   // Whether the CPU inference path runs this layer through Winograd under `mode`.
   bool uses_winograd(WinogradMode mode) const;
 
+  ConvShape shape() const;  // the kernels' view of this layer's geometry
   size_t weight_count() const { return (size_t)filters * (c / groups) * size * size; }
   bool is_1x1() const { return size == 1 && stride == 1 && pad == 0; }
 
