@@ -156,6 +156,12 @@ class Backend {
 std::unique_ptr<Backend> make_backend(const ExecOptions& o);
 std::unique_ptr<Backend> make_cpu_backend(const ExecOptions& o);
 
+// Counters of the emulated device's memory (see core/device.hpp).
+struct EmulatedMemoryStats {
+  int64_t allocations = 0, frees = 0, bytes_in_use = 0, uploads = 0, downloads = 0;
+};
+EmulatedMemoryStats emulated_memory_stats();
+
 // CUDA presence, never an error: false on a build without CUDA or a machine without a device.
 bool cuda_built();
 bool cuda_available();

@@ -50,7 +50,8 @@ class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(const ExecOptions& o) { CpuBackend::set_options(o); }
 
-  Device device() const override { return Device::Cpu; }
+  // The same kernels serve the emulated device (its memory is host memory too).
+  Device device() const override { return options_.device == Device::Emulated ? Device::Emulated : Device::Cpu; }
   void set_options(const ExecOptions& o) override {
     require_cpu_isa(o.isa);
     Backend::set_options(o);

@@ -8,6 +8,7 @@ const char* device_name(Device d) {
   switch (d) {
     case Device::Cpu: return "cpu";
     case Device::Cuda: return "cuda";
+    case Device::Emulated: return "emulated";
   }
   return "?";
 }
@@ -15,7 +16,8 @@ const char* device_name(Device d) {
 Device parse_device(const std::string& name) {
   if (name == "cpu") return Device::Cpu;
   if (name == "cuda" || name == "gpu") return Device::Cuda;
-  fail("unknown device '", name, "' (cpu, cuda)");
+  if (name == "emulated") return Device::Emulated;
+  fail("unknown device '", name, "' (cpu, cuda, emulated)");
 }
 
 }  // namespace dn

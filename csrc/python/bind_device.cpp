@@ -43,6 +43,16 @@ void bind_device(py::module_& m) {
     if (cuda_available()) cuda::synchronize_device();
 #endif
   }, "Waits for all queued GPU work (a no-op without CUDA); raises a pending kernel error.");
+  m.def("emulated_memory_stats", [] {
+    const EmulatedMemoryStats s = emulated_memory_stats();
+    py::dict d;
+    d["allocations"] = s.allocations;
+    d["frees"] = s.frees;
+    d["bytes_in_use"] = s.bytes_in_use;
+    d["uploads"] = s.uploads;
+    d["downloads"] = s.downloads;
+    return d;
+  }, "Counters of the 'emulated' device (the CPU backend on separately allocated device memory).");
   m.def("cuda_allocation_stats", [] {
     py::dict d;
 #ifdef DN_WITH_CUDA

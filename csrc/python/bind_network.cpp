@@ -143,7 +143,7 @@ void bind_network(py::module_& m) {
           [](const Network& n, int i) {
             const Layer& l = const_cast<Network&>(n).layer(i);
             auto* c = dynamic_cast<const ConvolutionalLayer*>(&l);
-            return n.device() == Device::Cpu && !n.options().reference_kernels && c &&
+            return n.device() != Device::Cuda && !n.options().reference_kernels && c &&
                    c->uses_winograd(n.options().winograd);
           },
           py::arg("i"),
