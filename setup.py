@@ -1,5 +1,11 @@
 """Build script: compiles the C++ core (csrc/) into darknet_py._core with pybind11.
 
+A second, test-only module darknet_py._testing (csrc/testing/: test aids and
+microbenchmark entry points; the package never imports it) links the same core
+objects: the core is compiled once, into build_temp, and reused by both
+modules; an object is recompiled only when its source, a csrc header or the
+flags changed.
+
 The CUDA backend (cuda/*.cu) is built automatically when a CUDA toolkit (nvcc)
 is found; the CUDA runtime is linked statically, so the module still imports
 and runs on the CPU on machines without a GPU or driver.
@@ -30,10 +36,21 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 LIB_SUBDIRS = ("lib64", "lib", os.path.join("targets", "x86_64-linux", "lib"),
                os.path.join("targets", "sbsa-linux", "lib"))
 
-sources = sorted(
+all_sources = sorted(
     os.path.relpath(p, HERE)
     for p in glob.glob(os.path.join(HERE, "csrc", "**", "*.cpp"), recursive=True)
 )
+TESTING_DIR = os.path.join("csrc", "testing") + os.sep
+PYTHON_DIR = os.path.join("csrc", "python") + os.sep
+CORE_MODULE_INIT = os.path.join("csrc", "python", "bindings.cpp")  # PYBIND11_MODULE(_core)
+# Compiled once (BuildExt.compile_shared) and linked into _core: the core library
+# (csrc/ without python/ and testing/) and the _core bridge (csrc/python/) but its module init.
+shared_sources = [s for s in all_sources if not s.startswith(TESTING_DIR) and s != CORE_MODULE_INIT]
+# darknet_py._testing (test-only): its own sources, plus the core library objects and
+# the bridge object whose region-layer dictionaries it returns.
+testing_sources = [s for s in all_sources if s.startswith(TESTING_DIR)]
+testing_links = [s for s in shared_sources if not s.startswith(PYTHON_DIR)] + \
+    [os.path.join("csrc", "python", "bind_detect.cpp")]
 headers = sorted(
     os.path.relpath(p, HERE)
     for p in glob.glob(os.path.join(HERE, "csrc", "**", "*.hpp"), recursive=True)
@@ -121,7 +138,8 @@ if WITH_CUDA:
 
 
 class BuildExt(build_ext):
-    """build_ext that first compiles cuda/*.cu with nvcc (in parallel) when the backend is built."""
+    """build_ext that first compiles the shared core objects (compile_shared) and, when the
+    backend is built, cuda/*.cu with nvcc (in parallel), then links _core and _testing from them."""
 
     def finalize_options(self):
         super().finalize_options()
@@ -137,16 +155,53 @@ class BuildExt(build_ext):
         if os.path.isfile(stamp):
             with open(stamp) as f:
                 old = f.read()
+        rebuild = self.force  # --force; a new flavour only relinks (the objects' flags stamps tell)
         if old != flavour:
             self.force = True
-        if WITH_CUDA:
-            objects = self.compile_cuda()
-            for ext in self.extensions:
-                ext.extra_objects = list(ext.extra_objects or []) + objects
+        # Every object both modules link exists before either is built (so the
+        # modules may build in any order, or in parallel with -j).
+        core = next(e for e in self.extensions if e.name == "darknet_py._core")
+        shared = dict(zip(shared_sources, self.compile_shared(core, rebuild)))
+        cuda_objects = self.compile_cuda() if WITH_CUDA else []
+        links = {"darknet_py._core": list(shared.values()),
+                 "darknet_py._testing": [shared[s] for s in testing_links]}
+        for ext in self.extensions:
+            objects = links[ext.name] + cuda_objects
+            ext.extra_objects = list(ext.extra_objects or []) + objects
+            ext.depends = list(ext.depends) + objects  # relink when an object changed
         super().build_extensions()
         os.makedirs(os.path.dirname(stamp), exist_ok=True)
         with open(stamp, "w") as f:
             f.write(flavour)
+
+    def compile_shared(self, ext, rebuild):
+        """Compiles shared_sources with ext's flags into build_temp (as build_ext would
+        for ext) and returns their objects; unless rebuild, an object is reused when it is
+        newer than its source and every csrc header, and was built with the same flags."""
+        objects = self.compiler.object_filenames(shared_sources, output_dir=self.build_temp)
+        macros = list(ext.define_macros) + [(u,) for u in ext.undef_macros]
+        flags = json.loads(json.dumps({"compiler": getattr(self.compiler, "compiler_so", None), "macros": macros,
+                                       "include_dirs": ext.include_dirs, "args": ext.extra_compile_args,
+                                       "debug": bool(self.debug)}))
+        stamp = os.path.join(self.build_temp, "core_flags.json")
+        same_flags = False
+        if os.path.isfile(stamp):
+            with open(stamp) as f:
+                same_flags = json.load(f) == flags
+        newest_header = max((os.path.getmtime(os.path.join(HERE, h)) for h in headers
+                             if not h.startswith(TESTING_DIR)), default=0)
+        stale = [src for src, obj in zip(shared_sources, objects)
+                 if rebuild or not same_flags or not os.path.isfile(obj) or
+                 os.path.getmtime(obj) <= max(newest_header, os.path.getmtime(os.path.join(HERE, src)))]
+        if stale:
+            if os.path.isfile(stamp):  # objects from a failed run must not pass for the old flags
+                os.remove(stamp)
+            self.compiler.compile(stale, output_dir=self.build_temp, macros=macros, include_dirs=ext.include_dirs,
+                                  debug=self.debug, extra_postargs=ext.extra_compile_args, depends=ext.depends)
+        os.makedirs(self.build_temp, exist_ok=True)
+        with open(stamp, "w") as f:
+            json.dump(flags, f)
+        return objects
 
     def compile_cuda(self):
         nvcc = os.path.join(CUDA_HOME, "bin", "nvcc")
@@ -187,17 +242,27 @@ class BuildExt(build_ext):
         return objects
 
 
-ext = Pybind11Extension(
-    "darknet_py._core",
-    sources,
-    include_dirs=[os.path.join(HERE, "csrc"), os.path.join(HERE, "csrc", "include")],
-    cxx_std=17,
-    extra_compile_args=extra_compile,
-    extra_link_args=extra_link,
-    define_macros=define_macros,
-    library_dirs=library_dirs,
-    libraries=libraries,
-    depends=depends,
-)
 
-setup(ext_modules=[ext], cmdclass={"build_ext": BuildExt})
+
+def extension(name, sources, depends):
+    return Pybind11Extension(
+        name,
+        sources,
+        include_dirs=[os.path.join(HERE, "csrc"), os.path.join(HERE, "csrc", "include")],
+        cxx_std=17,
+        # Copies: Pybind11Extension adds its flags to these lists in place.
+        extra_compile_args=list(extra_compile),
+        extra_link_args=list(extra_link),
+        define_macros=list(define_macros),
+        library_dirs=list(library_dirs),
+        libraries=list(libraries),
+        depends=depends,
+    )
+
+
+# The shared sources go into depends: they are inputs of both modules (and of an sdist),
+# compiled by BuildExt.compile_shared rather than by build_ext.
+ext_modules = [extension("darknet_py._core", [CORE_MODULE_INIT], depends + shared_sources),
+               extension("darknet_py._testing", testing_sources, depends + testing_links)]
+
+setup(ext_modules=ext_modules, cmdclass={"build_ext": BuildExt})

@@ -397,7 +397,10 @@ void Network::run_forward(const float* input, const float* truth_host) {
   LayerContext ctx = context(train);
   ctx.input = input;
   ctx.truth_host = truth_host;
-  ctx.truth = stage_truth(truth_host);
+  // Only [softmax] and [cost] read the truth on the device; the region loss reads the host copy.
+  bool device_truth = false;
+  for (const auto& l : layers) device_truth |= l->kind == LayerType::Softmax || l->kind == LayerType::Cost;
+  ctx.truth = device_truth ? stage_truth(truth_host) : nullptr;
   using Clock = std::chrono::steady_clock;
   std::vector<double>* times = layer_times;
   if (times) times->assign(layers.size(), 0.0);

@@ -192,7 +192,9 @@ def profile_network(net, runs: int = 20, warmup: int = 2, backward: bool = False
         kernel = str(opts["isa"]) + (" (reference kernels)" if opts["reference_kernels"] else "")
         device_name = _cpu_model()
     else:
-        peak, kernel, device_name = None, device, _gpu_name()
+        # The emulated device runs the CPU kernels (on separately allocated "device" memory).
+        peak, kernel = None, device
+        device_name = f"CPU kernels, {_cpu_model()}" if device == "emulated" else _gpu_name()
     n_img = x.shape[0]
     meds = [statistics.median(t) * 1e3 for t in raw["layers"]]
     bmeds = [statistics.median(t) * 1e3 for t in raw["backward_layers"]] if backward else None

@@ -54,6 +54,9 @@ def test_unknown_key_warns_with_file_line(tmp_path):
     ("[maxpool]\nsize=2\nstride=2\n[route]\nlayers=5\n", r"bad\.cfg:10: \[route\] layers=5: .*outside the earlier layers 0\.\.0"),
     ("[route]\n", r"bad\.cfg:6: \[route\]: missing required key 'layers'"),
     ("[reorg]\nstride=3\n", r"bad\.cfg:7: \[reorg\] stride=3: input 32x32 not divisible by stride"),
+    ("[reorg]\nstride=2\n", r"bad\.cfg:7: \[reorg\] stride=2: reorg needs channels \(3\) divisible by stride\^2 \(4\)"),
+    ("[reorg]\nstride=65536\nreverse=1\n", r"bad\.cfg:7: \[reorg\] stride=65536: reverse reorg needs channels \(3\) "
+     r"divisible by stride\^2 \(4294967296\)"),
     ("[convolutional]\nfilters=4\nsize=3\n[cost]\ntype=huber\n", r"bad\.cfg:10: \[cost\] type=huber: unknown cost type"),
     ("[dropout]\nprobability=1.5\n", r"bad\.cfg:7: \[dropout\] probability=1.5: must be in \[0, 1\)"),
     ("[net]\nbatch=1\n", r"bad\.cfg:6: \[net\]: \[net\] may appear only once"),

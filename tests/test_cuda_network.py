@@ -1,22 +1,35 @@
-"""Whole networks on the GPU (device="cuda"): inference, training, moving, saving.
+"""Whole networks on a device, run on both device kinds: inference, training, moving, saving.
 
-Skipped with the reason (darknet_py.cuda_unavailable_reason()) where CUDA is not
-available. Everything here runs the network entirely on the device; what is read
-back (outputs, parameters, detections, weights files) is pulled from it.
+Every test takes the module-scoped `device` parameter:
+  "emulated"  always runs: the CPU backend computing on separately allocated "device" memory,
+              every host<->device transfer a real copy, so the device-resident protocol
+              (Buffer host/device mirror, uploads, downloads when Python reads outputs or
+              parameters, which copy is newest) runs exactly as on a GPU. Its arithmetic is
+              the CPU's, so every comparison with device="cpu" holds EXACTLY (the same bits).
+  "cuda"      skipped with the reason darknet_py.cuda_unavailable_reason() where CUDA is not
+              available.
+Everything here runs the network entirely on the device; what is read back (outputs,
+parameters, detections, weights files) is pulled from it.
 
-Tolerances:
-  FULL_NETS   |gpu - darknet| <= 1e-4 * max(1, |darknet|) for every recorded output
+Tolerances (the same references on both devices):
+  FULL_NETS   |dev - darknet| <= 1e-4 * max(1, |darknet|) for every recorded output
               sample, the full final output and the detections' boxes (relative to
               max(1, |box|)) and probabilities: the bound the CPU meets in
-              tests/test_full_nets.py, on the same fixtures.
-  ONE_STEP    |gpu - x| <= 1e-5 * max(1, max|x|) + 1e-4 * |x| per array after one training
-              step, x = Darknet's recorded weights or the CPU's: the bound of
+              tests/test_full_nets.py, on the same fixtures (so "emulated" keeps it too).
+  ONE_STEP    |dev - x| <= 1e-5 * max(1, max|x|) + 1e-4 * |x| per array after one training
+              step, x = Darknet's recorded weights: the bound of
               tests/test_training_fixture.py (float32 sums in another order).
   THREE_STEPS three SGD steps, each within ONE_STEP, errors adding up: 3 x that bound
               (3e-5 scale, 3e-4 relative) for every parameter, momentum buffer and
-              the three losses, GPU vs CPU.
+              the three losses, device vs CPU. On "emulated" (the CPU's arithmetic) every
+              device-vs-CPU comparison (three steps, resizes, to() and back, forward after
+              to()) is exact: tolerance (0, 0).
   EXACT       moving a network between devices and saving its weights copies floats:
-              the same bits.
+              the same bits (both devices).
+
+Device-specific checks: the zero-allocation test reads _core.cuda_allocation_stats() on
+"cuda" and _core.emulated_memory_stats() on "emulated", where it also counts the transfers
+of a warmed-up forward and training step.
 """
 import json
 
@@ -27,17 +40,33 @@ import darknet_py
 from darknet_py import _core
 from conftest import assert_close as _assert_close, assert_detections_match, load_case, make_weights, small_yolo_cfg
 
-pytestmark = pytest.mark.skipif(not darknet_py.cuda_available(),
-                                reason=f"CUDA not available: {darknet_py.cuda_unavailable_reason()}")
-
+DEVICES = ["emulated", "cuda"]
 NETS = ["darknet19_256", "yolov2-tiny-voc_416", "yolov2-voc_416", "yolov2_416", "yolov2-voc_608"]
 REGION_NETS = [n for n in NETS if not n.startswith("darknet19")]
 FULL_NETS_TOL = 1e-4
 ONE_STEP = (1e-5, 1e-4)
 THREE_STEPS = (3e-5, 3e-4)
+EXACT = (0.0, 0.0)
+
+
+@pytest.fixture(scope="module", params=DEVICES)
+def device(request):
+    if request.param == "cuda" and not darknet_py.cuda_available():
+        pytest.skip(f"CUDA not available: {darknet_py.cuda_unavailable_reason()}")
+    return request.param
+
+
+def vs_cpu(device, tol):
+    """The tolerance of a device-vs-CPU comparison: exact on "emulated" (the CPU's arithmetic)."""
+    return EXACT if device == "emulated" else tol
 
 
 def assert_close(actual, expected, tol, what):
+    if tol == EXACT:  # the same bits (NaNs in the same places), same shape
+        actual, expected = np.asarray(actual), np.asarray(expected)
+        assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+        np.testing.assert_array_equal(actual, expected, err_msg=f"{what} (exact)")
+        return
     atol, rtol = tol
     expected = np.asarray(expected)
     scale = max(1.0, float(np.abs(expected).max())) if expected.size else 1.0
@@ -53,40 +82,40 @@ def full_net(name, weights_dir, device):
     return case, net, weights
 
 
-# ---------------------------------------------------------------- fixtures/full_nets on the GPU
+# ---------------------------------------------------------------- fixtures/full_nets on the device
 
 @pytest.fixture(scope="module", params=NETS)
-def gpu_ran(request, weights_dir):
-    case, net, _ = full_net(request.param, weights_dir, "cuda")
+def dev_ran(request, device, weights_dir):
+    case, net, _ = full_net(request.param, weights_dir, device)
     out = net.forward(case.array("input"))
     return case, net, out
 
 
-def test_full_net_final_output(gpu_ran):
-    case, net, out = gpu_ran
+def test_full_net_final_output(dev_ran, device):
+    case, net, out = dev_ran
     last = len(net) - 1
     want = case.array(f"L{last:02d}_output_full").astype(np.float64)
     got = out.astype(np.float64).reshape(want.shape)
     err = np.abs(got - want)
     bad = err > FULL_NETS_TOL * np.maximum(1.0, np.abs(want))
-    assert not bad.any(), f"{case.dir.name} on cuda: final output {bad.sum()} values off, max err {err.max():.3g}"
+    assert not bad.any(), f"{case.dir.name} on {device}: final output {bad.sum()} values off, max err {err.max():.3g}"
 
 
-def test_full_net_every_layer(gpu_ran):
-    case, net, _ = gpu_ran
+def test_full_net_every_layer(dev_ran, device):
+    case, net, _ = dev_ran
     stride = case.manifest["strided_sample_stride"]
-    assert net.exec_options["device"] == "cuda"
+    assert net.exec_options["device"] == device
     for i, layer in enumerate(net.layers):
         got = layer.output.ravel().astype(np.float64)[::stride]
         want = case.array(f"L{i:02d}_output_strided").astype(np.float64)
         assert got.shape == want.shape, f"layer {i}: {got.shape} vs {want.shape}"
         err = np.abs(got - want)
         assert (err <= FULL_NETS_TOL * np.maximum(1.0, np.abs(want))).all(), \
-            f"{case.dir.name} on cuda: layer {i} ({layer.type}) max err {err.max():.3g}"
+            f"{case.dir.name} on {device}: layer {i} ({layer.type}) max err {err.max():.3g}"
 
 
-def test_darknet19_top5_on_gpu(weights_dir):
-    case, net, _ = full_net("darknet19_256", weights_dir, "cuda")
+def test_darknet19_top5_on_device(device, weights_dir):
+    case, net, _ = full_net("darknet19_256", weights_dir, device)
     out = net.forward(case.array("input")).ravel()
     top = np.argsort(-out, kind="stable")[:5]
     assert [t["index"] for t in case.manifest["top5"]] == top.tolist()
@@ -95,18 +124,26 @@ def test_darknet19_top5_on_gpu(weights_dir):
 
 
 @pytest.mark.parametrize("name", REGION_NETS)
-def test_detections_on_gpu_match_darknet(name, weights_dir):
-    case, net, _ = full_net(name, weights_dir, "cuda")
+def test_detections_on_device_match_darknet(name, device, weights_dir):
+    case, net, _ = full_net(name, weights_dir, device)
     assert_detections_match(net, case, FULL_NETS_TOL)
 
 
-def test_detect_command_on_gpu(tmp_path, capsys, weights_dir):
-    from darknet_py.cli import main
+def test_detect_command_on_device(device, tmp_path, capsys, weights_dir):
+    from darknet_py.cli import build_parser, main
     case = load_case("fixtures", "full_nets", "yolov2-tiny-voc_416")
     gen = case.manifest["weights_generation"]
     weights = make_weights(case.root / gen["cfg"], gen["seed"], weights_dir)
-    rc = main(["detect", str(case.root / case.manifest["cfg"]), str(weights), str(case.root / "data" / "dog.jpg"),
-               "--names", str(case.root / "data" / "voc.names"), "--out", str(tmp_path), "--device", "cuda"])
+    argv = ["detect", str(case.root / case.manifest["cfg"]), str(weights), str(case.root / "data" / "dog.jpg"),
+            "--names", str(case.root / "data" / "voc.names"), "--out", str(tmp_path)]
+    if device == "cuda":
+        rc = main(argv + ["--device", "cuda"])
+    else:
+        # --device takes only cpu|cuda (a user-facing choice): run the command itself on the
+        # emulated device, everything else parsed as the CLI does.
+        args = build_parser().parse_args(argv + ["--device", "cpu"])
+        args.device = device
+        rc = args.func(args) or 0
     assert rc == 0
     out = capsys.readouterr().out
     ref = json.loads((case.files_dir / "detections.json").read_text())
@@ -116,16 +153,19 @@ def test_detect_command_on_gpu(tmp_path, capsys, weights_dir):
     assert (tmp_path / "dog_predictions.png").exists()
 
 
-def test_profiler_on_gpu(weights_dir):
-    case, net, _ = full_net("yolov2-tiny-voc_416", weights_dir, "cuda")
+def test_profiler_on_device(device, weights_dir):
+    case, net, _ = full_net("yolov2-tiny-voc_416", weights_dir, device)
     prof = net.profile(runs=3, warmup=1)
-    assert prof.device == "cuda" and prof.peak_gflops is None
+    # Any device but the CPU: no CPU FMA peak applies (None), layers timed with a device sync each.
+    assert prof.device == device and prof.peak_gflops is None
     assert len(prof.layers) == len(net) and all(l.ms > 0 for l in prof.layers)
-    assert prof.total_ms > 0 and "cuda (" in prof.table().splitlines()[0]
-    assert net.device == "cuda"
+    assert all(l.pct_peak is None for l in prof.layers)
+    first = prof.table().splitlines()[0]
+    assert prof.total_ms > 0 and f"{device} (" in first and "layers timed with a device sync each" in first
+    assert net.device == device
 
 
-# ---------------------------------------------------------------- training on the GPU
+# ---------------------------------------------------------------- training on the device
 
 TRAINING_CASES = [("layers_fwd_bwd", "seen_small"), ("layers_fwd_bwd", "seen_large"), ("classifier", "softmax_cost")]
 
@@ -146,8 +186,8 @@ def stepped(fixture, case_name, device, steps):
 
 
 @pytest.mark.parametrize("fixture,case_name", TRAINING_CASES)
-def test_one_gpu_step_matches_darknet(fixture, case_name, tmp_path):
-    case, net, costs, _ = stepped(fixture, case_name, "cuda", 1)
+def test_one_device_step_matches_darknet(fixture, case_name, device, tmp_path):
+    case, net, costs, _ = stepped(fixture, case_name, device, 1)
     assert costs[0] == pytest.approx(case.values["net_cost"], rel=ONE_STEP[1])
     out = tmp_path / "u.weights"
     net.save_weights(out)
@@ -159,30 +199,32 @@ def test_one_gpu_step_matches_darknet(fixture, case_name, tmp_path):
     ours = out.read_bytes()
     assert len(ours) == len(theirs) and ours[:20] == theirs[:20]
     assert_close(np.frombuffer(ours[20:], np.float32), np.frombuffer(theirs[20:], np.float32), ONE_STEP,
-                 f"{fixture}/{case_name}: weights after one GPU step vs Darknet")
+                 f"{fixture}/{case_name}: weights after one {device} step vs Darknet")
 
 
 @pytest.mark.parametrize("fixture,case_name", TRAINING_CASES)
-def test_three_sgd_steps_gpu_equals_cpu(fixture, case_name):
+def test_three_sgd_steps_device_equals_cpu(fixture, case_name, device):
+    tol = vs_cpu(device, THREE_STEPS)
     _, _, cpu_costs, cpu = stepped(fixture, case_name, "cpu", 3)
-    _, gpu_net, gpu_costs, gpu = stepped(fixture, case_name, "cuda", 3)
-    assert gpu_net.device == "cuda"
-    assert_close(gpu_costs, cpu_costs, THREE_STEPS, f"{fixture}/{case_name}: losses of the 3 steps")
-    assert sorted(gpu) == sorted(cpu)
+    _, dev_net, dev_costs, dev = stepped(fixture, case_name, device, 3)
+    assert dev_net.device == device
+    assert_close(dev_costs, cpu_costs, tol, f"{fixture}/{case_name}: losses of the 3 steps on {device}")
+    assert sorted(dev) == sorted(cpu)
     for key in sorted(cpu):
-        assert_close(gpu[key], cpu[key], THREE_STEPS, f"{fixture}/{case_name}: {key} after 3 steps")
+        assert_close(dev[key], cpu[key], tol, f"{fixture}/{case_name}: {key} after 3 steps on {device}")
 
 
-def test_multiscale_resize_on_gpu_equals_cpu():
+def test_multiscale_resize_on_device_equals_cpu(device):
     """Training across a resize (multi-scale) and a batch change: the device arena is resized and
-    the GPU stays within THREE_STEPS of the CPU."""
+    the device stays within THREE_STEPS of the CPU (exactly equal on "emulated")."""
+    tol = vs_cpu(device, THREE_STEPS)
     text = small_yolo_cfg(size=64, batch=2, filters=(8, 16))
     truth = np.zeros((2, 150), np.float32)
     truth[0, :5] = [.3, .4, .2, .3, 1]
     truth[1, :10] = [.6, .5, .3, .2, 2, .2, .7, .1, .2, 0]
     results = {}
-    for device in ("cpu", "cuda"):
-        net = darknet_py.Network.from_text(text, name="ms.cfg", batch=2, device=device)
+    for dev in ("cpu", device):
+        net = darknet_py.Network.from_text(text, name="ms.cfg", batch=2, device=dev)
         net.randomize(4)
         net._net.set_training(True)
         costs = []
@@ -191,11 +233,12 @@ def test_multiscale_resize_on_gpu_equals_cpu():
                 net.resize(size, size)
             x = np.random.default_rng([3, size]).random((2, 3, size, size), dtype=np.float32)
             costs.append(net.train_step(x, truth))
-        results[device] = (np.array(costs), {f"L{i}.{k}": v.copy() for i, l in enumerate(net.layers)
-                                             for k, v in l.params.items()})
-    assert_close(results["cuda"][0], results["cpu"][0], THREE_STEPS, "losses across resizes")
+        results[dev] = (np.array(costs), {f"L{i}.{k}": v.copy() for i, l in enumerate(net.layers)
+                                          for k, v in l.params.items()})
+    assert_close(results[device][0], results["cpu"][0], tol, f"losses across resizes on {device}")
+    assert sorted(results[device][1]) == sorted(results["cpu"][1])
     for k in results["cpu"][1]:
-        assert_close(results["cuda"][1][k], results["cpu"][1][k], THREE_STEPS, f"{k} after resizes")
+        assert_close(results[device][1][k], results["cpu"][1][k], tol, f"{k} after resizes on {device}")
 
 
 # ---------------------------------------------------------------- moving and saving
@@ -214,32 +257,32 @@ def assert_same_bits(a, b, what):
         np.testing.assert_array_equal(a[k], b[k], err_msg=f"{what}: {k}")
 
 
-def test_to_cuda_and_back_keeps_weights():
+def test_to_device_and_back_keeps_weights(device):
     case = load_case("fixtures", "layers_fwd_bwd", "seen_small")
     root = case.root
     net = darknet_py.load(root / case.manifest["cfg"], root / case.manifest["weights_in"], batch=2)
     x, truth = case.array("input"), case.array("truth")
     before = snapshot(net)
     cpu_out = net.forward(x).copy()
-    assert net.to("cuda") is net and net.device == "cuda" and net.exec_options["device"] == "cuda"
-    gpu_out = net.forward(x)
-    assert_close(gpu_out, cpu_out, (FULL_NETS_TOL, 0), "forward after to('cuda')")
+    assert net.to(device) is net and net.device == device and net.exec_options["device"] == device
+    dev_out = net.forward(x)
+    assert_close(dev_out, cpu_out, vs_cpu(device, (FULL_NETS_TOL, 0)), f"forward after to({device!r})")
     assert net.to("cpu") is net and net.device == "cpu"
-    assert_same_bits(snapshot(net), before, "cpu -> cuda (inference) -> cpu")
+    assert_same_bits(snapshot(net), before, f"cpu -> {device} (inference) -> cpu")
     # training state (momentum) survives the trip too
     net._net.set_training(True)
-    net.to("cuda")
+    net.to(device)
     net.train_step(x, truth)
-    on_gpu = snapshot(net)
-    assert any(not np.array_equal(on_gpu[k], before[k]) for k in before), "the GPU step changed nothing"
+    on_dev = snapshot(net)
+    assert any(not np.array_equal(on_dev[k], before[k]) for k in before), f"the {device} step changed nothing"
     net.to("cpu")
-    assert_same_bits(snapshot(net), on_gpu, "state after a GPU step, moved to the CPU")
+    assert_same_bits(snapshot(net), on_dev, f"state after a {device} step, moved to the CPU")
     net.train_step(x, truth)  # and trains on
     assert net.device == "cpu"
 
 
 @pytest.mark.parametrize("which", ["layers_fwd_bwd", "yolov2-tiny-voc_416"])
-def test_save_weights_from_gpu_equals_cpu_bytes(which, tmp_path, weights_dir):
+def test_save_weights_from_device_equals_cpu_bytes(which, device, tmp_path, weights_dir):
     if which == "layers_fwd_bwd":
         case = load_case("fixtures", "layers_fwd_bwd", "seen_small")
         cfg, weights = case.root / case.manifest["cfg"], case.root / case.manifest["weights_in"]
@@ -250,27 +293,37 @@ def test_save_weights_from_gpu_equals_cpu_bytes(which, tmp_path, weights_dir):
         cfg, weights = case.root / case.manifest["cfg"], make_weights(case.root / gen["cfg"], gen["seed"], weights_dir)
         x = case.array("input")
     cpu = darknet_py.load(cfg, weights)
-    gpu = darknet_py.load(cfg, weights, device="cuda")
-    moved = darknet_py.load(cfg, weights).to("cuda")
-    for net in (cpu, gpu, moved):
-        net.forward(x)  # the GPU copies are now the live ones
+    dev = darknet_py.load(cfg, weights, device=device)
+    moved = darknet_py.load(cfg, weights).to(device)
+    for net in (cpu, dev, moved):
+        net.forward(x)  # the device copies are now the live ones
     paths = {}
-    for tag, net in (("cpu", cpu), ("gpu", gpu), ("moved", moved)):
+    for tag, net in (("cpu", cpu), ("dev", dev), ("moved", moved)):
         paths[tag] = tmp_path / f"{tag}.weights"
         net.save_weights(paths[tag])
     ref = paths["cpu"].read_bytes()
-    assert paths["gpu"].read_bytes() == ref
+    assert paths["dev"].read_bytes() == ref
     assert paths["moved"].read_bytes() == ref
 
 
 # ---------------------------------------------------------------- no allocation in the steady state
 
-def test_zero_device_allocations_after_warm_up():
+def memory_stats(device):
+    """{allocations, frees, bytes_in_use[, pinned_allocations]} of the device's memory."""
+    if device == "cuda":
+        s = _core.cuda_allocation_stats()
+        return {"allocations": s["device_allocations"], "frees": s["device_frees"],
+                "bytes_in_use": s["device_bytes_in_use"], "pinned_allocations": s["pinned_allocations"]}
+    s = _core.emulated_memory_stats()
+    return {k: s[k] for k in ("allocations", "frees", "bytes_in_use")}
+
+
+def test_zero_device_allocations_after_warm_up(device):
     text = small_yolo_cfg(size=64, batch=4, filters=(8, 16, 32))
-    train = darknet_py.Network.from_text(text, name="alloc_train.cfg", batch=4, device="cuda")
+    train = darknet_py.Network.from_text(text, name="alloc_train.cfg", batch=4, device=device)
     train.randomize(1)
     train._net.set_training(True)
-    infer = darknet_py.Network.from_text(text, name="alloc_infer.cfg", batch=1, device="cuda")
+    infer = darknet_py.Network.from_text(text, name="alloc_infer.cfg", batch=1, device=device)
     infer.randomize(1)
     x = np.random.default_rng(0).random((4, 3, 64, 64), dtype=np.float32)
     truth = np.zeros((4, train._net.truths), np.float32)
@@ -283,13 +336,53 @@ def test_zero_device_allocations_after_warm_up():
             train.train_step(x, truth)
         for _ in range(n):
             infer.forward(xi)
-        _core.cuda_synchronize()
+        if device == "cuda":
+            _core.cuda_synchronize()
 
     steps(2)  # warm-up: parameters uploaded, arena and staging sized
-    before = _core.cuda_allocation_stats()
-    assert before["device_allocations"] > 0 and before["device_bytes_in_use"] > 0, before
+    before = memory_stats(device)
+    assert before["allocations"] > 0 and before["bytes_in_use"] > 0, before
     steps(3)
-    after = _core.cuda_allocation_stats()
-    for key in ("device_allocations", "device_frees", "pinned_allocations"):
-        assert after[key] == before[key], f"{key}: {before[key]} -> {after[key]} in 3 warmed-up steps + forwards"
-    assert after["device_bytes_in_use"] == before["device_bytes_in_use"]
+    after = memory_stats(device)
+    for key in before:
+        assert after[key] == before[key], f"{device} {key}: {before[key]} -> {after[key]} in 3 warmed-up steps + forwards"
+
+
+def test_emulated_transfers_per_warmed_up_step(device):
+    """On "emulated" the transfers themselves are counted: after warm-up a step moves only what
+    its design implies, never parameters or other layers' outputs."""
+    if device != "emulated":
+        pytest.skip("transfer counters exist on the emulated device only")
+    text = small_yolo_cfg(size=64, batch=4, filters=(8, 16, 32))
+    train = darknet_py.Network.from_text(text, name="xfer_train.cfg", batch=4, device=device)
+    train.randomize(1)
+    train._net.set_training(True)
+    infer = darknet_py.Network.from_text(text, name="xfer_infer.cfg", batch=1, device=device)
+    infer.randomize(1)
+    assert infer.keep_outputs  # the default
+    x = np.random.default_rng(0).random((4, 3, 64, 64), dtype=np.float32)
+    truth = np.zeros((4, train._net.truths), np.float32)
+    for b in range(4):
+        truth[b, :5] = [.2 + .15 * b, .5, .3, .2, b % 5]
+    xi = x[:1].copy()
+    for _ in range(2):  # warm-up
+        train.train_step(x, truth)
+        infer.forward(xi)
+
+    def delta(fn, n=3):
+        a = _core.emulated_memory_stats()
+        for _ in range(n):
+            fn()
+        b = _core.emulated_memory_stats()
+        return {k: b[k] - a[k] for k in ("uploads", "downloads", "allocations", "frees")}
+
+    # Forward: the input goes up (1 upload, through the backend's staging) and net.forward
+    # returns the output layer's output (1 download); no parameter or other output moves.
+    assert delta(lambda: infer.forward(xi)) == {"uploads": 3, "downloads": 3, "allocations": 0, "frees": 0}
+    # Training step: the input goes up (1 upload; the truth stays on the host: only [softmax] and
+    # [cost] read it on the device); the region loss runs on the host, as Darknet's GPU path
+    # does: its activated output is read there (1 download) and its delta, written there, goes
+    # up for the backward (1 upload); the cost comes back as a float.
+    assert delta(lambda: train.train_step(x, truth)) == {"uploads": 6, "downloads": 3, "allocations": 0, "frees": 0}
+    # Reading parameters of a network whose device copy was never written (inference): no transfer.
+    assert delta(lambda: [l.params for l in infer.layers], 1)["downloads"] == 0

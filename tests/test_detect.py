@@ -17,7 +17,7 @@ import pytest
 
 from _region_ref import ATOL, RTOL, assert_close, case_dir, darknet_error, load_manifest, reference_root
 
-from darknet_py import _core
+from darknet_py import _core, _testing
 
 REGION_NETS = ["yolov2-voc_416", "yolov2-tiny-voc_416", "yolov2_416", "yolov2-voc_608"]
 
@@ -35,7 +35,7 @@ class FullNet:
         self.thresh, self.hier_thresh, self.nms = v["thresh"], v["hier_thresh"], v["nms"]
         _, c, h, w = self.output.shape
         # The region section as our parser reads it (num, classes, coords, anchors).
-        self.info = _core.run_region_layer(self.cfg, batch=1, w=w, h=h, c=c,
+        self.info = _testing.run_region_layer(self.cfg, batch=1, w=w, h=h, c=c,
                                            input=np.zeros((1, c, h, w), np.float32))["info"]
 
     def ref(self, stem):
@@ -181,7 +181,7 @@ def tiny_tree_output(h=3, w=5, seed=0):
     root = reference_root()
     rng = np.random.default_rng(seed)
     x = rng.normal(0, 2, (1, 34, h, w)).astype(np.float32)
-    r = _core.run_region_layer(os.path.join(root, "fixtures/region_tree/tiny_tree.cfg"), batch=1, w=w, h=h,
+    r = _testing.run_region_layer(os.path.join(root, "fixtures/region_tree/tiny_tree.cfg"), batch=1, w=w, h=h,
                                c=34, input=x)
     return r["output"], r["info"]
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import darknet_py
-from darknet_py import _core
+from darknet_py import _core, _testing
 from conftest import load_case, make_weights, require_reference
 
 FULL_NETS = ["darknet19_256", "yolov2-tiny-voc_416", "yolov2-voc_416", "yolov2_416", "yolov2-voc_608"]
@@ -149,8 +149,8 @@ def test_gemm_matches_reference(kernel, trans_a, trans_b):
             B = rng.standard_normal((N, K) if trans_b else (K, N)).astype(np.float32)
             C0 = rng.standard_normal((M, N)).astype(np.float32)
             fast, ref = C0.copy(), C0.copy()
-            _core.gemm(trans_a, trans_b, M, N, K, alpha, A, B, beta, fast)
-            _core.gemm(trans_a, trans_b, M, N, K, alpha, A, B, beta, ref, reference=True)
+            _testing.gemm(trans_a, trans_b, M, N, K, alpha, A, B, beta, fast)
+            _testing.gemm(trans_a, trans_b, M, N, K, alpha, A, B, beta, ref, reference=True)
             a = A.T if trans_a else A
             b = B.T if trans_b else B
             scale = np.abs(alpha) * (np.abs(a).astype(np.float64) @ np.abs(b)) + np.abs(beta * C0)
@@ -168,10 +168,21 @@ def test_gemm_leading_dimensions():
     B = rng.standard_normal((K + 2, N + 7)).astype(np.float32)
     C = np.zeros((M + 1, N + 3), np.float32)
     R = C.copy()
-    _core.gemm(False, False, M, N, K, 1.0, A, B, 0.0, C)
-    _core.gemm(False, False, M, N, K, 1.0, A, B, 0.0, R, reference=True)
+    _testing.gemm(False, False, M, N, K, 1.0, A, B, 0.0, C)
+    _testing.gemm(False, False, M, N, K, 1.0, A, B, 0.0, R, reference=True)
     np.testing.assert_allclose(C, R, rtol=1e-5, atol=1e-5)
     assert (C[M:] == 0).all() and (C[:, N:] == 0).all()
+
+
+def test_package_never_imports_the_testing_module():
+    """darknet_py._testing is test-only: no module of the package imports it."""
+    import ast
+    package = Path(darknet_py.__file__).parent
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, (ast.Import, ast.ImportFrom)) else []) + \
+                ([node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            assert not any(n.split(".")[-1] == "_testing" for n in names), f"{path}:{node.lineno} imports _testing"
 
 
 def test_cpu_kernel_selection():

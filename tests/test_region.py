@@ -14,7 +14,7 @@ import pytest
 
 from _region_ref import assert_close, case_dir, darknet_error, load_manifest, reference_root
 
-from darknet_py import _core
+from darknet_py import _core, _testing
 
 # (case directory, cfg, region layer index): the region input is the previous layer's output.
 CASES = {
@@ -33,7 +33,7 @@ def run_case(name, backward=True, prev_delta=None):
     x = np.load(os.path.join(directory, f"L{layer - 1:02d}_output.npy"))
     truth = np.load(os.path.join(directory, "truth.npy"))
     batch, c, h, w = x.shape
-    result = _core.run_region_layer(
+    result = _testing.run_region_layer(
         os.path.join(root, cfg), batch=batch, w=w, h=h, c=c, input=x, truth=truth,
         seen=manifest["values"]["seen_during_step"], train=True, backward=backward, prev_delta=prev_delta)
     ref = lambda stem: np.load(os.path.join(directory, f"L{layer:02d}_{stem}.npy"))
@@ -93,7 +93,7 @@ def test_backward_is_logistic_gradient_scaling_added_into_previous_delta(name):
 def test_inference_forward_has_no_delta_and_zero_cost():
     directory = case_dir("fixtures/layers_fwd_bwd/seen_small")
     x = np.load(os.path.join(directory, "L13_output.npy"))
-    result = _core.run_region_layer(os.path.join(reference_root(), "fixtures/layers_fwd_bwd/net.cfg"),
+    result = _testing.run_region_layer(os.path.join(reference_root(), "fixtures/layers_fwd_bwd/net.cfg"),
                                     batch=2, w=8, h=8, c=40, input=x)
     assert_close(result["output"], np.load(os.path.join(directory, "L14_output.npy")), "inference output")
     assert "delta_after_forward" not in result and result["cost"] == 0
@@ -101,7 +101,7 @@ def test_inference_forward_has_no_delta_and_zero_cost():
 
 def test_parses_every_region_key():
     root = reference_root()
-    result = _core.run_region_layer(os.path.join(root, "fixtures/region_tree/9k_tree.cfg"), batch=1, w=2, h=2,
+    result = _testing.run_region_layer(os.path.join(root, "fixtures/region_tree/9k_tree.cfg"), batch=1, w=2, h=2,
                                     c=28269, input=np.zeros((1, 28269, 2, 2), np.float32))
     info = result["info"]
     assert (info["num"], info["classes"], info["coords"]) == (3, 9418, 4)
@@ -133,7 +133,7 @@ thresh=.6
 
 
 def run_text(text, c=40, w=8, h=8, cfg_file="bad.cfg", **kw):
-    return _core.run_region_layer(cfg_file, cfg_text=text, batch=1, w=w, h=h, c=c,
+    return _testing.run_region_layer(cfg_file, cfg_text=text, batch=1, w=w, h=h, c=c,
                                   input=np.zeros((1, c, h, w), np.float32), **kw)
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from _region_ref import case_dir, darknet_error, reference_root
 
-from darknet_py import _core
+from darknet_py import _core, _testing
 
 
 def test_tiny_tree_structure():
@@ -104,6 +104,6 @@ def test_map_entry_outside_classes_is_rejected_by_the_region_layer(tmp_path):
     cfg = tmp_path / "r.cfg"
     cfg.write_text("[net]\n[region]\nclasses=3\nnum=1\nmap=bad.map\n")
     with pytest.raises(darknet_error()) as e:
-        _core.run_region_layer(str(cfg), batch=1, w=2, h=2, c=8, input=np.zeros((1, 8, 2, 2), np.float32))
+        _testing.run_region_layer(str(cfg), batch=1, w=2, h=2, c=8, input=np.zeros((1, 8, 2, 2), np.float32))
     msg = str(e.value)
     assert msg.startswith(str(tmp_path / "bad.map") + ":3: class 3 outside 0..2") and "r.cfg:2" in msg, msg

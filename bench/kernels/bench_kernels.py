@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 import darknet_py  # noqa: E402
-from darknet_py import _core  # noqa: E402
+from darknet_py import _core, _testing  # noqa: E402
 
 # (w=h, c, filters, size, stride) of every distinct conv in yolov2-voc / tiny at 416.
 CONV_SHAPES = [(416, 3, 32, 3, 1), (416, 3, 16, 3, 1), (208, 32, 64, 3, 1), (104, 64, 128, 3, 1),
@@ -146,13 +146,13 @@ def bench_gemm(runs):
     A = rng.standard_normal((37, 301)).astype(np.float32)
     B = rng.standard_normal((301, 83)).astype(np.float32)
     R = np.zeros((37, 83), np.float32)
-    _core.gemm(False, False, 37, 83, 301, 1.0, A, B, 0.0, R, reference=True)
+    _testing.gemm(False, False, 37, 83, 301, 1.0, A, B, 0.0, R, reference=True)
     families = [k for k in ("avx512", "avx2", "plain")
                 if ["plain", "avx2", "avx512"].index(k) <= ["plain", "avx2", "avx512"].index(_core.cpu_kernel_best())]
     for k in families:
         _core.set_cpu_kernel(k)
         C = np.zeros_like(R)
-        _core.gemm(False, False, 37, 83, 301, 1.0, A, B, 0.0, C)
+        _testing.gemm(False, False, 37, 83, 301, 1.0, A, B, 0.0, C)
         print(f"  {k:7s} max abs err vs reference on 37x83x301: {np.abs(C - R).max():.2e}")
     print(f"{'M':>6s} {'N':>7s} {'K':>6s} " + " ".join(f"{k + ' GF/s':>12s}" for k in families))
     for (M, N, K) in [(32, 173056, 27), (64, 43264, 288), (128, 10816, 576), (256, 2704, 1152), (512, 676, 2304),
@@ -163,7 +163,7 @@ def bench_gemm(runs):
         row = []
         for k in families:
             _core.set_cpu_kernel(k)
-            t = median_time(lambda: _core.gemm(False, False, M, N, K, 1.0, A, B, 0.0, C), runs if k != "plain" else 2)
+            t = median_time(lambda: _testing.gemm(False, False, M, N, K, 1.0, A, B, 0.0, C), runs if k != "plain" else 2)
             row.append(2 * M * N * K / t / 1e9)
         print(f"{M:6d} {N:7d} {K:6d} " + " ".join(f"{g:12.1f}" for g in row))
     _core.set_cpu_kernel("auto")

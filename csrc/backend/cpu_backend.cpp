@@ -58,11 +58,20 @@ class CpuBackend final : public Backend {
   }
 
   // ------------------------------------------------------------ transfers
+  // On the emulated device these are its (counted) transfers, as CUDA's are real copies.
   void upload(float* dst, const float* host_src, size_t n) override {
-    if (n && dst != host_src) std::memcpy(dst, host_src, sizeof(float) * n);
+    if (!n || dst == host_src) return;
+    if (device() == Device::Emulated)
+      device_memory(Device::Emulated).upload(dst, host_src, sizeof(float) * n);
+    else
+      std::memcpy(dst, host_src, sizeof(float) * n);
   }
   void download(float* host_dst, const float* src, size_t n) override {
-    if (n && host_dst != src) std::memcpy(host_dst, src, sizeof(float) * n);
+    if (!n || host_dst == src) return;
+    if (device() == Device::Emulated)
+      device_memory(Device::Emulated).download(host_dst, src, sizeof(float) * n);
+    else
+      std::memcpy(host_dst, src, sizeof(float) * n);
   }
   void synchronize() override {}
 

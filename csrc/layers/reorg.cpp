@@ -66,7 +66,8 @@ std::unique_ptr<Layer> make_reorg(const CfgSection& s, const LayerInput& in) {
   s.touch("extra");
   if (s.get_int("flatten", 0) || s.get_int("extra", 0)) s.fail_section("reorg flatten/extra are not supported");
   if (l->stride <= 0) s.fail_key("stride", "must be > 0");
-  const int s2 = l->stride * l->stride;
+  // 64-bit: stride=65536 must be an error, not stride^2 overflowing to 0 and a division by it.
+  const long long s2 = (long long)l->stride * l->stride;
   if (!l->reverse && (in.w % l->stride || in.h % l->stride))
     s.fail_key("stride", "input " + std::to_string(in.w) + "x" + std::to_string(in.h) + " not divisible by stride");
   // Darknet's index map divides by c / stride^2 in both directions (the passthrough reorg

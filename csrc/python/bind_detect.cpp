@@ -6,14 +6,10 @@
 #include <optional>
 #include <utility>
 
-#include "backend/backend.hpp"
 #include "core/error.hpp"
-#include "core/options.hpp"
 #include "detect.hpp"
-#include "layers/layers.hpp"
 #include "layers/region.hpp"
 #include "network.hpp"
-#include "parse/cfg.hpp"
 #include "parse/tree.hpp"
 #include "python/bind.hpp"
 
@@ -31,10 +27,6 @@ py::array_t<float> to_numpy(const float* data, size_t n, std::vector<py::ssize_t
 py::array_t<float> to_numpy(const std::vector<float>& v, std::vector<py::ssize_t> shape) {
   return to_numpy(v.data(), v.size(), std::move(shape));
 }
-// Host copy of a layer buffer (read-only access: the buffer keeps its newest copy).
-py::array_t<float> to_numpy(const FloatBuffer& v, std::vector<py::ssize_t> shape) {
-  return to_numpy(v.host(), v.size(), std::move(shape));
-}
 
 py::tuple detections_to_numpy(const Detections& d, bool with_index) {
   const py::ssize_t n = (py::ssize_t)d.size();
@@ -47,6 +39,24 @@ py::tuple detections_to_numpy(const Detections& d, bool with_index) {
   return py::make_tuple(boxes, obj, probs, index);
 }
 
+// The region output of one image as (C, H, W) or (1, C, H, W).
+const float* region_output_pointer(const FloatArray& output, int expected_c, int* w, int* h) {
+  if (output.ndim() == 4) check(output.shape(0) == 1, "region output: batch of ", output.shape(0),
+                                    ", pass one image (C, H, W)");
+  check(output.ndim() == 3 || output.ndim() == 4, "region output must be (C, H, W) or (1, C, H, W), got ",
+        output.ndim(), " dimensions");
+  const int off = (int)output.ndim() - 3;
+  check(output.shape(off) == expected_c, "region output has ", output.shape(off),
+        " channels, num*(coords+1+classes) = ", expected_c);
+  *h = (int)output.shape(off + 1);
+  *w = (int)output.shape(off + 2);
+  return output.data();
+}
+
+}  // namespace
+
+// The dictionaries of a region layer's statistics and parameters (region_layers); outside the
+// anonymous namespace because darknet_py._testing (csrc/testing) links this object for them.
 py::dict stats_dict(const RegionStats& s) {
   py::dict d;
   d["avg_iou"] = s.avg_iou;
@@ -91,89 +101,6 @@ py::dict region_info(const RegionLayer& l) {
   d["stats"] = stats_dict(l.stats);
   return d;
 }
-
-// Runs one [region] section alone on a recorded input, on a CPU backend:
-// forward (with truth when training) and, optionally, backward into a
-// previous-layer delta.
-py::dict run_region_layer(const std::string& cfg_file, std::optional<std::string> cfg_text, int batch, int w, int h,
-                          int c, FloatArray input, std::optional<FloatArray> truth, int64_t seen, bool train,
-                          bool backward, std::optional<FloatArray> prev_delta) {
-  std::vector<CfgSection> sections = cfg_text ? parse_cfg_text(*cfg_text, cfg_file) : parse_cfg_file(cfg_file);
-  const CfgSection* section = nullptr;
-  for (const auto& s : sections)
-    if (s.type == "region") section = &s;
-  check(section != nullptr, cfg_file, ": no [region] section");
-  LayerInput in;
-  in.batch = batch;
-  in.w = w;
-  in.h = h;
-  in.c = c;
-  auto layer = make_region(*section, in);
-  auto& region = static_cast<RegionLayer&>(*layer);
-  region.set_training(train);
-
-  const size_t total = (size_t)batch * region.inputs;
-  check((size_t)input.size() == total, "input has ", input.size(), " floats, the region layer needs ", total);
-  std::vector<float> prev(total, 0.f);
-  if (prev_delta) {
-    check((size_t)prev_delta->size() == total, "prev_delta has ", prev_delta->size(), " floats, expected ", total);
-    std::memcpy(prev.data(), prev_delta->data(), total * sizeof(float));
-  }
-  if (truth)
-    check((size_t)truth->size() == (size_t)batch * region.truths, "truth has ", truth->size(), " floats, expected ",
-          (size_t)batch * region.truths, " (batch * max * (coords + 1))");
-
-  std::vector<float> delta_after_forward;
-  {
-    py::gil_scoped_release release;
-    // The process defaults (ISA, threads), always on the CPU: the aid reads host arrays.
-    ExecOptions options = default_options();
-    options.device = Device::Cpu;
-    std::unique_ptr<Backend> backend = make_cpu_backend(options);
-    LayerContext ctx;
-    ctx.backend = backend.get();
-    ctx.device = Device::Cpu;
-    ctx.input = input.data();
-    ctx.truth = truth ? truth->data() : nullptr;
-    ctx.truth_host = ctx.truth;
-    ctx.train = train;
-    ctx.seen = seen;
-    ctx.prev_delta = prev.data();
-    region.forward(ctx);
-    const float* d = std::as_const(region.delta).host();
-    delta_after_forward.assign(d, d + region.delta.size());
-    if (backward) region.backward(ctx);
-  }
-  const std::vector<py::ssize_t> shape{batch, c, h, w};
-  py::dict d;
-  d["output"] = to_numpy(region.output, shape);
-  d["cost"] = region.cost;
-  d["stats"] = stats_dict(region.stats);
-  d["info"] = region_info(region);
-  d["warnings"] = section->unused_warnings();
-  if (train) {
-    d["delta_after_forward"] = to_numpy(delta_after_forward, shape);
-    d["delta"] = to_numpy(region.delta, shape);
-  }
-  if (backward) d["prev_delta"] = to_numpy(prev, shape);
-  return d;
-}
-
-// The region output of one image as (C, H, W) or (1, C, H, W).
-const float* region_output_pointer(const FloatArray& output, int expected_c, int* w, int* h) {
-  if (output.ndim() == 4) check(output.shape(0) == 1, "region output: batch of ", output.shape(0),
-                                    ", pass one image (C, H, W)");
-  check(output.ndim() == 3 || output.ndim() == 4, "region output must be (C, H, W) or (1, C, H, W), got ",
-        output.ndim(), " dimensions");
-  const int off = (int)output.ndim() - 3;
-  check(output.shape(off) == expected_c, "region output has ", output.shape(off),
-        " channels, num*(coords+1+classes) = ", expected_c);
-  *h = (int)output.shape(off + 1);
-  *w = (int)output.shape(off + 2);
-  return output.data();
-}
-
-}  // namespace
 
 void bind_detect(py::module_& m) {
   py::class_<WordTree>(m, "WordTree", "A Darknet .tree file: nodes, parents and softmax groups.")
@@ -283,14 +210,6 @@ void bind_detect(py::module_& m) {
         return out;
       },
       py::arg("net"), "Parameters and last training statistics of every region layer.");
-
-  m.def("run_region_layer", &run_region_layer, py::arg("cfg_file"), py::arg("cfg_text") = py::none(),
-        py::arg("batch"), py::arg("w"), py::arg("h"), py::arg("c"), py::arg("input"), py::arg("truth") = py::none(),
-        py::arg("seen") = 0, py::arg("train") = false, py::arg("backward") = false,
-        py::arg("prev_delta") = py::none(),
-        "Builds the last [region] section of a cfg for a (batch, c, h, w) input and runs it alone\n"
-        "(testing aid): returns output, cost, stats, info, warnings and, when training,\n"
-        "delta_after_forward, delta (after backward if run) and prev_delta.");
 }
 
 }  // namespace dn

@@ -1,5 +1,6 @@
 // pybind11 bindings for the performance tools: kernel selection, threads, the
-// FMA peak microbenchmark, per-layer timing, and GEMM entry points for tests.
+// FMA peak microbenchmark and per-layer timing. (The GEMM test entry point lives in
+// darknet_py._testing, csrc/testing.)
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 #include <omp.h>
@@ -10,7 +11,6 @@
 #include <immintrin.h>
 
 #include "core/options.hpp"
-#include "kernels/gemm.hpp"
 #include "network.hpp"
 #include "python/bind.hpp"
 
@@ -76,11 +76,6 @@ Peak peak_gflops(int threads, const std::string& isa_name, int repeats, double s
   return Peak{g[g.size() / 2], g.back(), isa};
 }
 
-void check_matrix(const FloatArray& a, int rows, int cols, int ld, const char* name) {
-  if (a.ndim() != 2) fail(name, " must be 2-D");
-  if (a.shape(1) != ld || a.shape(0) < rows || (cols > ld)) fail(name, " has the wrong shape");
-}
-
 }  // namespace
 
 void bind_perf(py::module_& m) {
@@ -132,26 +127,6 @@ void bind_perf(py::module_& m) {
       },
       py::arg("threads") = 1, py::arg("isa") = "auto", py::arg("repeats") = 5, py::arg("seconds") = 0.2,
       "FMA peak of this machine in GFLOP/s (median of repeats) on `threads` threads.");
-  m.def(
-      "gemm",
-      [](bool ta, bool tb, int M, int N, int K, float alpha, const FloatArray& A, const FloatArray& B, float beta,
-         py::array_t<float, py::array::c_style> C, bool reference) {
-        const int lda = (int)A.shape(1), ldb = (int)B.shape(1), ldc = (int)C.shape(1);
-        check_matrix(A, ta ? K : M, ta ? M : K, lda, "A");
-        check_matrix(B, tb ? N : K, tb ? K : N, ldb, "B");
-        if (C.ndim() != 2 || C.shape(0) < M || C.shape(1) < N) fail("C has the wrong shape");
-        float* c = C.mutable_data();
-        const CpuIsa isa = default_options().isa;
-        py::gil_scoped_release r;
-        if (reference)
-          gemm_reference(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, c, ldc);
-        else
-          gemm(isa, ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, c, ldc);
-      },
-      py::arg("trans_a"), py::arg("trans_b"), py::arg("M"), py::arg("N"), py::arg("K"), py::arg("alpha"),
-      py::arg("A"), py::arg("B"), py::arg("beta"), py::arg("C"), py::arg("reference") = false,
-      "C = alpha*op(A)*op(B) + beta*C in place (row-major; ld = each array's row length), on the default "
-      "CPU kernel family (set_cpu_kernel).");
 
   // Per-layer timing: runs `warmup` + `runs` passes and returns
   // {"total": [runs], "layers": [[runs] per layer], "backward_layers": ...}.
