@@ -19,14 +19,6 @@ namespace {
 
 using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
-py::array_t<float> to_numpy(const float* data, size_t n, std::vector<py::ssize_t> shape) {
-  py::array_t<float> a(shape);
-  if (n) std::memcpy(a.mutable_data(), data, n * sizeof(float));
-  return a;
-}
-py::array_t<float> to_numpy(const std::vector<float>& v, std::vector<py::ssize_t> shape) {
-  return to_numpy(v.data(), v.size(), std::move(shape));
-}
 
 py::tuple detections_to_numpy(const Detections& d, bool with_index) {
   const py::ssize_t n = (py::ssize_t)d.size();

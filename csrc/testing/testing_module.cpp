@@ -28,15 +28,12 @@
 #include "layers/layers.hpp"
 #include "layers/region.hpp"
 #include "parse/cfg.hpp"
+#include "python/bind.hpp"
 
 namespace py = pybind11;
 
 namespace dn {
 
-// Defined in csrc/python/bind_detect.cpp, whose object this module also links:
-// the dictionaries _core returns for a region layer (region_layers) and its statistics.
-py::dict stats_dict(const RegionStats& s);
-py::dict region_info(const RegionLayer& l);
 
 namespace {
 
@@ -52,14 +49,7 @@ ExecOptions core_defaults() {
   return o;
 }
 
-py::array_t<float> to_numpy(const float* data, size_t n, std::vector<py::ssize_t> shape) {
-  py::array_t<float> a(shape);
-  if (n) std::memcpy(a.mutable_data(), data, n * sizeof(float));
-  return a;
-}
-py::array_t<float> to_numpy(const std::vector<float>& v, std::vector<py::ssize_t> shape) {
-  return to_numpy(v.data(), v.size(), std::move(shape));
-}
+using dn::to_numpy;  // the bridge's overloads (python/bind.hpp), beside this one
 // Host copy of a layer buffer (read-only access: the buffer keeps its newest copy).
 py::array_t<float> to_numpy(const FloatBuffer& v, std::vector<py::ssize_t> shape) {
   return to_numpy(v.host(), v.size(), std::move(shape));
