@@ -59,14 +59,6 @@ def _load_net(cfg: str, weights: Optional[str], device: str = "cpu"):
     return darknet_py.load(cfg, weights, device=device)
 
 
-def _net_for(args):
-    """The network of a map/valid run, on args.device. On the default device _load_net is
-    called with (cfg, weights) only: the seam tests replace with a fake network."""
-    if args.device == "cpu":
-        return _load_net(args.cfg, args.weights)
-    return _load_net(args.cfg, args.weights, device=args.device)
-
-
 def _tqdm(it, **kw):
     from tqdm import tqdm
 
@@ -276,7 +268,7 @@ def cmd_map(args) -> int:
         images = images[: args.limit]
     method = args.method or ("coco" if str(data.get("eval", "")).strip() == "coco" else "voc07")
     sizes = _parse_sizes(args.sizes) if args.sizes else None
-    net = _net_for(args)
+    net = _load_net(args.cfg, args.weights, args.device)
     names = class_names(data, net)
     common = dict(method=method, thresh=args.thresh, hier_thresh=args.hier_thresh, nms=args.nms,
                   iou=args.iou, conf_thresh=args.conf_thresh, progress=not args.quiet)
@@ -333,7 +325,7 @@ def cmd_valid(args) -> int:
     data, images = read_image_list(args.data, "valid")
     if args.limit:
         images = images[: args.limit]
-    net = _net_for(args)
+    net = _load_net(args.cfg, args.weights, args.device)
     names = class_names(data, net)
     dets, sizes, spent = collect_detections(net, images, args.thresh, args.hier_thresh, args.nms,
                                             not args.quiet, "valid")

@@ -116,7 +116,7 @@ def dataset(tmp_path, monkeypatch):
                     f"names = {tmp_path / 'names.txt'}\nbackup = backup\n")
     monkeypatch.setattr(ev, "_dataset", _fake_dataset)
     net = FakeNet(tmp_path)
-    monkeypatch.setattr(ev, "_load_net", lambda cfg, weights: net)
+    monkeypatch.setattr(ev, "_load_net", lambda cfg, weights, device="cpu": net)
     return types.SimpleNamespace(root=tmp_path, data=str(data), paths=paths, net=net)
 
 
