@@ -448,25 +448,45 @@ void fill_truth(const std::vector<BoxLabel>& corrected, int max_boxes, float* tr
 
 // ---------------------------------------------------------------- detection augmentation
 
-DetectionSample augment_detection(const ImageView& orig, const std::vector<BoxLabel>& labels,
-                                  const DetectionAugmentParams& p, AugmentRng& rng) {
-  check_image(orig, "augment_detection: image");
-  check(orig.c == 3, "augment_detection: image must have 3 channels (RGB), got ", orig.c);
-  check_size(p.net_w, p.net_h, "augment_detection: network input");
-  check(std::isfinite(p.jitter) && p.jitter >= 0 && p.jitter < 1,
-        "augment_detection: jitter must be in [0, 1), got ", p.jitter);
-  check(std::isfinite(p.hue) && p.hue >= 0 && p.hue <= 1, "augment_detection: hue must be in [0, 1], got ", p.hue);
-  check(std::isfinite(p.saturation) && p.saturation > 0,
-        "augment_detection: saturation must be positive, got ", p.saturation);
-  check(std::isfinite(p.exposure) && p.exposure > 0, "augment_detection: exposure must be positive, got ",
-        p.exposure);
-  check(p.max_boxes > 0, "augment_detection: max_boxes must be positive, got ", p.max_boxes);
+JitterStyle parse_jitter_style(const std::string& name) {
+  if (name == "crop") return JitterStyle::Crop;
+  if (name == "place") return JitterStyle::Place;
+  fail("jitter style must be 'crop' (YOLOv2-era Darknet) or 'place' (pjreddie master), got '", name, "'");
+}
 
+const char* jitter_style_name(JitterStyle style) { return style == JitterStyle::Crop ? "crop" : "place"; }
+
+namespace {
+
+// YOLOv2-era Darknet: cut (or, when negative, add by replicating the border) up to
+// jitter x side on each side, then resize the window to the net. Returns the box
+// correction (dx, dy, sx, sy) for correct_boxes.
+void jitter_by_crop(const ImageView& orig, const DetectionAugmentParams& p, AugmentRng& rng,
+                    DetectionAugmentDraws& d, Image& out, float correction[4]) {
+  const int dw = static_cast<int>(orig.w * p.jitter), dh = static_cast<int>(orig.h * p.jitter);
+  // Darknet assigns rand_uniform(-d, d) to an int: truncation toward zero.
+  d.crop_left = static_cast<int>(rng.uniform(-dw, dw));
+  d.crop_right = static_cast<int>(rng.uniform(-dw, dw));
+  d.crop_top = static_cast<int>(rng.uniform(-dh, dh));
+  d.crop_bottom = static_cast<int>(rng.uniform(-dh, dh));
+  const int crop_w = orig.w - d.crop_left - d.crop_right;
+  const int crop_h = orig.h - d.crop_top - d.crop_bottom;
+  // jitter < 1/2 (checked above) keeps at least one pixel: dw < w/2 on each side
+  const float sx = static_cast<float>(crop_w) / orig.w, sy = static_cast<float>(crop_h) / orig.h;
+  const Image cropped = crop_image(orig, d.crop_left, d.crop_top, crop_w, crop_h);
+  out = resize_image(cropped.view(), p.net_w, p.net_h);
+  correction[0] = (static_cast<float>(d.crop_left) / orig.w) / sx;  // new = old / s - left / s
+  correction[1] = (static_cast<float>(d.crop_top) / orig.h) / sy;
+  correction[2] = 1.f / sx;
+  correction[3] = 1.f / sy;
+}
+
+// pjreddie master: random aspect from +-jitter, fitted into the net size (scale 1),
+// placed at a random offset on a 0.5 canvas.
+void jitter_by_placing(const ImageView& orig, const DetectionAugmentParams& p, AugmentRng& rng,
+                       DetectionAugmentDraws& d, Image& out, float correction[4]) {
   const int w = p.net_w, h = p.net_h;
-  DetectionSample out;
-  DetectionAugmentDraws& d = out.draws;
-  out.image = Image(w, h, orig.c, 0.5f);
-
+  out = Image(w, h, orig.c, 0.5f);
   const float dw = p.jitter * orig.w;
   const float dh = p.jitter * orig.h;
   d.aspect_w_jitter = rng.uniform(-dw, dw);
@@ -483,15 +503,53 @@ DetectionSample augment_detection(const ImageView& orig, const std::vector<BoxLa
   d.dx = rng.uniform(0, w - d.nw);
   d.dy = rng.uniform(0, h - d.nh);
   place_image(orig, static_cast<int>(d.nw), static_cast<int>(d.nh), static_cast<int>(d.dx),
-              static_cast<int>(d.dy), out.image);
+              static_cast<int>(d.dy), out);
+  correction[0] = -d.dx / w;
+  correction[1] = -d.dy / h;
+  correction[2] = d.nw / w;
+  correction[3] = d.nh / h;
+}
 
-  d.dhue = rng.uniform(-p.hue, p.hue);
-  d.dsat = rng.rand_scale(p.saturation);
-  d.dexp = rng.rand_scale(p.exposure);
-  distort_image(out.image, d.dhue, d.dsat, d.dexp);
+}  // namespace
 
-  d.flipped = p.flip && rng.coin();
-  if (d.flipped) flip_image(out.image);
+DetectionSample augment_detection(const ImageView& orig, const std::vector<BoxLabel>& labels,
+                                  const DetectionAugmentParams& p, AugmentRng& rng) {
+  check_image(orig, "augment_detection: image");
+  check(orig.c == 3, "augment_detection: image must have 3 channels (RGB), got ", orig.c);
+  check_size(p.net_w, p.net_h, "augment_detection: network input");
+  check(std::isfinite(p.jitter) && p.jitter >= 0 && p.jitter < 1,
+        "augment_detection: jitter must be in [0, 1), got ", p.jitter);
+  check(std::isfinite(p.hue) && p.hue >= 0 && p.hue <= 1, "augment_detection: hue must be in [0, 1], got ", p.hue);
+  check(std::isfinite(p.saturation) && p.saturation > 0,
+        "augment_detection: saturation must be positive, got ", p.saturation);
+  check(std::isfinite(p.exposure) && p.exposure > 0, "augment_detection: exposure must be positive, got ",
+        p.exposure);
+  check(p.max_boxes > 0, "augment_detection: max_boxes must be positive, got ", p.max_boxes);
+  check(p.style != JitterStyle::Crop || p.jitter < 0.5f,
+        "augment_detection: jitter must be below 0.5 with the crop style (each side moves by up to jitter), got ",
+        p.jitter);
+
+  DetectionSample out;
+  DetectionAugmentDraws& d = out.draws;
+  float correction[4];  // dx, dy, sx, sy for correct_boxes
+  if (p.style == JitterStyle::Crop) {
+    jitter_by_crop(orig, p, rng, d, out.image, correction);
+    // YOLOv2-era order: flip drawn before the distortion
+    d.flipped = p.flip && rng.coin();
+    if (d.flipped) flip_image(out.image);
+    d.dhue = rng.uniform(-p.hue, p.hue);
+    d.dsat = rng.rand_scale(p.saturation);
+    d.dexp = rng.rand_scale(p.exposure);
+    distort_image(out.image, d.dhue, d.dsat, d.dexp);
+  } else {
+    jitter_by_placing(orig, p, rng, d, out.image, correction);
+    d.dhue = rng.uniform(-p.hue, p.hue);
+    d.dsat = rng.rand_scale(p.saturation);
+    d.dexp = rng.rand_scale(p.exposure);
+    distort_image(out.image, d.dhue, d.dsat, d.dexp);
+    d.flipped = p.flip && rng.coin();
+    if (d.flipped) flip_image(out.image);
+  }
 
   // Darknet's randomize_boxes: swap each position with a random one.
   const int n = static_cast<int>(labels.size());
@@ -501,7 +559,7 @@ DetectionSample augment_detection(const ImageView& orig, const std::vector<BoxLa
   std::vector<BoxLabel> boxes(n);
   for (int i = 0; i < n; ++i) boxes[i] = labels[d.box_order[i]];
 
-  correct_boxes(boxes, -d.dx / w, -d.dy / h, d.nw / w, d.nh / h, d.flipped);
+  correct_boxes(boxes, correction[0], correction[1], correction[2], correction[3], d.flipped);
   out.truth.assign(static_cast<size_t>(p.max_boxes) * 5, 0.f);
   fill_truth(boxes, p.max_boxes, out.truth.data());
   return out;

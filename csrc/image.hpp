@@ -9,6 +9,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace dn {
@@ -103,8 +104,17 @@ void correct_boxes(std::vector<BoxLabel>& boxes, float dx, float dy, float sx, f
 // max_boxes first, then boxes with w or h < .001 are dropped.
 void fill_truth(const std::vector<BoxLabel>& corrected, int max_boxes, float* truth);
 
+// How jitter moves the image. Place: pjreddie master (YOLOv3 era): a random aspect,
+// shrunk to fit, placed at a random offset on grey, never enlarged. Crop: YOLOv2-era
+// Darknet (what the paper trained with): each side moved by an integer in +-jitter x
+// side (border pixels replicated), resized to the net: translation and zoom in or out.
+enum class JitterStyle { Place, Crop };
+JitterStyle parse_jitter_style(const std::string& name);
+const char* jitter_style_name(JitterStyle style);
+
 struct DetectionAugmentParams {
   int net_w = 416, net_h = 416;
+  JitterStyle style = JitterStyle::Place;
   float jitter = 0.2f;
   float hue = 0.f, saturation = 1.f, exposure = 1.f;
   bool flip = true;  // Darknet flips detection images at random; false disables it
@@ -116,6 +126,7 @@ struct DetectionAugmentDraws {
   float aspect_w_jitter = 0, aspect_h_jitter = 0;  // rand_uniform(-dw, dw), rand_uniform(-dh, dh)
   float new_ar = 1, nw = 0, nh = 0;
   float dx = 0, dy = 0;  // placement offsets (float; place_image truncates)
+  int crop_left = 0, crop_right = 0, crop_top = 0, crop_bottom = 0;  // Crop: pixels cut (negative: added)
   float dhue = 0, dsat = 1, dexp = 1;
   bool flipped = false;
   std::vector<int> box_order;  // label row of each shuffled box
@@ -127,10 +138,9 @@ struct DetectionSample {
   DetectionAugmentDraws draws;
 };
 
-// One image of Darknet's load_data_detection (pjreddie master): random aspect
-// from +-jitter of the original size, fitted into the net size, placed at a
-// random offset on a 0.5 canvas, distorted in HSV, maybe flipped; the labels
-// (class, x, y, w, h rows) are shuffled, corrected and written as truth.
+// One image of Darknet's load_data_detection: jittered by params.style (see
+// JitterStyle), distorted in HSV, maybe flipped; the labels (class, x, y, w, h
+// rows) are shuffled, corrected and written as truth, in that Darknet's draw order.
 DetectionSample augment_detection(const ImageView& im, const std::vector<BoxLabel>& labels,
                                   const DetectionAugmentParams& params, AugmentRng& rng);
 

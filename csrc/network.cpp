@@ -466,9 +466,9 @@ void Network::run_backward_layer(int i, const float* input) {
   layers[i]->backward(ctx);
 }
 
-void Network::randomize(uint64_t seed) {
+void Network::randomize(uint64_t seed, WeightInit init) {
   std::mt19937_64 init_rng(seed);
-  for (auto& l : layers) l->randomize(init_rng);
+  for (auto& l : layers) l->randomize(init_rng, init);
 }
 
 int64_t Network::current_batch() const { return seen / ((int64_t)opt.batch * opt.subdivisions); }

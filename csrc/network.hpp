@@ -106,8 +106,8 @@ class Network {
   void to(Device d);
   Device device() const { return options_.device; }
   Backend& backend() { return *backend_; }
-  // Random initial parameters for training from scratch (seeded, Darknet's scheme).
-  void randomize(uint64_t seed);
+  // Random initial parameters for training from scratch (seeded; see WeightInit).
+  void randomize(uint64_t seed, WeightInit init = WeightInit::Uniform);
 
   // Runs every layer on batch() images (host input/truth, uploaded to the device
   // when the network is on one); returns the output layer's output on the host.

@@ -180,9 +180,11 @@ class Network:
     def __len__(self):
         return self._net.n_layers
 
-    def randomize(self, seed: int = 0) -> None:
-        """Darknet's random initialisation (conv weights N(0,1)*sqrt(2/fan_in), biases 0, scales 1)."""
-        self._net.randomize(int(seed))
+    def randomize(self, seed: int = 0, init: str = "uniform") -> None:
+        """Random initialisation: conv weights sqrt(2/fan_in) times U(-1, 1) ("uniform", YOLOv2-era
+        Darknet, the default: it trains faster behind batch norm, see README) or N(0, 1) ("normal",
+        later Darknet); biases 0, BN scales 1."""
+        self._net.randomize(int(seed), str(init))
 
     def resize(self, width: int, height: int) -> None:
         """Change the input size in place (weights kept), as multi-scale training does."""

@@ -231,12 +231,19 @@ void ConvolutionalLayer::update(const UpdateArgs& a, Backend& be) {
   be.sgd(weights.size(), weights.write(dev), weight_updates.write(dev), step, -a.decay * a.batch, a.momentum);
 }
 
-void ConvolutionalLayer::randomize(std::mt19937_64& rng) {
-  // Darknet: weights ~ N(0, 1) * sqrt(2 / fan_in), biases 0, BN scales 1, rolling stats 0/1.
+void ConvolutionalLayer::randomize(std::mt19937_64& rng, WeightInit init) {
+  // Weights scale * U(-1, 1) (YOLOv2-era Darknet, the default: see README "Initialisation")
+  // or scale * N(0, 1) (later Darknet), scale = sqrt(2 / fan_in); biases 0, BN scales 1,
+  // rolling stats 0/1.
   const float scale = std::sqrt(2.f / (size * size * (c / groups)));
-  std::normal_distribution<float> normal(0.f, 1.f);
   float* wts = weights.host();
-  for (size_t i = 0; i < weights.size(); ++i) wts[i] = scale * normal(rng);
+  if (init == WeightInit::Normal) {
+    std::normal_distribution<float> normal(0.f, 1.f);
+    for (size_t i = 0; i < weights.size(); ++i) wts[i] = scale * normal(rng);
+  } else {
+    std::uniform_real_distribution<float> uniform(-1.f, 1.f);
+    for (size_t i = 0; i < weights.size(); ++i) wts[i] = scale * uniform(rng);
+  }
   biases.assign(biases.size(), 0.f);
   if (batch_normalize) {
     scales.assign(scales.size(), 1.f);

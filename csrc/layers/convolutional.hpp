@@ -35,7 +35,7 @@ class ConvolutionalLayer : public Layer {
   void forward(LayerContext& ctx) override;
   void backward(LayerContext& ctx) override;
   void update(const UpdateArgs& a, Backend& backend) override;
-  void randomize(std::mt19937_64& rng) override;
+  void randomize(std::mt19937_64& rng, WeightInit init) override;
   void resize(int new_w, int new_h) override;
   size_t workspace_floats(bool train_or_reference) const override;
   double flops() const override;

@@ -4,6 +4,12 @@
 
 namespace dn {
 
+WeightInit parse_weight_init(const std::string& name) {
+  if (name == "uniform") return WeightInit::Uniform;
+  if (name == "normal") return WeightInit::Normal;
+  fail("weight init must be 'uniform' or 'normal', got '", name, "'");
+}
+
 void Layer::allocate() {
   output.reset((size_t)batch * outputs);
   if (training)

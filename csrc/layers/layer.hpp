@@ -21,6 +21,13 @@ namespace dn {
 
 enum class LayerType { Convolutional, Maxpool, Avgpool, Route, Reorg, Region, Softmax, Cost, Dropout };
 
+// Distribution of fresh conv weights, both scaled by sqrt(2 / fan_in). Uniform(-1, 1) is
+// YOLOv2-era Darknet's and the default: behind batch norm a weight's effective learning
+// rate scales as 1/|w|^2, and Normal(0, 1) (later Darknet) has three times the variance,
+// which measurably slows training from scratch (README, "Initialisation").
+enum class WeightInit { Uniform, Normal };
+WeightInit parse_weight_init(const std::string& name);
+
 // What a layer reads during one pass; filled in by Network for each layer.
 // Every pointer is on the backend's device unless named *_host.
 struct LayerContext {
@@ -87,7 +94,10 @@ class Layer {
     allocate();
   }
   // Fresh parameters for training from scratch (Darknet's initialisation).
-  virtual void randomize(std::mt19937_64& rng) { (void)rng; }
+  virtual void randomize(std::mt19937_64& rng, WeightInit init) {
+    (void)rng;
+    (void)init;
+  }
   // Earlier layers (besides the previous one) whose outputs forward() reads.
   virtual std::vector<int> reads() const { return {}; }
   // Scratch floats this layer needs from the shared workspace.

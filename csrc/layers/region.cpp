@@ -360,6 +360,14 @@ std::unique_ptr<Layer> make_region(const CfgSection& s, const LayerInput& in) {
   l->max_boxes = s.get_int("max", 30);
   if (l->max_boxes < 1) s.fail_key("max", "must be at least 1 truth box per image");
   l->jitter = s.get_float("jitter", .2f);
+  if (s.has("jitter_style")) {
+    const std::string style = s.get_str("jitter_style", "");
+    if (style != "crop" && style != "place")
+      s.fail_key("jitter_style", "must be 'crop' (YOLOv2-era Darknet) or 'place' (pjreddie master), got '" + style + "'");
+    l->jitter_style = parse_jitter_style(style);
+  }
+  if (l->jitter_style == JitterStyle::Crop && !(l->jitter < .5f))
+    s.fail_key("jitter", "must be below 0.5 with jitter_style=crop (each side moves by up to jitter)");
   l->rescore = s.get_int("rescore", 0) != 0;
   l->thresh = s.get_float("thresh", .5f);
   l->classfix = s.get_int("classfix", 0);

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "image.hpp"
 #include "layers/layer.hpp"
 #include "layers/layers.hpp"
 #include "parse/tree.hpp"
@@ -42,6 +43,8 @@ class RegionLayer : public Layer {
   bool bias_match = false;
   bool rescore = false;
   float jitter = .2f;
+  // darknet_py's own key (Darknet ignores it): how the training loader applies jitter.
+  JitterStyle jitter_style = JitterStyle::Place;
   float thresh = .5f;
   float object_scale = 1, noobject_scale = 1, class_scale = 1, coord_scale = 1, mask_scale = 1;
   int absolute = 0, random = 0, log = 0, sqrt = 0, classfix = 0;

@@ -78,6 +78,7 @@ py::dict region_info(const RegionLayer& l) {
   d["bias_match"] = l.bias_match;
   d["rescore"] = l.rescore;
   d["jitter"] = l.jitter;
+  d["jitter_style"] = jitter_style_name(l.jitter_style);
   d["random"] = l.random;
   d["absolute"] = l.absolute;
   d["thresh"] = l.thresh;

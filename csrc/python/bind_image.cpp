@@ -235,7 +235,8 @@ void bind_image(py::module_& m) {
   m.def(
       "augment_detection",
       [](FloatArray image, FloatArray boxes, int net_w, int net_h, float jitter, float hue, float saturation,
-         float exposure, bool flip, int max_boxes, uint64_t seed, bool return_draws) -> py::object {
+         float exposure, bool flip, int max_boxes, uint64_t seed, bool return_draws,
+         const std::string& style) -> py::object {
         const ImageView v = chw_view(image, "augment_detection: image");
         const std::vector<BoxLabel> labels = labels_from_array(boxes);
         DetectionAugmentParams params;
@@ -247,6 +248,7 @@ void bind_image(py::module_& m) {
         params.exposure = exposure;
         params.flip = flip;
         params.max_boxes = max_boxes;
+        params.style = parse_jitter_style(style);
         DetectionSample sample;
         {
           py::gil_scoped_release nogil;
@@ -265,6 +267,10 @@ void bind_image(py::module_& m) {
         d["nh"] = draws.nh;
         d["dx"] = draws.dx;
         d["dy"] = draws.dy;
+        d["crop_left"] = draws.crop_left;
+        d["crop_right"] = draws.crop_right;
+        d["crop_top"] = draws.crop_top;
+        d["crop_bottom"] = draws.crop_bottom;
         d["dhue"] = draws.dhue;
         d["dsat"] = draws.dsat;
         d["dexp"] = draws.dexp;
@@ -274,8 +280,9 @@ void bind_image(py::module_& m) {
       },
       py::arg("image"), py::arg("boxes"), py::arg("net_w"), py::arg("net_h"), py::arg("jitter"), py::arg("hue"),
       py::arg("saturation"), py::arg("exposure"), py::arg("flip"), py::arg("max_boxes"), py::arg("seed"),
-      py::arg("return_draws") = false,
+      py::arg("return_draws") = false, py::arg("style") = "place",
       "One image of Darknet's load_data_detection. boxes: (N, 5|6) label rows class, x, y, w, h[, difficult].\n"
+      "style: 'crop' (YOLOv2-era jitter: sides cut/extended, resized) or 'place' (pjreddie master).\n"
       "Returns (image (3, net_h, net_w), truth (max_boxes*5,) rows x, y, w, h, class), plus a dict of the\n"
       "random draws when return_draws is true. Same seed, same result.");
 }

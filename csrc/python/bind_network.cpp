@@ -215,8 +215,16 @@ void bind_network(py::module_& m) {
       .def("resize", &Network::resize, py::arg("width"), py::arg("height"), py::call_guard<py::gil_scoped_release>())
       .def("set_training", &Network::set_training, py::call_guard<py::gil_scoped_release>())
       .def("set_seed", &Network::set_seed)
-      .def("randomize", &Network::randomize, py::arg("seed") = 0, py::call_guard<py::gil_scoped_release>(),
-           "Darknet's random initialisation: conv weights N(0,1)*sqrt(2/fan_in), biases 0, scales 1.")
+      .def(
+          "randomize",
+          [](Network& n, uint64_t seed, const std::string& init) {
+            const WeightInit how = parse_weight_init(init);
+            py::gil_scoped_release release;
+            n.randomize(seed, how);
+          },
+          py::arg("seed") = 0, py::arg("init") = "uniform",
+          "Random initialisation: conv weights sqrt(2/fan_in) * U(-1,1) ('uniform', YOLOv2-era Darknet, "
+          "default) or * N(0,1) ('normal', later Darknet); biases 0, BN scales 1.")
       .def(
           "forward",
           [](Network& net, const FloatArray& x, const py::object& truth) {

@@ -210,6 +210,8 @@ class DetectionLoader(PrefetchLoader):
 
     image_paths: list of image paths (labels found with ``label_path``).
     jitter, hue, saturation, exposure: the [net]/[region] augmentation values.
+    jitter_style: "crop" (YOLOv2-era Darknet: sides cut or extended, then resized) or
+    "place" (pjreddie master: aspect jitter, shrunk onto grey); [region] jitter_style.
     flip: random left-right flips (Darknet always does them for detection).
     seed: with the same seed, batch i is identical across runs.
     workers: background threads; prefetch: batches prepared ahead (default workers+1).
@@ -225,7 +227,7 @@ class DetectionLoader(PrefetchLoader):
     def __init__(self, image_paths: Sequence[str], net_w: int, net_h: int, batch: int, jitter: float = 0.2,
                  hue: float = 0.0, saturation: float = 1.0, exposure: float = 1.0, max_boxes: int = 30,
                  seed: int = 0, workers: int = 2, prefetch: Optional[int] = None, flip: bool = True,
-                 classes: Optional[int] = None, start_batch: int = 0):
+                 classes: Optional[int] = None, start_batch: int = 0, jitter_style: str = "place"):
         self.image_paths = [os.fspath(p) for p in image_paths]
         if not self.image_paths:
             raise DarknetError("DetectionLoader: the image list is empty")
@@ -239,6 +241,11 @@ class DetectionLoader(PrefetchLoader):
         if float(saturation) <= 0 or float(exposure) <= 0:
             raise DarknetError(f"DetectionLoader: saturation and exposure must be positive, "
                                f"got {saturation} and {exposure}")
+        if jitter_style not in ("crop", "place"):
+            raise DarknetError(f"DetectionLoader: jitter_style must be 'crop' or 'place', got {jitter_style!r}")
+        if jitter_style == "crop" and not float(jitter) < 0.5:
+            raise DarknetError(f"DetectionLoader: jitter must be below 0.5 with jitter_style='crop', got {jitter}")
+        self.jitter_style = jitter_style
         self.jitter, self.hue = float(jitter), float(hue)
         self.saturation, self.exposure = float(saturation), float(exposure)
         self.max_boxes = int(max_boxes)
@@ -266,7 +273,8 @@ class DetectionLoader(PrefetchLoader):
         labels = self.labels_for(path)
         try:
             return _core.augment_detection(image, labels, net_w, net_h, self.jitter, self.hue, self.saturation,
-                                           self.exposure, self.flip, self.max_boxes, augment_seed)
+                                           self.exposure, self.flip, self.max_boxes, augment_seed,
+                                           style=self.jitter_style)
         except DarknetError as e:
             raise DarknetError(f"{path}: {e}") from None
 
