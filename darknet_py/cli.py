@@ -1,4 +1,4 @@
-"""The `darknet-py` command: detect, info, train, demo, partial, and (from their
+"""The `darknet-py` command: detect, info, train, demo, partial, and (registered by their
 modules) map / valid / anchors / profile / classifier-*.
 
 Every command that runs a network takes `--device cpu|cuda` (default: the
@@ -153,12 +153,11 @@ def build_parser():
     add_device_argument(de)
     de.set_defaults(func=cmd_demo)
 
-    for module in ("evaluate", "profile", "classifier"):
-        try:
-            mod = __import__(f"darknet_py.{module}", fromlist=["register_commands"])
-        except ImportError:
-            continue
-        mod.register_commands(sub)
+    # Registered explicitly: a broken module fails here, loudly, instead of losing its commands.
+    from . import classifier, evaluate, profile
+    evaluate.register_commands(sub)    # map, valid, anchors
+    profile.register_commands(sub)     # profile
+    classifier.register_commands(sub)  # classifier-train, -finetune, -valid, -predict
     return p
 
 

@@ -259,6 +259,25 @@ void bind_network(py::module_& m) {
             return net.train_step(in, t);
           },
           py::arg("x"), py::arg("truth"))
+      .def(
+          "accumulate",
+          [](Network& net, const FloatArray& x, const py::object& truth) {
+            // train_step without its update: the gradients of one sub-batch are added to the
+            // layers' update buffers, so a caller can combine them (across processes) before update().
+            // On a device the input is staged twice (forward, backward): one small upload per sub-batch.
+            const float* in = prepare_input(net, x);
+            FloatArray truth_holder;
+            const float* t = prepare_truth(net, truth, truth_holder);
+            if (!t) fail("accumulate needs truth");
+            py::gil_scoped_release release;
+            if (!net.train) net.set_training(true);
+            net.seen += net.batch();
+            net.forward_only(in, t);
+            net.backward(in);
+            return net.cost;
+          },
+          py::arg("x"), py::arg("truth"),
+          "seen += batch, forward with truth, backward; no update (train_step = accumulate + update when due).")
       .def_property_readonly("current_batch", &Network::current_batch)
       .def_property_readonly("learning_rate", &Network::current_learning_rate)
       .def_property(
