@@ -250,12 +250,12 @@ def _names_for(args_names) -> Optional[List[str]]:
 
 
 def cmd_classifier_train(args):
+    from .cli import print_training_result
     res = train_classifier(args.data, args.cfg, args.weights, max_batches=args.max_batches, seed=args.seed,
                            backup=args.backup, clear=args.clear, workers=args.workers,
                            checkpoint_every=args.checkpoint_every, time_limit=args.time_limit,
                            device=args.device)
-    print(f"stopped: {res.stopped} after {res.iterations} iterations; {res.images_per_second:.1f} images/s; "
-          f"final loss {res.losses[-1] if res.losses else float('nan'):.4f}")
+    print_training_result(res)
     if res.top1 is not None:
         print(f"valid: top-1 {res.top1:.4f}, top-5 {res.top5:.4f}")
     print(f"weights: {res.final_weights or res.last_weights}; loss chart: {res.chart}")
@@ -306,19 +306,9 @@ def cmd_classifier_predict(args):
 
 
 def register_commands(subparsers) -> None:
-    from .cli import add_device_argument
+    from .cli import add_device_argument, add_training_arguments
     t = subparsers.add_parser("classifier-train", help="train a classifier on a Darknet classification .data file")
-    t.add_argument("data")
-    t.add_argument("cfg")
-    t.add_argument("weights", nargs="?")
-    t.add_argument("--max-batches", type=int)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--backup", help="checkpoint directory (default: the .data file's backup)")
-    t.add_argument("--clear", action="store_true", help="reset the iteration counter of the weights")
-    t.add_argument("--workers", type=int, default=2)
-    t.add_argument("--checkpoint-every", type=int, default=100)
-    t.add_argument("--time-limit", type=float, help="stop after this many seconds (weights saved)")
-    add_device_argument(t)
+    add_training_arguments(t)
     t.set_defaults(func=cmd_classifier_train)
 
     f = subparsers.add_parser("classifier-finetune",

@@ -268,8 +268,8 @@ class Network:
     def accumulate(self, x: np.ndarray, truth: np.ndarray) -> float:
         """The first phase of a training step: seen += batch, forward, backward; gradients are
         added to the update buffers, weights are not touched. Returns the loss."""
-        return self._net.accumulate(np.ascontiguousarray(x, dtype=np.float32),
-                                    np.ascontiguousarray(truth, dtype=np.float32))
+        return self._net.train_step(np.ascontiguousarray(x, dtype=np.float32),
+                                    np.ascontiguousarray(truth, dtype=np.float32), update=False)
 
     def update(self) -> None:
         """The second phase: SGD (momentum, decay) with the current iteration's learning rate
