@@ -216,6 +216,7 @@ def fine_tune_highres(data, cfg: str, weights: str, *, scale: float = 2.0, size:
     net = Network.from_cfg(str(cfg), batch=0, names=data_obj.names)
     _check_outputs(net, data_obj, cfg)
     tree = softmax_tree(net)
+    backup_dir = prepare_backup_dir(backup or data_obj.backup or "backup")
     prepare_training(net, weights, seed, clear=True, device=device)  # a new schedule: the fine-tune's own max_batches
     low = net.width
     high = int(size) if size else int(round(low * scale))
@@ -228,7 +229,6 @@ def fine_tune_highres(data, cfg: str, weights: str, *, scale: float = 2.0, size:
     top1_before = evaluate_classifier(net, data_obj, top=top)["top1"] if data_obj.valid else float("nan")
     net.base_learning_rate = learning_rate if learning_rate is not None else net.base_learning_rate * lr_scale
     net.max_batches = max_batches
-    backup_dir = prepare_backup_dir(backup or data_obj.backup or "backup")
     loader = _make_loader(net, data_obj, seed + 1, workers, 0, net.batch * net.subdivisions, tree, base_w=base_w)
     result = run_training(net, loader, int(max_batches), backup_dir, f"{Path(cfg).stem}_{high}",
                           result=ClassifierTrainResult(size=net.width), chart_path=chart, progress=progress,

@@ -124,6 +124,16 @@ def test_hierarchy_predictions(tiny_tree):
     assert h[names.index("dog")] == 0  # not a leaf
 
 
+def test_hierarchy_predictions_is_the_cores(tiny_tree):
+    """One implementation: the core's (detection decoding uses it too), over rows of any batch shape."""
+    p = np.random.default_rng(1).uniform(size=(2, 3, 12)).astype(np.float32)
+    h = hierarchy_predictions(p, tiny_tree, only_leaves=False)
+    assert h.shape == p.shape and h.dtype == np.float32
+    np.testing.assert_array_equal(h[1, 2], _core.hierarchy_predictions(p[1, 2], tiny_tree, False))
+    with pytest.raises(darknet_py.DarknetError, match="11 values but .* has 12 nodes"):
+        hierarchy_predictions(p[..., :11], tiny_tree)
+
+
 # ---------------------------------------------------------------- augmentation (C++)
 
 def _image(w=50, h=40, seed=0):
