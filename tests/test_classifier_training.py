@@ -101,7 +101,7 @@ def test_tree_softmax_masks_unlabelled_groups(tiny_tree, tmp_path):
     tree_path = require_reference("fixtures", "region_tree", "tiny.tree")
     net = darknet_py.Network.from_text(f"[net]\nbatch=2\nwidth=1\nheight=1\nchannels=12\n\n[softmax]\n"
                                        f"tree={tree_path}\n", batch=2)
-    net._net.set_training(True)
+    net.training = True
     x = np.random.default_rng(0).normal(size=(2, 12, 1, 1)).astype(np.float32)
     truth = class_truth([10, 4], 12, tiny_tree)
     out = net.forward(x, truth).reshape(2, 12)
@@ -274,7 +274,7 @@ def test_fine_tune_highres(trained, shapes, tmp_path):
     assert ft.top1_low == pytest.approx(result.top1)
     for v in (ft.top1_high_before, ft.top1_high_after, ft.top5_high_after):
         assert 0 <= v <= 1
-    assert ft.net._net.base_learning_rate == pytest.approx(0.01)
+    assert ft.net.base_learning_rate == pytest.approx(0.01)
     after = ft.net.layers[0].params["weights"]
     assert not np.allclose(before, after)
     assert Path(ft.train.final_weights).name == "demo-classifier_128_final.weights"
