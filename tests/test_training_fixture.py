@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 import darknet_py
-from darknet_py import _core
 from conftest import assert_close as _assert_close, load_case
 
 ATOL, RTOL = 1e-5, 1e-4
