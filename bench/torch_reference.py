@@ -478,7 +478,8 @@ def _relative(a: np.ndarray, b: np.ndarray) -> float:
 
 def learning_curves(batches: int = 1500, batch: int = 32, eval_at=(500, 1000, 1500), seed: int = 0,
                     init: str = "uniform", with_reference: bool = True, out_dir: str = "torch_reference_out",
-                    n_train: int = 2000, n_valid: int = 200, threads: int = 2):
+                    n_train: int = 2000, n_valid: int = 200, threads: int = 2, jitter_style: str = "place",
+                    size: int = 160):
     """Train darknet_py and the torch reference in lockstep on identical batches from the
     same initial parameters; VOC mAP@0.5 of both (scored by the same evaluator) at eval_at."""
     import darknet_py
@@ -488,7 +489,7 @@ def learning_curves(batches: int = 1500, batch: int = 32, eval_at=(500, 1000, 15
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     train_paths, valid_paths = _shapes_data(out / "data", n_train, n_valid, seed)
-    cfg = _recipe_cfg(out, batch, batches, .001, 100)
+    cfg = _recipe_cfg(out, batch, batches, .001, 100, size)
     net = darknet_py.Network.from_cfg(str(cfg), batch=batch)
     net.set_exec_options(threads=threads)
     net.randomize(seed, init=init)
@@ -497,8 +498,8 @@ def learning_curves(batches: int = 1500, batch: int = 32, eval_at=(500, 1000, 15
     evaluator = darknet_py.Network.from_cfg(str(cfg), batch=1)
     results = []
     t_dn = t_ref = 0.0
-    with DetectionLoader(train_paths, 160, 160, batch, jitter=.2, hue=.1, saturation=1.5, exposure=1.5,
-                         seed=seed, workers=1) as loader:
+    with DetectionLoader(train_paths, size, size, batch, jitter=.2, hue=.1, saturation=1.5, exposure=1.5,
+                         seed=seed, workers=1, jitter_style=jitter_style) as loader:
         for it in range(1, batches + 1):
             x, truth = loader.next_batch()
             t0 = time.perf_counter()
@@ -507,7 +508,7 @@ def learning_curves(batches: int = 1500, batch: int = 32, eval_at=(500, 1000, 15
             cost_ref = trainer.step(x, truth) if trainer else float("nan")
             t_dn += t1 - t0
             t_ref += time.perf_counter() - t1
-            if it % 50 == 0:
+            if it % 25 == 0:
                 print(f"{it:5d}  cost darknet_py {cost_dn:9.3f}  reference {cost_ref:9.3f}  "
                       f"({t_dn / it:.2f} s / {t_ref / it:.2f} s per step)", flush=True)
             if it in eval_at:
@@ -547,6 +548,10 @@ def main(argv=None):
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--no-reference", action="store_true", help="train darknet_py alone (init comparisons)")
     c.add_argument("--threads", type=int, default=2)
+    c.add_argument("--jitter-style", default="place", choices=("place", "crop"))
+    c.add_argument("--size", type=int, default=160, help="network input size (images are 160x160)")
+    c.add_argument("--images", type=int, default=2000, help="training images (plus a tenth held out)")
+    c.add_argument("--eval", default="500,1000,1500", help="batches at which both are scored")
     c.add_argument("--out", default="torch_reference_out")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
@@ -554,9 +559,10 @@ def main(argv=None):
         compare_steps(args.steps, args.batch, seen_start=args.seen, init=args.init,
                       darknet_bn_backward=args.darknet_bn_backward)
     else:
-        evals = [b for b in (500, 1000, 1500) if b <= args.batches] or [args.batches]
+        evals = [int(b) for b in args.eval.split(",") if int(b) <= args.batches] or [args.batches]
         rows = learning_curves(args.batches, args.batch, evals, args.seed, args.init, not args.no_reference,
-                               args.out, threads=args.threads)
+                               args.out, n_train=args.images, n_valid=max(args.images // 10, 1),
+                               threads=args.threads, jitter_style=args.jitter_style, size=args.size)
         for r in rows:
             print(r)
 

@@ -4,14 +4,12 @@ high-resolution classifier fine-tuning ("Better": train at 224, then fine-tune
 
 The arithmetic (forward, softmax cross-entropy + [cost], backward, SGD with the
 cfg's momentum/decay/LR policy) runs in the C++ core through
-`Network.train_step`; data comes from `data.classification.ClassificationLoader`
-(Darknet's load_data_augment in C++, in threads). Checkpoints, resume state,
-Ctrl-C handling and the loss chart are train.py's.
+the one training loop (training.py: subdivisions, checkpoints, resume, Ctrl-C,
+the loss chart); data comes from `data.classification.ClassificationLoader`
+(Darknet's load_data_augment in C++, in threads).
 """
 from __future__ import annotations
 
-import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +20,8 @@ import numpy as np
 from . import _core
 from ._core import DarknetError
 from .network import Network
-from .train import (TrainResult, _Interrupt, _write_chart, prepare_training, save_checkpoint,
-                    save_scheduled_checkpoints)
+from .training import (TrainingStep, TrainResult, prepare_backup_dir, prepare_training, run_training,
+                       training_limit)
 
 __all__ = ["ClassifierTrainResult", "FineTuneResult", "train_classifier", "evaluate_classifier", "fine_tune_highres",
            "predict_classes", "register_commands"]
@@ -58,7 +56,7 @@ def output_layer_outputs(net: Network) -> int:
 
 def softmax_tree(net: Network):
     """The WordTree of the net's [softmax] tree= layer, or None."""
-    return _core.softmax_tree(net._net)
+    return net.softmax_tree
 
 
 def _check_outputs(net: Network, data, cfg) -> None:
@@ -68,25 +66,21 @@ def _check_outputs(net: Network, data, cfg) -> None:
                            f"(the last convolution needs filters={data.classes})")
 
 
-def _is_training(net: Network) -> bool:
-    return net.layers[-1].delta is not None
-
-
 def _eval_net(net: Network, size: Optional[int]):
     """Switch to inference (and size) for evaluation; returns a restore callable."""
-    was_training = _is_training(net)
+    was_training = net.training
     w0, h0, b0 = net.width, net.height, net.batch
     if was_training:
-        net._net.set_training(False)
+        net.training = False
     if size and (size, size) != (w0, h0):
         net.resize(size, size)
 
     def restore():
         if (net.width, net.height) != (w0, h0):
             net.resize(w0, h0)
-        net._net.set_batch(b0)
+        net.set_batch(b0)
         if was_training:
-            net._net.set_training(True)
+            net.training = True
     return restore
 
 
@@ -162,78 +156,13 @@ def _make_loader(net: Network, data, seed: int, workers: int, start: int, images
                                 center=bool(opts.get("center", 0)), seed=seed, workers=workers, start_batch=start)
 
 
-def _run(net: Network, loader, limit: int, backup_dir: Path, base: str, chart_path: str, *, progress: bool,
-         desc: str, chart_every: int, checkpoint_every: int, time_limit: Optional[float],
-         on_iteration: Optional[Callable[[int, float, float], None]]) -> ClassifierTrainResult:
-    """train.py's loop without the detector parts: subdivisions, NaN stop, chart, checkpoints, Ctrl-C."""
-    batch, subdivisions = net.batch, net.options["subdivisions"]
-    images_per_iteration = batch * subdivisions
-    start = net._net.current_batch
-    result = ClassifierTrainResult(size=net.width)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=limit, initial=start, unit="batch", dynamic_ncols=True, desc=desc)
-    avg_loss = -1.0
-    iteration = start
-    t_start = time.perf_counter()
-    images_done = 0
-    last_good = None
-    try:
-        with _Interrupt() as interrupt:
-            while iteration < limit:
-                x, truth = loader.next_batch()
-                loss = 0.0
-                for s in range(subdivisions):
-                    sl = slice(s * batch, (s + 1) * batch)
-                    loss += net.train_step(x[sl], truth[sl])
-                loss /= subdivisions
-                iteration = net._net.current_batch
-                images_done += images_per_iteration
-                if not math.isfinite(loss):
-                    result.stopped = "nan"
-                    raise DarknetError(f"loss became {loss} at iteration {iteration}: stopping; the weights were not "
-                                       "saved" + (f"; last good checkpoint: {last_good}" if last_good else ""))
-                avg_loss = loss if avg_loss < 0 else avg_loss * .9 + loss * .1
-                result.losses.append(loss)
-                result.avg_losses.append(avg_loss)
-                if on_iteration:
-                    on_iteration(iteration, loss, avg_loss)
-                if bar is not None:
-                    rate = images_done / max(time.perf_counter() - t_start, 1e-9)
-                    bar.set_postfix(loss=f"{loss:.3f}", avg=f"{avg_loss:.3f}", lr=f"{net._net.learning_rate:.2e}",
-                                    img_s=f"{rate:.1f}", size=net.width)
-                    bar.update(iteration - bar.n)
-                if chart_every and iteration % chart_every == 0:
-                    _write_chart(chart_path, result, start)
-                last_good = save_scheduled_checkpoints(net, iteration, backup_dir, base, checkpoint_every) or last_good
-                if interrupt.hit:
-                    result.stopped = "interrupted"
-                    break
-                if time_limit is not None and time.perf_counter() - t_start > time_limit:
-                    result.stopped = "time_limit"
-                    break
-    finally:
-        loader.close()
-        if bar is not None:
-            bar.close()
-    result.iterations = iteration
-    result.images_per_second = images_done / max(time.perf_counter() - t_start, 1e-9)
-    result.last_weights = save_checkpoint(net, str(backup_dir / f"{base}_last.weights"))
-    if result.stopped in ("max_batches", "time_limit"):
-        result.final_weights = save_checkpoint(net, str(backup_dir / f"{base}_final.weights"))
-    if result.losses:
-        _write_chart(chart_path, result, start)
-        result.chart = chart_path
-    return result
-
-
 def train_classifier(data, cfg: str, weights: Optional[str] = None, *, max_batches: Optional[int] = None,
                      seed: int = 0, backup: Optional[str] = None, time_limit: Optional[float] = None,
                      progress: bool = True, workers: int = 2, clear: bool = False, chart: Optional[str] = None,
                      chart_every: int = 10, checkpoint_every: int = 100, evaluate: bool = True,
                      on_iteration: Optional[Callable[[int, float, float], None]] = None,
-                     return_net: bool = False, validate: bool = True, device: str = "cpu"):
+                     return_net: bool = False, validate: bool = True, device: str = "cpu",
+                     step: Optional[TrainingStep] = None):
     """Train a classifier on a Darknet classification .data file, like `darknet classifier train`.
 
     [net] batch/subdivisions, learning rate and policy (Darknet-19: poly,
@@ -246,6 +175,7 @@ def train_classifier(data, cfg: str, weights: Optional[str] = None, *, max_batch
     With evaluate, top-1/top-k on the valid list are filled in.
     validate=False skips opening every image up front (the label rule is always checked).
     device: "cpu" or "cuda" (prepared on the host, then trained and evaluated on the device).
+    step: the iteration's phases (training.TrainingStep; a data-parallel trainer passes its own).
     Returns a ClassifierTrainResult (and the Network with return_net).
     """
     from .data.classification import read_classification_data
@@ -253,20 +183,14 @@ def train_classifier(data, cfg: str, weights: Optional[str] = None, *, max_batch
     net = Network.from_cfg(str(cfg), batch=0, names=data_obj.names)
     _check_outputs(net, data_obj, cfg)
     tree = softmax_tree(net)
+    backup_dir = prepare_backup_dir(backup or data_obj.backup or "backup")
     prepare_training(net, weights, seed, clear, device)
-    opts = net.options
-    limit = int(max_batches if max_batches is not None else opts["max_batches"])
-    if limit <= 0:
-        raise DarknetError(f"{cfg}: max_batches must be > 0 (set it in [net] or pass max_batches)")
-    backup_dir = Path(backup or data_obj.backup or "backup")
-    backup_dir.mkdir(parents=True, exist_ok=True)
-    base = Path(cfg).stem
-    chart_path = chart or str(backup_dir / f"{base}_loss.png")
-    start = net._net.current_batch
-    loader = _make_loader(net, data_obj, seed, workers, start, net.batch * opts["subdivisions"], tree)
-    result = _run(net, loader, limit, backup_dir, base, chart_path, progress=progress, desc="classifier",
-                  chart_every=chart_every, checkpoint_every=checkpoint_every, time_limit=time_limit,
-                  on_iteration=on_iteration)
+    limit = training_limit(net, max_batches, cfg)
+    loader = _make_loader(net, data_obj, seed, workers, net.current_batch, net.batch * net.subdivisions, tree)
+    result = run_training(net, loader, limit, backup_dir, Path(cfg).stem, result=ClassifierTrainResult(size=net.width),
+                          chart_path=chart, progress=progress, desc="classifier", chart_every=chart_every,
+                          checkpoint_every=checkpoint_every, time_limit=time_limit, on_iteration=on_iteration,
+                          step=step)
     if evaluate and data_obj.valid:
         acc = evaluate_classifier(net, data_obj, top=data_obj.top)
         result.top1, result.top5 = acc["top1"], acc["top5"]
@@ -292,6 +216,7 @@ def fine_tune_highres(data, cfg: str, weights: str, *, scale: float = 2.0, size:
     net = Network.from_cfg(str(cfg), batch=0, names=data_obj.names)
     _check_outputs(net, data_obj, cfg)
     tree = softmax_tree(net)
+    backup_dir = prepare_backup_dir(backup or data_obj.backup or "backup")
     prepare_training(net, weights, seed, clear=True, device=device)  # a new schedule: the fine-tune's own max_batches
     low = net.width
     high = int(size) if size else int(round(low * scale))
@@ -302,18 +227,13 @@ def fine_tune_highres(data, cfg: str, weights: str, *, scale: float = 2.0, size:
     base_w = net.width
     net.resize(high, int(round(net.height * high / low)))
     top1_before = evaluate_classifier(net, data_obj, top=top)["top1"] if data_obj.valid else float("nan")
-    net._net.base_learning_rate = float(learning_rate if learning_rate is not None
-                                        else net._net.base_learning_rate * lr_scale)
-    net._net.max_batches = int(max_batches)
-    backup_dir = Path(backup or data_obj.backup or "backup")
-    backup_dir.mkdir(parents=True, exist_ok=True)
-    base = f"{Path(cfg).stem}_{high}"
-    chart_path = chart or str(backup_dir / f"{base}_loss.png")
-    loader = _make_loader(net, data_obj, seed + 1, workers, 0, net.batch * net.options["subdivisions"], tree,
-                          base_w=base_w)
-    result = _run(net, loader, int(max_batches), backup_dir, base, chart_path, progress=progress,
-                  desc=f"fine-tune {high}", chart_every=10, checkpoint_every=checkpoint_every,
-                  time_limit=time_limit, on_iteration=on_iteration)
+    net.base_learning_rate = learning_rate if learning_rate is not None else net.base_learning_rate * lr_scale
+    net.max_batches = max_batches
+    loader = _make_loader(net, data_obj, seed + 1, workers, 0, net.batch * net.subdivisions, tree, base_w=base_w)
+    result = run_training(net, loader, int(max_batches), backup_dir, f"{Path(cfg).stem}_{high}",
+                          result=ClassifierTrainResult(size=net.width), chart_path=chart, progress=progress,
+                          desc=f"fine-tune {high}", chart_every=10, checkpoint_every=checkpoint_every,
+                          time_limit=time_limit, on_iteration=on_iteration)
     acc = evaluate_classifier(net, data_obj, top=top) if data_obj.valid else {"top1": float("nan"),
                                                                               "top5": float("nan")}
     result.top1, result.top5 = acc["top1"], acc["top5"]
@@ -330,12 +250,12 @@ def _names_for(args_names) -> Optional[List[str]]:
 
 
 def cmd_classifier_train(args):
+    from .cli import print_training_result
     res = train_classifier(args.data, args.cfg, args.weights, max_batches=args.max_batches, seed=args.seed,
                            backup=args.backup, clear=args.clear, workers=args.workers,
                            checkpoint_every=args.checkpoint_every, time_limit=args.time_limit,
                            device=args.device)
-    print(f"stopped: {res.stopped} after {res.iterations} iterations; {res.images_per_second:.1f} images/s; "
-          f"final loss {res.losses[-1] if res.losses else float('nan'):.4f}")
+    print_training_result(res)
     if res.top1 is not None:
         print(f"valid: top-1 {res.top1:.4f}, top-5 {res.top5:.4f}")
     print(f"weights: {res.final_weights or res.last_weights}; loss chart: {res.chart}")
@@ -386,19 +306,9 @@ def cmd_classifier_predict(args):
 
 
 def register_commands(subparsers) -> None:
-    from .cli import add_device_argument
+    from .cli import add_device_argument, add_training_arguments
     t = subparsers.add_parser("classifier-train", help="train a classifier on a Darknet classification .data file")
-    t.add_argument("data")
-    t.add_argument("cfg")
-    t.add_argument("weights", nargs="?")
-    t.add_argument("--max-batches", type=int)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--backup", help="checkpoint directory (default: the .data file's backup)")
-    t.add_argument("--clear", action="store_true", help="reset the iteration counter of the weights")
-    t.add_argument("--workers", type=int, default=2)
-    t.add_argument("--checkpoint-every", type=int, default=100)
-    t.add_argument("--time-limit", type=float, help="stop after this many seconds (weights saved)")
-    add_device_argument(t)
+    add_training_arguments(t)
     t.set_defaults(func=cmd_classifier_train)
 
     f = subparsers.add_parser("classifier-finetune",

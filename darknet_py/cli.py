@@ -1,4 +1,4 @@
-"""The `darknet-py` command: detect, info, train, demo, partial, and (from their
+"""The `darknet-py` command: detect, info, train, demo, partial, and (registered by their
 modules) map / valid / anchors / profile / classifier-*.
 
 Every command that runs a network takes `--device cpu|cuda` (default: the
@@ -36,6 +36,26 @@ def add_device_argument(parser) -> None:
     environment default too: a string default goes through `type`)."""
     parser.add_argument("--device", type=_device_arg, default=default_device(), metavar="{cpu,cuda}",
                         help="where the network runs: cpu or cuda (default: $DARKNET_PY_DEVICE or cpu)")
+
+
+def add_training_arguments(parser) -> None:
+    """The arguments every training command takes (they all run the one loop, training.py)."""
+    parser.add_argument("data")
+    parser.add_argument("cfg")
+    parser.add_argument("weights", nargs="?")
+    parser.add_argument("--max-batches", type=int)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backup", help="checkpoint directory (default: the .data file's backup)")
+    parser.add_argument("--clear", action="store_true", help="reset the iteration counter of the weights")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--checkpoint-every", type=int, default=100)
+    parser.add_argument("--time-limit", type=float, help="stop after this many seconds (weights saved)")
+    add_device_argument(parser)
+
+
+def print_training_result(res) -> None:
+    print(f"stopped: {res.stopped} after {res.iterations} iterations; {res.images_per_second:.1f} images/s; "
+          f"final loss {res.losses[-1] if res.losses else float('nan'):.4f}")
 
 
 def _read_names(path):
@@ -90,9 +110,8 @@ def cmd_train(args):
     from .train import train
     res = train(args.data, args.cfg, args.weights, max_batches=args.max_batches, seed=args.seed,
                 backup=args.backup, clear=args.clear, workers=args.workers,
-                checkpoint_every=args.checkpoint_every, device=args.device)
-    print(f"stopped: {res.stopped} after {res.iterations} iterations; "
-          f"{res.images_per_second:.1f} images/s; final loss {res.losses[-1] if res.losses else float('nan'):.4f}")
+                checkpoint_every=args.checkpoint_every, time_limit=args.time_limit, device=args.device)
+    print_training_result(res)
     print(f"weights: {res.final_weights or res.last_weights}; loss chart: {res.chart}")
     return 0
 
@@ -133,16 +152,7 @@ def build_parser():
     pa.set_defaults(func=cmd_partial)
 
     t = sub.add_parser("train", help="train a detector on a Darknet .data dataset")
-    t.add_argument("data")
-    t.add_argument("cfg")
-    t.add_argument("weights", nargs="?")
-    t.add_argument("--max-batches", type=int)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--backup", help="checkpoint directory (default: the .data file's backup)")
-    t.add_argument("--clear", action="store_true", help="reset the iteration counter of the weights")
-    t.add_argument("--workers", type=int, default=2)
-    t.add_argument("--checkpoint-every", type=int, default=100)
-    add_device_argument(t)
+    add_training_arguments(t)
     t.set_defaults(func=cmd_train)
 
     de = sub.add_parser("demo", help="generate a synthetic dataset, train, evaluate, draw detections")
@@ -153,12 +163,11 @@ def build_parser():
     add_device_argument(de)
     de.set_defaults(func=cmd_demo)
 
-    for module in ("evaluate", "profile", "classifier"):
-        try:
-            mod = __import__(f"darknet_py.{module}", fromlist=["register_commands"])
-        except ImportError:
-            continue
-        mod.register_commands(sub)
+    # Registered explicitly: a broken module fails here, loudly, instead of losing its commands.
+    from . import classifier, evaluate, profile
+    evaluate.register_commands(sub)    # map, valid, anchors
+    profile.register_commands(sub)     # profile
+    classifier.register_commands(sub)  # classifier-train, -finetune, -valid, -predict
     return p
 
 

@@ -33,41 +33,14 @@ def packaged_cfg(name: str) -> Path:
     raise DarknetError(f"packaged cfg {name!r} not found")
 
 
-def _label_boxes(label_file: str, img_w: int, img_h: int):
-    from .data.dataset import read_labels
-    rows = read_labels(label_file)
-    out = []
-    for r in rows:
-        c, x, y, w, h = r[:5]
-        out.append((int(c), (x - w / 2) * img_w, (y - h / 2) * img_h, (x + w / 2) * img_w, (y + h / 2) * img_h))
-    return out
-
-
-def evaluate_detector(net, image_paths, method: str = "voc", thresh: float = .005, progress: bool = True):
-    """Run `net` over images, score with darknet_py.metrics; returns (EvalResult, per-image detections)."""
-    from .data.dataset import label_path
-    from .image import load_image
-    from .metrics import evaluate
-    dets, truths, per_image = [], [], []
-    it = image_paths
-    if progress:
-        from tqdm import tqdm
-        it = tqdm(image_paths, desc="evaluate", unit="img", dynamic_ncols=True)
-    for image_id, path in enumerate(it):
-        img = load_image(path)
-        _, h, w = img.shape
-        found = net.detect(img, thresh=thresh, nms=.45)
-        per_image.append(found)
-        for d in found:
-            # Every class above thresh counts as a detection (as Darknet's validation writes them).
-            for cls in np.nonzero(d.probs > thresh)[0]:
-                x1, y1, x2, y2 = d.corners
-                dets.append((image_id, int(cls), float(d.probs[cls]), x1, y1, x2, y2))
-        for c, x1, y1, x2, y2 in _label_boxes(label_path(path), w, h):
-            truths.append((image_id, c, x1, y1, x2, y2))
-    if not dets:
-        dets = np.zeros((0, 7))
-    return evaluate(dets, truths, method=method, iou_threshold=.5), per_image
+def evaluate_detector(net, image_paths, names, method: str = "voc", thresh: float = .005, progress: bool = True):
+    """mAP@0.5 of `net` on labelled images, scored exactly as `darknet-py map` scores them
+    (evaluate.evaluate_network: every (box, class) pair with probability >= thresh, as
+    Darknet's validate_detector writes them; VOC pixel convention). Returns the EvalResult."""
+    from .evaluate import evaluate_network
+    res, _ = evaluate_network(net, image_paths, names, method=method, thresh=thresh, progress=progress,
+                              desc="evaluate")
+    return res
 
 
 def draw_grid(net, image_paths, out_path: str, thresh: float = .3, columns: int = 4):
@@ -139,7 +112,7 @@ def run_demo(out: str = "darknet_py_demo", minutes: float = 7.0, quick: bool = F
     print(f"[4/4] evaluating on {len(valid_paths)} held-out images")
     net = Network.from_cfg(str(cfg_path), batch=1, names=names, device=device)
     net.load_weights(result.final_weights or result.last_weights)
-    res, _ = evaluate_detector(net, valid_paths, progress=progress)
+    res = evaluate_detector(net, valid_paths, names, progress=progress)
     for c in sorted(res.ap):
         print(f"      {names[c]:>10s}: AP50 {res.ap[c] * 100:5.1f}")
     print(f"      mAP@0.5 (VOC all-point) = {res.map * 100:.1f}%")

@@ -180,6 +180,69 @@ class Network:
     def __len__(self):
         return self._net.n_layers
 
+    # ---- training state -------------------------------------------------------------
+    @property
+    def training(self) -> bool:
+        """Whether deltas and training buffers (momentum, BN statistics) are allocated."""
+        return self._net.training
+
+    @training.setter
+    def training(self, on: bool):
+        self._net.set_training(bool(on))
+
+    def set_seed(self, seed: int) -> None:
+        """Seed the generator of the network's own random choices during training (dropout)."""
+        self._net.set_seed(int(seed))
+
+    def set_batch(self, batch: int) -> None:
+        """Images per forward pass (forward/train_step also set it from their input)."""
+        self._net.set_batch(int(batch))
+
+    @property
+    def subdivisions(self) -> int:
+        """[net] subdivisions: sub-batches accumulated into one update."""
+        return self._net.subdivisions
+
+    @property
+    def current_batch(self) -> int:
+        """The training iteration: seen / (batch * subdivisions)."""
+        return self._net.current_batch
+
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate of the current iteration (policy and burn_in applied)."""
+        return self._net.learning_rate
+
+    @property
+    def base_learning_rate(self) -> float:
+        """[net] learning_rate, the base of the policy (fine-tuning lowers it)."""
+        return self._net.base_learning_rate
+
+    @base_learning_rate.setter
+    def base_learning_rate(self, value: float):
+        self._net.base_learning_rate = float(value)
+
+    @property
+    def max_batches(self) -> int:
+        """[net] max_batches: where training stops and the poly policy's horizon."""
+        return self._net.max_batches
+
+    @max_batches.setter
+    def max_batches(self, value: int):
+        self._net.max_batches = int(value)
+
+    @property
+    def region(self) -> Optional[dict]:
+        """Parameters of the last [region] layer (classes, anchors, jitter, random, max_boxes, tree, ...)
+        or None when the network has none."""
+        layers = _core.region_layers(self._net)
+        return layers[-1] if layers else None
+
+    @property
+    def softmax_tree(self):
+        """The WordTree of the last [softmax] layer with tree=, or None."""
+        return _core.softmax_tree(self._net)
+
     def randomize(self, seed: int = 0, init: str = "uniform") -> None:
         """Random initialisation: conv weights sqrt(2/fan_in) times U(-1, 1) ("uniform", YOLOv2-era
         Darknet, the default: it trains faster behind batch norm, see README) or N(0, 1) ("normal",
@@ -203,6 +266,23 @@ class Network:
         """One Darknet training step (seen += batch, forward, backward, update when due)."""
         return self._net.train_step(np.ascontiguousarray(x, dtype=np.float32),
                                     np.ascontiguousarray(truth, dtype=np.float32))
+
+    def accumulate(self, x: np.ndarray, truth: np.ndarray) -> float:
+        """The first phase of a training step: seen += batch, forward, backward; gradients are
+        added to the update buffers, weights are not touched. Returns the loss."""
+        return self._net.train_step(np.ascontiguousarray(x, dtype=np.float32),
+                                    np.ascontiguousarray(truth, dtype=np.float32), update=False)
+
+    def update(self) -> None:
+        """The second phase: SGD (momentum, decay) with the current iteration's learning rate
+        over the accumulated gradients."""
+        self._net.update()
+
+    def time_layers(self, x: np.ndarray, runs: int, warmup: int, backward: bool) -> dict:
+        """Raw per-layer wall times (seconds) of `runs` passes over x after `warmup`:
+        {"layers", "total", and with backward "backward_layers", "total_backward"}."""
+        return _core.profile_network(self._net, np.ascontiguousarray(x, dtype=np.float32), int(runs),
+                                     int(warmup), bool(backward))
 
     def predict_image(self, image, letterbox: bool = True) -> np.ndarray:
         """Forward one image (path, PIL image or float32 (3,H,W) in [0,1]) sized as Darknet does."""

@@ -178,12 +178,11 @@ def profile_network(net, runs: int = 20, warmup: int = 2, backward: bool = False
                     batch: Optional[int] = None, seed: int = 0) -> Profile:
     """Times every layer of `net` (a darknet_py.Network) over `runs` passes after `warmup`,
     on the network's device (see the module notes for CUDA)."""
-    core = net._net
-    b = batch or core.batch
+    b = batch or net.batch
     if x is None:
-        x = np.random.default_rng(seed).random((b, core.channels, core.height, core.width), dtype=np.float32)
+        x = np.random.default_rng(seed).random((b, net.channels, net.height, net.width), dtype=np.float32)
     x = np.ascontiguousarray(x, dtype=np.float32)
-    raw = _core.profile_network(core, x, int(runs), int(warmup), bool(backward))
+    raw = net.time_layers(x, runs, warmup, backward)
     opts = net.exec_options
     device = str(opts["device"])
     threads = int(opts["threads"]) or _core.get_num_threads()
@@ -200,13 +199,12 @@ def profile_network(net, runs: int = 20, warmup: int = 2, backward: bool = False
     bmeds = [statistics.median(t) * 1e3 for t in raw["backward_layers"]] if backward else None
     s = sum(meds)
     layers = []
-    for i, ms in enumerate(meds):
-        l = core.layer(i)
+    for i, (ms, l) in enumerate(zip(meds, net.layers)):
         fl = l.flops * n_img
         g = fl / (ms * 1e-3) / 1e9 if ms > 0 else 0.0
         layers.append(LayerProfile(i, l.type, l.describe(), ms, ms / s if s else 0.0, fl, g,
                                    g / peak * 100 if peak else None, bmeds[i] if bmeds else None))
-    return Profile(cfg=os.path.basename(core.cfg_path or "<net>"), width=core.width, height=core.height, batch=n_img,
+    return Profile(cfg=os.path.basename(net.cfg_path or "<net>"), width=net.width, height=net.height, batch=n_img,
                    threads=threads, runs=int(runs), kernel=kernel, peak_gflops=peak,
                    total_ms=statistics.median(raw["total"]) * 1e3, layer_sum_ms=s,
                    total_backward_ms=statistics.median(raw["total_backward"]) * 1e3 if backward else None,

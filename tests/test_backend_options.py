@@ -434,7 +434,7 @@ def cli_files(tmp_path_factory):
     cls_weights = root / "cls.weights"
     from darknet_py.train import save_checkpoint
     cls_net = darknet_py.load(str(cls_cfg))
-    cls_net._net.set_training(True)
+    cls_net.training = True
     save_checkpoint(cls_net, str(cls_weights))  # with its .state.npz: fine-tuning resumes without a warning
     from darknet_py.data.dataset import read_data_cfg, read_list
     image = read_list(read_data_cfg(data).resolve("valid"))[0]

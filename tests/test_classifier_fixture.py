@@ -16,7 +16,7 @@ def stepped():
     net = darknet_py.load(root / case.manifest["cfg"], root / case.manifest["weights_in"], batch=2)
     x = case.array("input")
     truth = case.array("truth")
-    net._net.set_training(True)
+    net.training = True
     before = {i: {k: v.copy() for k, v in net.layers[i].params.items()} for i in (0, 2)}
     cost = net.train_step(x, truth)
     return case, net, cost, before

@@ -101,7 +101,7 @@ def test_tree_softmax_masks_unlabelled_groups(tiny_tree, tmp_path):
     tree_path = require_reference("fixtures", "region_tree", "tiny.tree")
     net = darknet_py.Network.from_text(f"[net]\nbatch=2\nwidth=1\nheight=1\nchannels=12\n\n[softmax]\n"
                                        f"tree={tree_path}\n", batch=2)
-    net._net.set_training(True)
+    net.training = True
     x = np.random.default_rng(0).normal(size=(2, 12, 1, 1)).astype(np.float32)
     truth = class_truth([10, 4], 12, tiny_tree)
     out = net.forward(x, truth).reshape(2, 12)
@@ -122,6 +122,16 @@ def test_hierarchy_predictions(tiny_tree):
     assert h[names.index("beagle")] == pytest.approx(0.125)  # .5 * dog .5 * animal .5
     assert h[names.index("cat")] == pytest.approx(0.25)
     assert h[names.index("dog")] == 0  # not a leaf
+
+
+def test_hierarchy_predictions_is_the_cores(tiny_tree):
+    """One implementation: the core's (detection decoding uses it too), over rows of any batch shape."""
+    p = np.random.default_rng(1).uniform(size=(2, 3, 12)).astype(np.float32)
+    h = hierarchy_predictions(p, tiny_tree, only_leaves=False)
+    assert h.shape == p.shape and h.dtype == np.float32
+    np.testing.assert_array_equal(h[1, 2], _core.hierarchy_predictions(p[1, 2], tiny_tree, False))
+    with pytest.raises(darknet_py.DarknetError, match="11 values but .* has 12 nodes"):
+        hierarchy_predictions(p[..., :11], tiny_tree)
 
 
 # ---------------------------------------------------------------- augmentation (C++)
@@ -264,7 +274,7 @@ def test_fine_tune_highres(trained, shapes, tmp_path):
     assert ft.top1_low == pytest.approx(result.top1)
     for v in (ft.top1_high_before, ft.top1_high_after, ft.top5_high_after):
         assert 0 <= v <= 1
-    assert ft.net._net.base_learning_rate == pytest.approx(0.01)
+    assert ft.net.base_learning_rate == pytest.approx(0.01)
     after = ft.net.layers[0].params["weights"]
     assert not np.allclose(before, after)
     assert Path(ft.train.final_weights).name == "demo-classifier_128_final.weights"

@@ -175,7 +175,7 @@ def stepped(fixture, case_name, device, steps):
     root = case.root
     net = darknet_py.load(root / case.manifest["cfg"], root / case.manifest["weights_in"], batch=2, device=device)
     net.seen = case.values.get("seen_set", 0)
-    net._net.set_training(True)
+    net.training = True
     x, truth = case.array("input"), case.array("truth")
     costs = [net.train_step(x, truth) for _ in range(steps)]
     state = {}
@@ -226,7 +226,7 @@ def test_multiscale_resize_on_device_equals_cpu(device):
     for dev in ("cpu", device):
         net = darknet_py.Network.from_text(text, name="ms.cfg", batch=2, device=dev)
         net.randomize(4)
-        net._net.set_training(True)
+        net.training = True
         costs = []
         for size in (64, 96, 64):
             if (size, size) != (net.width, net.height):
@@ -270,7 +270,7 @@ def test_to_device_and_back_keeps_weights(device):
     assert net.to("cpu") is net and net.device == "cpu"
     assert_same_bits(snapshot(net), before, f"cpu -> {device} (inference) -> cpu")
     # training state (momentum) survives the trip too
-    net._net.set_training(True)
+    net.training = True
     net.to(device)
     net.train_step(x, truth)
     on_dev = snapshot(net)
@@ -322,7 +322,7 @@ def test_zero_device_allocations_after_warm_up(device):
     text = small_yolo_cfg(size=64, batch=4, filters=(8, 16, 32))
     train = darknet_py.Network.from_text(text, name="alloc_train.cfg", batch=4, device=device)
     train.randomize(1)
-    train._net.set_training(True)
+    train.training = True
     infer = darknet_py.Network.from_text(text, name="alloc_infer.cfg", batch=1, device=device)
     infer.randomize(1)
     x = np.random.default_rng(0).random((4, 3, 64, 64), dtype=np.float32)
@@ -356,7 +356,7 @@ def test_emulated_transfers_per_warmed_up_step(device):
     text = small_yolo_cfg(size=64, batch=4, filters=(8, 16, 32))
     train = darknet_py.Network.from_text(text, name="xfer_train.cfg", batch=4, device=device)
     train.randomize(1)
-    train._net.set_training(True)
+    train.training = True
     infer = darknet_py.Network.from_text(text, name="xfer_infer.cfg", batch=1, device=device)
     infer.randomize(1)
     assert infer.keep_outputs  # the default

@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from darknet_py.demo import run_demo
+from darknet_py.demo import evaluate_detector, run_demo
+from darknet_py.network import Detection
 
 
 def test_demo_quick(tmp_path):
@@ -18,6 +19,23 @@ def test_demo_quick(tmp_path):
     assert Path(result["detections_png"]).stat().st_size > 1000
     assert Path(result["chart"]).stat().st_size > 1000
     assert Path(result["weights"]).exists()
+
+
+def test_demo_scores_every_class_above_threshold(tmp_path):
+    """The demo scores as `map` does: a box counts for every class above the threshold, not only
+    its best one (Darknet's validate_detector), so a second-choice class that is right is found."""
+    from PIL import Image
+    img = tmp_path / "a.png"
+    Image.new("RGB", (100, 80)).save(img)
+    (tmp_path / "a.txt").write_text("1 0.5 0.5 0.4 0.5\n")
+
+    class Net:
+        def detect(self, path, thresh, hier_thresh, nms):
+            probs = np.array([.6, .3, .001], np.float32)  # best class 0; the true class 1 second
+            return [Detection(0, "0", .6, .9, (50.0, 40.0, 40.0, 40.0), probs)]
+
+    res = evaluate_detector(Net(), [str(img)], ["a", "b", "c"], progress=False)
+    assert res.ap[1] == pytest.approx(1.0) and res.map == pytest.approx(1.0)
 
 
 @pytest.mark.slow

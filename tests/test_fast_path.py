@@ -220,7 +220,7 @@ def test_profile_api_and_cli(tmp_path, capsys, monkeypatch):
     assert profile_main(args) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("index,type") and len(out) == 4
-    assert not net._net.training
+    assert not net.training
 
 
 # ---------------------------------------------------------------- Winograd F(4x4,3x3)

@@ -58,7 +58,7 @@ def build(body, w=6, h=4, c=3, batch=2, first_filters=8):
     text += body
     text += "[convolutional]\nfilters=3\nsize=1\nactivation=linear\n"
     net = darknet_py.Network.from_text(text, "fd.cfg", batch=batch)
-    net._net.set_training(True)
+    net.training = True
     return net
 
 
@@ -153,7 +153,7 @@ def test_softmax_cross_entropy_gradient(name):
     text = HEAD.format(batch=2, w=3, h=2, c=3)
     text += f"[convolutional]\nfilters={2 * groups}\nsize=3\npad=1\nactivation=linear\n[softmax]\ngroups={groups}\n"
     net = darknet_py.Network.from_text(text, "fd.cfg", batch=2)
-    net._net.set_training(True)
+    net.training = True
     rng = np.random.default_rng(1)
     w = net.layers[0].params["weights"]
     w[...] = rng.normal(0, 0.5, w.shape)

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 import darknet_py
-from darknet_py import _core
 from conftest import assert_close as _assert_close, load_case
 
 ATOL, RTOL = 1e-5, 1e-4
@@ -29,7 +28,7 @@ def run_step(case_name):
     root = case.root
     net = darknet_py.load(root / case.manifest["cfg"], root / case.manifest["weights_in"], batch=2)
     net.seen = case.values["seen_set"]
-    net._net.set_training(True)
+    net.training = True
     x, truth = case.array("input"), case.array("truth")
     before = {i: {k: v.copy() for k, v in l.params.items()} for i, l in enumerate(net.layers)}
     net.seen = net.seen + net.batch  # as train_network_datum: seen += batch before the forward
@@ -45,7 +44,7 @@ def run_step(case_name):
     updates = {i: {k: v.copy() for k, v in l.buffers.items() if k.endswith("_updates")}
                for i, l in enumerate(net.layers)}
     bufs = {i: {k: v.copy() for k, v in l.buffers.items()} for i, l in enumerate(net.layers)}
-    net._net.update()
+    net.update()
     return case, net, cost, dict(before=before, outputs=outputs, after_forward=after_forward,
                                  delta_in=delta_in, delta=delta, updates=updates, bufs=bufs)
 
@@ -58,7 +57,7 @@ def step(request):
 def test_cost_and_region_stats(step):
     case, net, cost, _ = step
     assert cost == pytest.approx(case.values["net_cost"], rel=1e-5)
-    stats = _core.region_layers(net._net)[-1]["stats"]
+    stats = net.region["stats"]
     line = case.manifest["region_stdout"][0]
     parse = lambda text: {k.strip(): float(v) for k, v in re.findall(r"([A-Za-z ]+?):\s*([-0-9.]+)", text)}
     want, got = parse(line), parse(stats["line"])
@@ -125,7 +124,7 @@ def test_train_step_equals_manual_step():
     root = case.root
     net = darknet_py.load(root / case.manifest["cfg"], root / case.manifest["weights_in"], batch=2)
     net.seen = 0
-    net._net.set_training(True)
+    net.training = True
     net.train_step(case.array("input"), case.array("truth"))
     for a, b in zip(net.layers, manual.layers):
         for k in a.params:

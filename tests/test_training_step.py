@@ -63,7 +63,7 @@ def make(batch, subdivisions):
     for layer in net.layers:
         for k, v in layer.params.items():
             v[...] = rng.normal(0, .3, v.shape)
-    net._net.set_training(True)
+    net.training = True
     return net
 
 
@@ -116,7 +116,7 @@ def test_learning_rate_policy(policy):
     net = darknet_py.Network.from_text(text, "lr.cfg", batch=0)
     for b in (0, 1, 4, 5, 9, 10, 19, 20, 33):
         net.seen = b * 2
-        assert net._net.learning_rate == pytest.approx(formula(b), rel=1e-5), (policy, b)
+        assert net.learning_rate == pytest.approx(formula(b), rel=1e-5), (policy, b)
 
 
 def test_burn_in():
@@ -125,7 +125,7 @@ def test_burn_in():
     for b in (0, 10, 50, 99, 100, 500):
         net.seen = b * 2
         want = 0.01 * (b / 100) ** 4 if b < 100 else 0.01
-        assert net._net.learning_rate == pytest.approx(want, rel=1e-5, abs=1e-12)
+        assert net.learning_rate == pytest.approx(want, rel=1e-5, abs=1e-12)
 
 
 def test_random_policy_is_reproducible():
@@ -135,8 +135,8 @@ def test_random_policy_is_reproducible():
     rates = []
     for n in range(1, 6):
         a.seen = b.seen = n * 2
-        assert a._net.learning_rate == b._net.learning_rate
-        rates.append(a._net.learning_rate)
+        assert a.learning_rate == b.learning_rate
+        rates.append(a.learning_rate)
     assert all(0 <= r <= 0.01 for r in rates) and len(set(rates)) > 1
 
 

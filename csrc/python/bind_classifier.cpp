@@ -8,6 +8,7 @@
 
 #include "augment_classifier.hpp"
 #include "core/error.hpp"
+#include "detect.hpp"
 #include "network.hpp"
 #include "parse/cfg.hpp"
 #include "python/bind.hpp"
@@ -156,6 +157,24 @@ void bind_classifier(py::module_& m) {
       py::arg("truth"), py::arg("tree"),
       "Darknet's fill_hierarchy on truth rows: ancestors of a labelled node set to 1, groups with no\n"
       "label filled with -1234 (masked in the softmax loss). Returns a new array.");
+
+  m.def(
+      "hierarchy_predictions",
+      [](FloatArray probs, const WordTree& tree, bool only_leaves) {
+        if (probs.ndim() < 1) fail("hierarchy_predictions: expected probabilities of shape (..., n), got a scalar");
+        const py::ssize_t n = probs.shape(probs.ndim() - 1);
+        if (n != tree.n())
+          fail("hierarchy_predictions: rows have ", n, " values but ", tree.file, " has ", tree.n(), " nodes");
+        py::array_t<float> out(probs.request().shape);
+        std::memcpy(out.mutable_data(), probs.data(), sizeof(float) * probs.size());
+        const py::ssize_t rows = n ? probs.size() / n : 0;
+        for (py::ssize_t r = 0; r < rows; ++r)
+          hierarchy_predictions(out.mutable_data() + r * n, (int)n, tree, only_leaves, 1);
+        return out;
+      },
+      py::arg("probs"), py::arg("tree"), py::arg("only_leaves") = true,
+      "Darknet's hierarchy_predictions on rows of conditional WordTree probabilities: each node times its\n"
+      "parent's absolute probability (non-leaves zeroed with only_leaves). Returns a new array.");
 }
 
 }  // namespace dn

@@ -258,15 +258,25 @@ void bind_network(py::module_& m) {
       .def("update", &Network::update, py::call_guard<py::gil_scoped_release>())
       .def(
           "train_step",
-          [](Network& net, const FloatArray& x, const py::object& truth) {
+          [](Network& net, const FloatArray& x, const py::object& truth, bool update) {
             const float* in = prepare_input(net, x);
             FloatArray truth_holder;
             const float* t = prepare_truth(net, truth, truth_holder);
             if (!t) fail("train_step needs truth");
             py::gil_scoped_release release;
-            return net.train_step(in, t);
+            if (update) return net.train_step(in, t);
+            // The step without its update: this sub-batch's gradients add up in the layers' update
+            // buffers, so a caller can combine them (across processes) before update(). On a device
+            // the input is staged twice (forward, backward): one small upload per sub-batch.
+            if (!net.train) net.set_training(true);
+            net.seen += net.batch();
+            net.forward_only(in, t);
+            net.backward(in);
+            return net.cost;
           },
-          py::arg("x"), py::arg("truth"))
+          py::arg("x"), py::arg("truth"), py::arg("update") = true,
+          "Darknet's train_network_datum: seen += batch, forward with truth, backward, and with update\n"
+          "(default) the SGD update when a full batch is accumulated. Returns the loss.")
       .def_property_readonly("current_batch", &Network::current_batch)
       .def_property_readonly("learning_rate", &Network::current_learning_rate)
       .def_property(

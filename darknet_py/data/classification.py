@@ -195,16 +195,10 @@ def class_truth(class_ids: Sequence[int], outputs: int, tree=None) -> np.ndarray
 
 
 def hierarchy_predictions(probs: np.ndarray, tree, only_leaves: bool = True) -> np.ndarray:
-    """Darknet's hierarchy_predictions: each node's conditional probability times its
-    parent's (absolute probability); non-leaves zeroed with only_leaves."""
-    p = np.array(probs, dtype=np.float32, copy=True)
-    parent = tree.parent
-    for j in range(len(parent)):  # parents precede children in a .tree file
-        if parent[j] >= 0:
-            p[..., j] *= p[..., parent[j]]
-    if only_leaves:
-        p[..., ~np.asarray(tree.leaf, dtype=bool)] = 0
-    return p
+    """Darknet's hierarchy_predictions (the core's, as detection decoding uses it) on rows of
+    conditional probabilities: each node's times its parent's absolute probability; non-leaves
+    zeroed with only_leaves. Returns a new float32 array."""
+    return _core.hierarchy_predictions(np.asarray(probs, dtype=np.float32), tree, bool(only_leaves))
 
 
 class ClassificationLoader(PrefetchLoader):

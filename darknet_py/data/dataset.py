@@ -51,9 +51,14 @@ class DataConfig(dict):
     relative to the ``.data`` file's directory.
     """
 
-    def __init__(self, values: Dict[str, object], path: str):
+    def __init__(self, values: Dict[str, object], path: str, lines: Optional[Dict[str, int]] = None):
         super().__init__(values)
         self.path = path
+        self.lines = dict(lines or {})
+
+    def where(self, key: str) -> str:
+        """``file:line`` of a key's line (just the file when the key is absent), for error messages."""
+        return f"{self.path}:{self.lines[key]}" if key in self.lines else self.path
 
     def resolve(self, key: str) -> str:
         if key not in self:
@@ -88,6 +93,7 @@ def read_data_cfg(path: PathLike) -> DataConfig:
     """
     path = os.fspath(path)
     values: Dict[str, object] = {}
+    lines: Dict[str, int] = {}
     for number, raw in enumerate(_read_text_lines(path, "data file"), start=1):
         line = raw.strip()
         if not line or line[0] in "#;":
@@ -109,7 +115,8 @@ def read_data_cfg(path: PathLike) -> DataConfig:
             values[key] = classes
         else:
             values[key] = value
-    return DataConfig(values, path)
+        lines[key] = number
+    return DataConfig(values, path, lines)
 
 
 def read_list(path: PathLike) -> List[str]:

@@ -91,6 +91,42 @@ def _iou(a: Sequence[float], b: Sequence[float]) -> float:
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
+def place_shape(rng: np.random.Generator, name: str, w: int, h: int, boxes: Sequence[Sequence[float]],
+                max_overlap: float, radius_range: Tuple[float, float] = (0.07, 0.25), attempts: int = 20):
+    """Size, place and outline a shape that overlaps the `boxes` already placed by at most
+    `max_overlap` IoU: ((left, top, right, bottom), polygon or None for a circle), or None when
+    there is no room after `attempts` tries."""
+    side = min(w, h)
+    for _attempt in range(attempts):
+        radius = rng.uniform(*radius_range) * side
+        cx, cy = rng.uniform(radius, w - radius), rng.uniform(radius, h - radius)
+        if name == "circle":
+            rx, ry = radius * rng.uniform(0.85, 1.0), radius * rng.uniform(0.85, 1.0)
+            box = (cx - rx, cy - ry, cx + rx, cy + ry)
+            polygon = None
+        else:
+            polygon = _shape_points(name, rng) * radius + (cx, cy)
+            box = (polygon[:, 0].min(), polygon[:, 1].min(), polygon[:, 0].max(), polygon[:, 1].max())
+        box = (max(box[0], 0.0), max(box[1], 0.0), min(box[2], w - 1.0), min(box[3], h - 1.0))
+        if all(_iou(box, other) <= max_overlap for other in boxes):
+            return box, polygon
+    return None
+
+
+def draw_shape(draw: ImageDraw.ImageDraw, box, polygon, color: Tuple[int, int, int]) -> None:
+    outline = tuple(int(c * 0.6) for c in color)
+    if polygon is None:
+        draw.ellipse(box, fill=color, outline=outline, width=2)
+    else:
+        draw.polygon([tuple(p) for p in polygon], fill=color, outline=outline)
+
+
+def label_row(box, w: int, h: int) -> Tuple[float, float, float, float]:
+    """Darknet's relative (x, y, w, h) of a (left, top, right, bottom) pixel box."""
+    left, top, right, bottom = box
+    return (left + right) / 2 / w, (top + bottom) / 2 / h, (right - left) / w, (bottom - top) / h
+
+
 def make_image(rng: np.random.Generator, w: int, h: int, max_objects: int = 4,
                max_overlap: float = 0.15) -> Tuple[Image.Image, List[Tuple[int, float, float, float, float]]]:
     """One synthetic image and its Darknet label rows (class, x, y, w, h; relative)."""
@@ -98,35 +134,15 @@ def make_image(rng: np.random.Generator, w: int, h: int, max_objects: int = 4,
     draw = ImageDraw.Draw(img)
     boxes: List[Tuple[float, float, float, float]] = []
     labels = []
-    side = min(w, h)
     for _ in range(int(rng.integers(1, max_objects + 1))):
         class_id = int(rng.integers(0, len(SYNTHETIC_CLASSES)))
-        name = SYNTHETIC_CLASSES[class_id]
-        for _attempt in range(20):
-            radius = rng.uniform(0.07, 0.25) * side
-            cx, cy = rng.uniform(radius, w - radius), rng.uniform(radius, h - radius)
-            if name == "circle":
-                rx, ry = radius * rng.uniform(0.85, 1.0), radius * rng.uniform(0.85, 1.0)
-                box = (cx - rx, cy - ry, cx + rx, cy + ry)
-                polygon = None
-            else:
-                polygon = _shape_points(name, rng) * radius + (cx, cy)
-                box = (polygon[:, 0].min(), polygon[:, 1].min(), polygon[:, 0].max(), polygon[:, 1].max())
-            box = (max(box[0], 0.0), max(box[1], 0.0), min(box[2], w - 1.0), min(box[3], h - 1.0))
-            if all(_iou(box, other) <= max_overlap for other in boxes):
-                break
-        else:
+        placed = place_shape(rng, SYNTHETIC_CLASSES[class_id], w, h, boxes, max_overlap)
+        if placed is None:
             continue  # no room left for this object
-        color = _class_color(class_id, rng)
-        outline = tuple(int(c * 0.6) for c in color)
-        if polygon is None:
-            draw.ellipse(box, fill=color, outline=outline, width=2)
-        else:
-            draw.polygon([tuple(p) for p in polygon], fill=color, outline=outline)
+        box, polygon = placed
+        draw_shape(draw, box, polygon, _class_color(class_id, rng))
         boxes.append(box)
-        left, top, right, bottom = box
-        labels.append((class_id, (left + right) / 2 / w, (top + bottom) / 2 / h, (right - left) / w,
-                       (bottom - top) / h))
+        labels.append((class_id, *label_row(box, w, h)))
     return img, labels
 
 

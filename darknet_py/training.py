@@ -1,0 +1,370 @@
+"""The one training loop. Detector (train.py) and classifier (classifier.py) training run
+through `run_training`; what differs is passed in: the loader, a per-iteration hook
+(multi-scale resizing) and the step (`TrainingStep`: the two phases of an iteration,
+so a data-parallel trainer can sum gradients across ranks between backward and update).
+
+The loop does what Darknet's train_detector / train_classifier do around the arithmetic:
+subdivisions, a NaN stop, running averages, a tqdm bar, the loss chart, checkpoints
+(`_last`, Darknet's numbered backups, `_final`), Ctrl-C and resume.
+
+A checkpoint is a weights file plus a `.state.npz` beside it (momentum buffers, `seen`
+and the weights file's SHA-256), written as one unit: both go to fsynced temp files, the
+state is renamed into place, then the weights. A crash between the two renames leaves a
+state that does not match the weights; resume sees that and restarts momentum from zero
+(as Darknet always does) instead of pairing momentum from one iteration with weights from
+another.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import signal
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import numpy as np
+
+from ._core import DarknetError
+from .network import Network
+
+CHECKPOINT_STATE_SUFFIX = ".state.npz"
+# Temp files of an atomic write: `<target>.tmp.<pid>` (the core's save_weights uses the same form).
+_TEMP_NAME = re.compile(r"\.tmp\.(\d+)$")
+
+
+@dataclass
+class TrainResult:
+    iterations: int = 0
+    losses: List[float] = field(default_factory=list)
+    avg_losses: List[float] = field(default_factory=list)
+    final_weights: Optional[str] = None
+    last_weights: Optional[str] = None
+    chart: Optional[str] = None
+    stopped: str = "max_batches"   # or "time_limit", "interrupted", "nan"
+    images_per_second: float = 0.0
+    sizes: List[int] = field(default_factory=list)
+
+
+class TrainingStep:
+    """One iteration's arithmetic in the two phases the loop calls in turn: `accumulate` for
+    each sub-batch (forward and backward; gradients add up in the layers' update buffers),
+    then `update` once (SGD with the iteration's learning rate). A data-parallel trainer
+    overrides `update` to sum the gradients across ranks before calling this one's."""
+
+    def accumulate(self, net: Network, x: np.ndarray, truth: np.ndarray) -> float:
+        return net.accumulate(x, truth)
+
+    def update(self, net: Network) -> None:
+        net.update()
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def _weights_digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_dir(directory: str) -> None:
+    """Make renames inside `directory` durable (best effort where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _momentum_arrays(net: Network) -> dict:
+    arrays = {}
+    for layer in net.layers:
+        for name, arr in layer.buffers.items():
+            if name.endswith("_updates"):
+                arrays[f"L{layer.index:03d}_{name}"] = arr
+    return arrays
+
+
+def save_checkpoint(net: Network, path: str) -> str:
+    """Weights + momentum state + seen at `path` as one unit (see the module notes)."""
+    path = str(path)
+    pid = os.getpid()
+    weights_tmp = f"{path}.tmp.{pid}"
+    state_path = path + CHECKPOINT_STATE_SUFFIX
+    state_tmp = f"{state_path}.tmp.{pid}"
+    try:
+        net.save_weights(weights_tmp)  # fsynced by the core
+        arrays = _momentum_arrays(net)
+        arrays["seen"] = np.int64(net.seen)
+        arrays["weights_sha256"] = np.array(_weights_digest(weights_tmp))
+        with open(state_tmp, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(state_tmp, state_path)
+        os.replace(weights_tmp, path)
+    finally:
+        for leftover in (weights_tmp, state_tmp):
+            if os.path.exists(leftover):
+                os.remove(leftover)
+    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+    return path
+
+
+def load_training_state(net: Network, weights_path: str) -> bool:
+    """Momentum buffers saved beside `weights_path`, after the weights are loaded. Returns False
+    (with a warning when a state exists) if there is none that belongs to these weights."""
+    weights_path = str(weights_path)
+    path = weights_path + CHECKPOINT_STATE_SUFFIX
+    if not os.path.exists(path):
+        return False
+    with np.load(path) as state:
+        if "weights_sha256" in state.files:
+            digest, seen = str(state["weights_sha256"]), int(state["seen"])
+            if digest != _weights_digest(weights_path) or seen != net.seen:
+                warnings.warn(f"{path} belongs to other weights (seen={seen}, the weights have seen={net.seen}): "
+                              "an interrupted checkpoint write; momentum restarts from zero", stacklevel=3)
+                return False
+        else:
+            warnings.warn(f"{path} predates checkpoint verification: its momentum is used unverified",
+                          stacklevel=3)
+        for layer in net.layers:
+            for name, arr in layer.buffers.items():
+                key = f"L{layer.index:03d}_{name}"
+                if key in state.files:
+                    src = state[key]
+                    if src.shape != arr.shape:
+                        raise DarknetError(f"{path}: {key} has shape {src.shape}, the network needs {arr.shape}")
+                    arr[...] = src
+    return True
+
+
+def save_scheduled_checkpoints(net: Network, iteration: int, backup_dir: Path, base: str,
+                               checkpoint_every: int) -> Optional[str]:
+    """`_last` every checkpoint_every iterations (returns its path) and Darknet's numbered
+    backups (every 100 below 1000, then every 10000)."""
+    last = None
+    if checkpoint_every and iteration % checkpoint_every == 0:
+        last = save_checkpoint(net, str(backup_dir / f"{base}_last.weights"))
+    if iteration % 10000 == 0 or (iteration < 1000 and iteration % 100 == 0):
+        save_checkpoint(net, str(backup_dir / f"{base}_{iteration}.weights"))
+    return last
+
+
+def prepare_backup_dir(backup_dir) -> Path:
+    """Create the checkpoint directory, prove it writable before any training time is spent,
+    and remove temp files left by writers that died mid-write."""
+    backup_dir = Path(backup_dir)
+    try:
+        backup_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=backup_dir, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise DarknetError(f"{backup_dir}: the checkpoint directory is not writable ({e.strerror or e})") from None
+    remove_stale_temp_files(backup_dir)
+    return backup_dir
+
+
+def remove_stale_temp_files(directory) -> List[str]:
+    """Delete `*.tmp.<pid>` files whose writing process is gone; returns their paths."""
+    removed = []
+    for entry in Path(directory).iterdir():
+        m = _TEMP_NAME.search(entry.name)
+        if not m or not entry.is_file() or _process_alive(int(m.group(1))):
+            continue
+        try:
+            entry.unlink()
+            removed.append(str(entry))
+        except OSError:
+            pass
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # exists (another user's), or not a pid we can judge: leave it
+    return True
+
+
+def prepare_training(net: Network, weights: Optional[str], seed: int, clear: bool, device: str = "cpu") -> None:
+    """Training mode, seeded initialisation, then the weights (and momentum state) to start from;
+    then the network moves to `device` (all of it is prepared on the host first, so the
+    momentum state is written into host buffers and uploaded once)."""
+    net.training = True  # allocates the momentum buffers the state file fills
+    net.set_seed(seed)
+    net.randomize(seed)  # from scratch, or the layers a partial weights file does not cover
+    if weights:
+        net.load_weights(weights)
+        if os.path.exists(str(weights) + CHECKPOINT_STATE_SUFFIX):
+            load_training_state(net, weights)
+        else:
+            warnings.warn(f"{weights}: no {CHECKPOINT_STATE_SUFFIX} beside it; momentum restarts from zero "
+                          "(as Darknet)", stacklevel=3)
+    if clear:
+        net.seen = 0
+    net.to(device)
+
+
+def training_limit(net: Network, max_batches: Optional[int], cfg) -> int:
+    limit = int(max_batches if max_batches is not None else net.max_batches)
+    if limit <= 0:
+        raise DarknetError(f"{cfg}: max_batches must be > 0 (set it in [net] or pass max_batches)")
+    return limit
+
+
+def write_chart(path: str, result: TrainResult, start: int) -> None:
+    """The loss chart, replaced atomically (a viewer never reads half a PNG)."""
+    from .plot import line_chart
+    n = len(result.losses)
+    xs = np.arange(start + 1, start + n + 1)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        line_chart(tmp, {"loss": (xs, result.losses), "avg loss": (xs, result.avg_losses)},
+                   title="training loss", xlabel="iteration", ylabel="loss")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+class _Interrupt:
+    """Turns the first Ctrl-C into a flag so the step in flight finishes and _last is saved."""
+
+    def __init__(self):
+        self.hit = False
+        self._old = None
+
+    def __enter__(self):
+        try:
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread
+            self._old = None
+        return self
+
+    def _handler(self, signum, frame):
+        if self.hit:  # second Ctrl-C: give up immediately
+            raise KeyboardInterrupt
+        self.hit = True
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+# ---------------------------------------------------------------- the loop
+
+def run_training(net: Network, loader, limit: int, backup_dir, base: str, *,
+                 result: Optional[TrainResult] = None, chart_path: Optional[str] = None, progress: bool = True,
+                 desc: str = "train", chart_every: int = 10, checkpoint_every: int = 100,
+                 time_limit: Optional[float] = None,
+                 on_iteration: Optional[Callable[[int, float, float], None]] = None,
+                 before_iteration: Optional[Callable[[int, Network, object], None]] = None,
+                 step: Optional[TrainingStep] = None) -> TrainResult:
+    """Train `net` (prepared: training mode, weights, device) from its current iteration to `limit`.
+
+    loader: `next_batch() -> (x, truth)` with batch*subdivisions images at the network's size,
+    `close()`; it is closed when the loop ends. before_iteration(iteration, net, loader) runs
+    before each batch is drawn (multi-scale resizing). on_iteration(iteration, loss, avg_loss)
+    after each. The network is back at its starting size when the checkpoints at the end are
+    written. Returns `result` (a TrainResult, or the caller's subclass) filled in.
+    """
+    result = result if result is not None else TrainResult()
+    step = step or TrainingStep()
+    backup_dir = Path(backup_dir)
+    chart_path = chart_path or str(backup_dir / f"{base}_loss.png")
+    batch, subdivisions = net.batch, net.subdivisions
+    images_per_iteration = batch * subdivisions
+    start_w, start_h = net.width, net.height
+    start = net.current_batch
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=limit, initial=start, unit="batch", dynamic_ncols=True, desc=desc)
+    avg_loss = -1.0
+    iteration = start
+    t_start = time.perf_counter()
+    images_done = 0
+    last_good = None
+    try:
+        with _Interrupt() as interrupt:
+            while iteration < limit:
+                if before_iteration:
+                    before_iteration(iteration, net, loader)
+                try:
+                    x, truth = loader.next_batch()
+                except Exception as e:
+                    # Nothing of this iteration has run: the weights are whole, keep them.
+                    if iteration > start:
+                        if (net.width, net.height) != (start_w, start_h):
+                            net.resize(start_w, start_h)
+                        saved = save_checkpoint(net, str(backup_dir / f"{base}_last.weights"))
+                        if hasattr(e, "add_note"):
+                            e.add_note(f"training stopped at iteration {iteration}; {saved} holds its weights")
+                    raise
+                if x.shape[2:] != (net.height, net.width):
+                    raise DarknetError(f"loader produced {x.shape[3]}x{x.shape[2]} images, network is "
+                                       f"{net.width}x{net.height}")
+                loss = 0.0
+                for s in range(subdivisions):
+                    sl = slice(s * batch, (s + 1) * batch)
+                    loss += step.accumulate(net, x[sl], truth[sl])
+                step.update(net)
+                loss /= subdivisions
+                iteration = net.current_batch
+                images_done += images_per_iteration
+                if not math.isfinite(loss):
+                    result.stopped = "nan"
+                    raise DarknetError(f"loss became {loss} at iteration {iteration}: stopping; the weights were not "
+                                       "saved" + (f"; last good checkpoint: {last_good}" if last_good else ""))
+                avg_loss = loss if avg_loss < 0 else avg_loss * .9 + loss * .1
+                result.losses.append(loss)
+                result.avg_losses.append(avg_loss)
+                if on_iteration:
+                    on_iteration(iteration, loss, avg_loss)
+                if bar is not None:
+                    rate = images_done / max(time.perf_counter() - t_start, 1e-9)
+                    bar.set_postfix(loss=f"{loss:.3f}", avg=f"{avg_loss:.3f}", lr=f"{net.learning_rate:.2e}",
+                                    img_s=f"{rate:.1f}", size=net.width)
+                    bar.update(iteration - bar.n)
+                if chart_every and iteration % chart_every == 0:
+                    write_chart(chart_path, result, start)
+                last_good = save_scheduled_checkpoints(net, iteration, backup_dir, base, checkpoint_every) or last_good
+                if interrupt.hit:
+                    result.stopped = "interrupted"
+                    break
+                if time_limit is not None and time.perf_counter() - t_start > time_limit:
+                    result.stopped = "time_limit"
+                    break
+    finally:
+        loader.close()
+        if bar is not None:
+            bar.close()
+    result.iterations = iteration
+    result.images_per_second = images_done / max(time.perf_counter() - t_start, 1e-9)
+    if (net.width, net.height) != (start_w, start_h):
+        net.resize(start_w, start_h)
+    result.last_weights = save_checkpoint(net, str(backup_dir / f"{base}_last.weights"))
+    if result.stopped in ("max_batches", "time_limit"):
+        result.final_weights = save_checkpoint(net, str(backup_dir / f"{base}_final.weights"))
+    if result.losses:
+        write_chart(chart_path, result, start)
+        result.chart = chart_path
+    return result
