@@ -42,6 +42,7 @@ all_sources = sorted(
 )
 TESTING_DIR = os.path.join("csrc", "testing") + os.sep
 PYTHON_DIR = os.path.join("csrc", "python") + os.sep
+PUBLIC_INCLUDE_DIR = os.path.join("csrc", "include") + os.sep
 CORE_MODULE_INIT = os.path.join("csrc", "python", "bindings.cpp")  # PYBIND11_MODULE(_core)
 # Compiled once (BuildExt.compile_shared) and linked into _core: the core library
 # (csrc/ without python/ and testing/) and the _core bridge (csrc/python/) but its module init.
@@ -188,8 +189,11 @@ class BuildExt(build_ext):
         if os.path.isfile(stamp):
             with open(stamp) as f:
                 same_flags = json.load(f) == flags
+        # csrc/include holds the public API headers (the C++ wrapper is header-only over
+        # the C API): no core source includes them, so editing one recompiles nothing.
         newest_header = max((os.path.getmtime(os.path.join(HERE, h)) for h in headers
-                             if not h.startswith(TESTING_DIR)), default=0)
+                             if not h.startswith(TESTING_DIR) and not h.startswith(PUBLIC_INCLUDE_DIR)),
+                            default=0)
         stale = [src for src, obj in zip(shared_sources, objects)
                  if rebuild or not same_flags or not os.path.isfile(obj) or
                  os.path.getmtime(obj) <= max(newest_header, os.path.getmtime(os.path.join(HERE, src)))]
