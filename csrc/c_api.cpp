@@ -329,6 +329,15 @@ int dn_cuda_available(void) {
   }
 }
 
+int dn_network_set_keep_outputs(dn_network* net, int keep) {
+  return guarded(__func__, [&] {
+    require_pointer(net, "net");
+    require(keep == 0 || keep == 1, "keep must be 0 or 1");
+    HandleUse use(net);
+    net->net->keep_outputs = keep != 0;
+  });
+}
+
 int dn_network_resize(dn_network* net, int width, int height) {
   return guarded(__func__, [&] {
     require_pointer(net, "net");
@@ -433,7 +442,9 @@ int dn_network_layer_output(dn_network* net, int index, const float** data, int*
     const int layers = (int)n.layers.size();
     if (index < 0 || index >= layers)
       bad_argument("layer index " + std::to_string(index) + " out of range (" + std::to_string(layers) + " layers)");
-    if (!n.output_kept(index)) dn::fail("layer ", index, "'s output was overwritten by a later layer");
+    if (!n.output_kept(index))
+      dn::fail("layer ", index, "'s output was overwritten by a later layer (keep_outputs is 0: inference lends ",
+               "outputs from a shared pool); call dn_network_set_keep_outputs(net, 1) to read every layer");
     dn::Layer& l = n.layer(index);
     if (l.output.size() < (size_t)l.batch * l.outputs) dn::fail("layer ", index, " has no output yet (run a forward)");
     *data = l.output.host();

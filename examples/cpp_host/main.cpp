@@ -1,6 +1,6 @@
 // A C++ program embedding darknet_py through its installed C++ wrapper (no Python):
 //   cpp_host CFG WEIGHTS IMAGE [--names FILE] [--out ANNOTATED.ppm] [--thresh T]
-//            [--hier-thresh T] [--nms T] [--threads N] [--precise]
+//            [--hier-thresh T] [--nms T] [--threads N] [--device cpu|cuda] [--precise]
 // Detects objects in IMAGE (binary PPM; JPEG too when built with libjpeg) as
 // `darknet detector test` does and prints one line per object, Darknet style:
 //   dog: 82%	(left=131 top=216 right=313 bottom=543)
@@ -29,7 +29,7 @@ uint8_t class_colour(int channel, int class_id, int classes) {
 int usage(const char* program) {
   std::fprintf(stderr,
                "usage: %s CFG WEIGHTS IMAGE [--names FILE] [--out ANNOTATED.ppm] [--thresh T] "
-               "[--hier-thresh T] [--nms T] [--threads N] [--precise]\n",
+               "[--hier-thresh T] [--nms T] [--threads N] [--device cpu|cuda] [--precise]\n",
                program);
   return 2;
 }
@@ -39,7 +39,7 @@ int usage(const char* program) {
 int main(int argc, char** argv) {
   if (argc < 4) return usage(argv[0]);
   const std::string cfg = argv[1], weights = argv[2], image_path = argv[3];
-  std::string names, out_path;
+  std::string names, out_path, device;
   dn::DetectOptions options;
   int threads = 0;
   bool precise = false;
@@ -57,14 +57,17 @@ int main(int argc, char** argv) {
     else if (flag == "--hier-thresh") options.hier_thresh = std::strtof(value, nullptr);
     else if (flag == "--nms") options.nms = std::strtof(value, nullptr);
     else if (flag == "--threads") threads = std::atoi(value);
+    else if (flag == "--device") device = value;
     else return usage(argv[0]);
   }
 
   try {
     dn::Network net(cfg, weights);  // batch 1
     for (const std::string& w : net.warnings()) std::fprintf(stderr, "warning: %s\n", w.c_str());
+    net.set_keep_outputs(false);  // only the output layer is read: a few activation maps instead of all
     if (!names.empty()) net.load_names(names);
     if (threads > 0) net.set_threads(threads);
+    if (!device.empty()) net.set_device(device);
 
     RgbImage image = read_image(image_path);
     const std::vector<dn::Detection> found = net.detect_rgb8(image.pixels, image.width, image.height, options);

@@ -153,6 +153,7 @@ static void test_null_arguments(dn_network* net) {
   EXPECT_FAIL(dn_network_set_device(NULL, "cpu"), DN_INVALID_ARGUMENT, "net is NULL");
   EXPECT_FAIL(dn_network_set_device(net, NULL), DN_INVALID_ARGUMENT, "device is NULL");
   EXPECT_FAIL(dn_network_resize(NULL, 32, 32), DN_INVALID_ARGUMENT, "net is NULL");
+  EXPECT_FAIL(dn_network_set_keep_outputs(NULL, 1), DN_INVALID_ARGUMENT, "net is NULL");
   EXPECT_FAIL(dn_network_input_shape(NULL, &i, &i, &i, &i), DN_INVALID_ARGUMENT, "net is NULL");
   EXPECT_OK(dn_network_input_shape(net, NULL, NULL, NULL, NULL)); /* shape outputs are optional */
   EXPECT_FAIL(dn_network_output_shape(NULL, &i, &i, &i), DN_INVALID_ARGUMENT, "net is NULL");
@@ -331,6 +332,13 @@ static void test_compute(void) {
   CHECK(layer && same_floats(layer, first, 35 * 16 * 16));
   EXPECT_OK(dn_network_layer_output(net, 1, &layer, NULL, &c, &h, &w));
   CHECK(c == 8 && h == 16 && w == 16);
+  /* Pooled outputs: the same result; an overwritten layer's output is refused with a reason. */
+  EXPECT_FAIL(dn_network_set_keep_outputs(net, 2), DN_INVALID_ARGUMENT, "keep must be 0 or 1");
+  EXPECT_OK(dn_network_set_keep_outputs(net, 0));
+  EXPECT_OK(dn_network_forward(net, input32, 3 * 32 * 32, &out, &n));
+  CHECK(out && same_floats(out, first, 35 * 16 * 16));
+  EXPECT_FAIL(dn_network_layer_output(net, 0, &layer, NULL, NULL, NULL, NULL), DN_ERROR, "overwritten");
+  EXPECT_OK(dn_network_set_keep_outputs(net, 1));
 
   /* Save and reload: the same output, bit for bit. */
   EXPECT_OK(dn_network_save_weights(net, path_in_dir("roundtrip.weights")));
@@ -471,6 +479,8 @@ static void test_threads(void) {
   for (i = 0; i < 2; ++i) pthread_join(threads[i], NULL);
   CHECK(jobs[0].other == 0 && jobs[1].other == 0);
   CHECK(jobs[0].ok + jobs[1].ok > 0);
+  printf("shared handle: %d calls ran, %d refused with DN_BUSY\n", jobs[0].ok + jobs[1].ok,
+         jobs[0].busy + jobs[1].busy);
   dn_network_free(shared);
 }
 

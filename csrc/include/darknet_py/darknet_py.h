@@ -109,6 +109,11 @@ DN_API int dn_network_set_threads(dn_network* net, int threads);
 DN_API int dn_network_set_device(dn_network* net, const char* device);
 /* 1 when this build has CUDA and a usable device, else 0 (cannot fail). */
 DN_API int dn_cuda_available(void);
+/* keep = 1 (default): every layer keeps its output after a forward (dn_network_layer_output
+ * reads any layer). keep = 0: inference lends layer outputs from a shared pool planned by
+ * liveness (a few activation maps alive instead of all); afterwards only outputs no later
+ * layer overwrote are readable, others fail with a message. Detection needs only the last. */
+DN_API int dn_network_set_keep_outputs(dn_network* net, int keep);
 /* Changes the input size in place (weights kept), as Darknet's resize_network. */
 DN_API int dn_network_resize(dn_network* net, int width, int height);
 
