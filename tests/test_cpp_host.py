@@ -98,7 +98,7 @@ def test_install_layout(prefix):
     assert "-lgomp" in pc or "-lomp" in pc  # OpenMP and the C++ runtime for static links
     if shutil.which("nm"):
         symbols = _run(["nm", "-D", "--defined-only", libdir / "libdarknet_py.so"]).stdout.split("\n")
-        names = sorted({line.split()[-1] for line in symbols if line.strip()} - {"DARKNET_PY_0"})
+        names = sorted({line.split()[-1].split("@")[0] for line in symbols if line.strip()} - {"DARKNET_PY_0"})
         assert names and all(n.startswith("dn_") for n in names), [n for n in names if not n.startswith("dn_")]
         assert "dn_network_detect_rgb8" in names and "dn_version" in names
 
@@ -221,10 +221,11 @@ def test_c_api_under_address_and_ub_sanitizers(tmp_path):
     if not _sanitizers_link(tmp_path):
         pytest.skip("the compiler cannot link -fsanitize=address,undefined")
     build = tmp_path / "asan"
-    # -O1: sanitizer builds of the kernels compile much faster than -O3 and still run the
-    # tests' small networks quickly. Static library only: one link, the tests need no .so.
-    _run(["cmake", "-S", REPO, "-B", build, "-DCMAKE_BUILD_TYPE=Debug", "-DCMAKE_CXX_FLAGS_DEBUG=-O1 -g1",
-          "-DCMAKE_C_FLAGS_DEBUG=-O1 -g1", "-DDARKNET_PY_CUDA=OFF", "-DDARKNET_PY_BUILD_TESTS=ON",
+    # -O0 without debug info: an instrumented build compiles about twice as fast as at -O1
+    # (measured on gemm.cpp and network.cpp) and still runs the tests' 32x32 networks in
+    # seconds. Static library only: one link, the tests need no .so.
+    _run(["cmake", "-S", REPO, "-B", build, "-DCMAKE_BUILD_TYPE=Debug", "-DCMAKE_CXX_FLAGS_DEBUG=-O0",
+          "-DCMAKE_C_FLAGS_DEBUG=-O0", "-DDARKNET_PY_CUDA=OFF", "-DDARKNET_PY_BUILD_TESTS=ON",
           "-DDARKNET_PY_BUILD_SHARED=OFF", "-DDARKNET_PY_BUILD_EXAMPLES=OFF",
           "-DDARKNET_PY_SANITIZE=address,undefined"])
     _run(["cmake", "--build", build, "-j", JOBS])
