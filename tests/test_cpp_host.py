@@ -164,6 +164,19 @@ def test_host_detects_like_python(host_binary, detector, tmp_path):
         assert annotated.tobytes() != original.tobytes()  # boxes were drawn
 
 
+@pytest.mark.parametrize("hier_thresh", [.5, .2])
+def test_host_wordtree_detections_like_python(host_binary, detector, monkeypatch, hier_thresh):
+    """A WordTree (softmax tree) region layer: hier_thresh reaches the descent through the C API."""
+    root = detector["root"]
+    cfg = require_reference("fixtures", "region_tree", "tiny_tree.cfg")
+    weights = require_reference("fixtures", "region_tree", "tiny_tree.weights")
+    monkeypatch.chdir(root)  # the cfg names its .tree relative to the reference root
+    r = _run([host_binary, cfg, weights, detector["ppm"], "--thresh", ".1", "--hier-thresh", str(hier_thresh),
+              "--precise"], cwd=root)
+    net = darknet_py.load(cfg, weights)
+    _assert_same_detections(r.stdout, net.detect(str(detector["dog"]), thresh=.1, hier_thresh=hier_thresh, nms=.45))
+
+
 def test_host_static_link(prefix, hostile_include, detector, tmp_path):
     """The static archive carries its link dependencies (OpenMP, the C++ runtime)."""
     host = _build_host(prefix, tmp_path / "static_build", hostile_include, "-DCPP_HOST_STATIC=ON")
