@@ -216,6 +216,8 @@ static void test_bad_sizes(void) {
   EXPECT_FAIL(dn_network_resize(net, 0, 32), DN_INVALID_ARGUMENT, "size must be positive");
   EXPECT_FAIL(dn_network_set_threads(net, -1), DN_INVALID_ARGUMENT, "threads must be >= 0");
   EXPECT_FAIL(dn_network_set_device(net, "tpu"), DN_ERROR, "tpu");
+  if (!dn_cuda_available()) /* a build without CUDA, or no device: refused with the reason */
+    EXPECT_FAIL(dn_network_set_device(net, "cuda"), DN_ERROR, "");
   EXPECT_FAIL(dn_network_layer_type(net, 4, &text), DN_INVALID_ARGUMENT, "layer index 4 out of range (4 layers)");
   EXPECT_FAIL(dn_network_layer_output(net, -1, &out, NULL, NULL, NULL, NULL), DN_INVALID_ARGUMENT,
               "out of range");
