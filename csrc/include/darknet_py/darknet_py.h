@@ -17,8 +17,8 @@
  * Threads
  *  One network handle must not be used from two threads at once: a call made while
  *  another thread is inside a call on the same handle is refused with DN_BUSY (never
- *  silently wrong results), and the core network refuses or serialises concurrent use
- *  as well. Separate handles are independent and may run concurrently, one per thread.
+ *  silently wrong results). Separate handles are independent and may run concurrently,
+ *  one per thread.
  *  Each call uses OpenMP inside (dn_network_set_threads bounds it for that handle).
  *  libgomp reads GOMP_SPINCOUNT once at start-up: the Python package sets 10000 (idle
  *  workers sleep sooner); a host that wants the same sets it in its environment.
