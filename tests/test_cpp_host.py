@@ -215,13 +215,33 @@ def test_c_example_links_with_pkg_config_only(prefix, detector, tmp_path):
     assert lines == [(e.name, int(f"{e.prob * 100:.0f}")) for e in expected]
 
 
-def _sanitizers_link(tmp_path):
+def _sanitizers_link(tmp_path, sanitizers="address,undefined"):
     cxx = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
     src = tmp_path / "probe.cpp"
     src.write_text("int main() { return 0; }\n")
-    r = subprocess.run([cxx, "-fsanitize=address,undefined", str(src), "-o", str(tmp_path / "probe")],
+    r = subprocess.run([cxx, f"-fsanitize={sanitizers}", str(src), "-o", str(tmp_path / "probe")],
                        capture_output=True)
     return r.returncode == 0
+
+
+@pytest.mark.slow
+def test_c_api_threads_under_thread_sanitizer(tmp_path):
+    """TSan: networks on separate threads, and one network shared by two threads (each call
+    runs or is refused with DN_BUSY). A third full build of the core, so not in the default
+    run. Only the threads test: the others use OpenMP pools, and an uninstrumented libgomp's
+    barriers read as races to TSan."""
+    _require_toolchain()
+    if sys.platform != "linux" or not _sanitizers_link(tmp_path, "thread"):
+        pytest.skip("the compiler cannot link -fsanitize=thread")
+    build = tmp_path / "tsan"
+    _run(["cmake", "-S", REPO, "-B", build, "-DCMAKE_BUILD_TYPE=Debug", "-DCMAKE_CXX_FLAGS_DEBUG=-O1",
+          "-DCMAKE_C_FLAGS_DEBUG=-O1", "-DDARKNET_PY_CUDA=OFF", "-DDARKNET_PY_BUILD_TESTS=ON",
+          "-DDARKNET_PY_BUILD_SHARED=OFF", "-DDARKNET_PY_BUILD_EXAMPLES=OFF", "-DDARKNET_PY_SANITIZE=thread"])
+    _run(["cmake", "--build", build, "-j", JOBS, "--target", "c_api_test"])
+    env = dict(os.environ, TSAN_OPTIONS="halt_on_error=1")
+    r = subprocess.run(["ctest", "--output-on-failure", "-R", "c_api_threads"], cwd=build, capture_output=True,
+                       text=True, env=env)
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
 
 
 def test_c_api_under_address_and_ub_sanitizers(tmp_path):
