@@ -42,6 +42,8 @@ all_sources = sorted(
 )
 TESTING_DIR = os.path.join("csrc", "testing") + os.sep
 PYTHON_DIR = os.path.join("csrc", "python") + os.sep
+# The header-only C++ wrapper over the C API: no core source includes it.
+CPP_WRAPPER_HEADER = os.path.join("csrc", "include", "darknet_py", "darknet_py.hpp")
 CORE_MODULE_INIT = os.path.join("csrc", "python", "bindings.cpp")  # PYBIND11_MODULE(_core)
 # Compiled once (BuildExt.compile_shared) and linked into _core: the core library
 # (csrc/ without python/ and testing/) and the _core bridge (csrc/python/) but its module init.
@@ -51,9 +53,10 @@ shared_sources = [s for s in all_sources if not s.startswith(TESTING_DIR) and s 
 testing_sources = [s for s in all_sources if s.startswith(TESTING_DIR)]
 testing_links = [s for s in shared_sources if not s.startswith(PYTHON_DIR)] + \
     [os.path.join("csrc", "python", "bind_detect.cpp")]
-headers = sorted(
+headers = sorted(  # the C API header (darknet_py.h) included: c_api.cpp depends on it
     os.path.relpath(p, HERE)
-    for p in glob.glob(os.path.join(HERE, "csrc", "**", "*.hpp"), recursive=True)
+    for pattern in ("*.hpp", "*.h")
+    for p in glob.glob(os.path.join(HERE, "csrc", "**", pattern), recursive=True)
 )
 
 extra_compile = ["-O3", "-fopenmp", "-fno-math-errno", "-Wall", "-Wno-unknown-pragmas"]
@@ -188,8 +191,9 @@ class BuildExt(build_ext):
         if os.path.isfile(stamp):
             with open(stamp) as f:
                 same_flags = json.load(f) == flags
+        # Editing the C++ wrapper recompiles nothing: no core source includes it.
         newest_header = max((os.path.getmtime(os.path.join(HERE, h)) for h in headers
-                             if not h.startswith(TESTING_DIR)), default=0)
+                             if not h.startswith(TESTING_DIR) and h != CPP_WRAPPER_HEADER), default=0)
         stale = [src for src, obj in zip(shared_sources, objects)
                  if rebuild or not same_flags or not os.path.isfile(obj) or
                  os.path.getmtime(obj) <= max(newest_header, os.path.getmtime(os.path.join(HERE, src)))]

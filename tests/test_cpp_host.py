@@ -1,54 +1,269 @@
-"""The core builds as a plain C++ library (CMake) and a C++ host runs a network
-without Python, giving the same output as the Python binding."""
+"""The core as an installed C/C++ library: CMake builds and installs it into a temporary
+prefix, the example host builds as a separate project with find_package(darknet_py) and
+detects what the Python API detects, the pure C example links with nothing but the
+pkg-config flags, and the C API tests run under AddressSanitizer + UBSan.
+
+Everything builds CPU-only (-DDARKNET_PY_CUDA=OFF): the CUDA sources are compiled (with
+-Werror) by the package build and tests/test_cuda_parity.py."""
 import os
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import darknet_py
-from conftest import REPO, load_case
+from conftest import REPO, make_weights, require_reference
+
+JOBS = str(os.cpu_count() or 2)
+
+
+def _run(cmd, **kwargs):
+    """subprocess.run that shows the command's output when it fails."""
+    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kwargs)
+    if r.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, cmd))} failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
+    return r
+
+
+def _require_toolchain():
+    if not shutil.which("cmake"):
+        pytest.skip("cmake not installed (pip install cmake)")
+    if not (shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")):
+        pytest.skip("no C++ compiler")
+    if not (REPO / "CMakeLists.txt").exists():
+        pytest.skip("source tree not available")
 
 
 @pytest.fixture(scope="module")
-def host_binary(tmp_path_factory):
-    if not shutil.which("cmake"):
-        pytest.skip("cmake not installed")
-    if not (REPO / "CMakeLists.txt").exists():
-        pytest.skip("source tree not available")
-    build = tmp_path_factory.mktemp("cpp_build")
-    # CPU-only here: the CUDA sources are compiled (with -Werror) by the package build and
-    # tests/test_cuda_parity.py; compiling them again would double this test's time.
-    subprocess.run(["cmake", "-S", str(REPO), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
-                    "-DDARKNET_PY_CUDA=OFF"], check=True,
-                   capture_output=True)
-    subprocess.run(["cmake", "--build", str(build), "-j", str(os.cpu_count() or 2), "--target", "cpp_host"],
-                   check=True, capture_output=True)
+def prefix(tmp_path_factory):
+    """The library built (Release, shared + static) and installed into a temporary prefix."""
+    _require_toolchain()
+    build = tmp_path_factory.mktemp("lib_build")
+    prefix = tmp_path_factory.mktemp("prefix")
+    _run(["cmake", "-S", REPO, "-B", build, "-DCMAKE_BUILD_TYPE=Release", "-DDARKNET_PY_CUDA=OFF",
+          "-DDARKNET_PY_BUILD_EXAMPLES=OFF", f"-DCMAKE_INSTALL_PREFIX={prefix}", "-DCMAKE_INSTALL_LIBDIR=lib"])
+    _run(["cmake", "--build", build, "-j", JOBS])
+    _run(["cmake", "--install", build])
+    return prefix
+
+
+@pytest.fixture(scope="module")
+def hostile_include(tmp_path_factory):
+    """A consumer include directory with its own network.hpp that must never be picked up."""
+    d = tmp_path_factory.mktemp("consumer_include")
+    (d / "network.hpp").write_text('#error "the consumer\'s network.hpp was included by a darknet_py header"\n')
+    return d
+
+
+def _build_host(prefix, build, hostile_include, *extra):
+    _run(["cmake", "-S", REPO / "examples" / "cpp_host", "-B", build, "-DCMAKE_BUILD_TYPE=Release",
+          f"-DCMAKE_PREFIX_PATH={prefix}", f"-DCMAKE_CXX_FLAGS=-I{hostile_include}", *extra])
+    _run(["cmake", "--build", build, "-j", JOBS])
     return build / "cpp_host"
 
 
-def test_cpp_host_matches_python(host_binary, tmp_path):
-    case = load_case("fixtures", "classifier", "softmax_cost")
-    cfg = case.root / case.manifest["cfg"]
-    weights = case.root / case.manifest["weights_in"]
-    x = case.array("input")[:1]
-    raw = tmp_path / "input.f32"
-    x.astype(np.float32).tofile(raw)
-    out = subprocess.run([str(host_binary), str(cfg), str(weights), str(raw)], check=True, capture_output=True,
-                         text=True).stdout
-    fields = out.split()
-    total = float(fields[fields.index("sum") + 1])
-    first = float(fields[fields.index("first") + 1])
-    ref = darknet_py.load(cfg, weights).forward(x).ravel()
-    assert first == pytest.approx(float(ref[0]), rel=1e-5)
-    assert total == pytest.approx(float(ref.astype(np.float64).sum()), rel=1e-5)
+@pytest.fixture(scope="module")
+def host_binary(prefix, hostile_include, tmp_path_factory):
+    return _build_host(prefix, tmp_path_factory.mktemp("host_build"), hostile_include)
 
 
-def test_cpp_host_reports_errors(host_binary, tmp_path):
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory):
+    """yolov2-tiny-voc with the reference's seeded weights, dog.jpg as a PPM, and the names."""
+    root = require_reference()
+    cfg = require_reference("cfg", "yolov2-tiny-voc.cfg")
+    names = require_reference("data", "voc.names")
+    dog = require_reference("data", "dog.jpg")
+    work = tmp_path_factory.mktemp("detector")
+    weights = make_weights(cfg, 1, work)
+    from PIL import Image
+    ppm = work / "dog.ppm"
+    with Image.open(dog) as im:
+        im.convert("RGB").save(ppm)  # the same RGB8 pixels darknet_py.load_image reads
+    return dict(root=root, cfg=cfg, weights=weights, names=names, dog=dog, ppm=ppm)
+
+
+def test_install_layout(prefix):
+    headers = sorted(p.relative_to(prefix / "include").as_posix() for p in (prefix / "include").rglob("*") if p.is_file())
+    assert headers == ["darknet_py/darknet_py.h", "darknet_py/darknet_py.hpp"]  # no internal header
+    libdir = prefix / "lib"
+    assert (libdir / "libdarknet_py.a").is_file() and (libdir / "libdarknet_py.so").exists()
+    for f in ("darknet_pyConfig.cmake", "darknet_pyConfigVersion.cmake", "darknet_pyTargets.cmake"):
+        assert (libdir / "cmake" / "darknet_py" / f).is_file()
+    pc = (libdir / "pkgconfig" / "darknet_py.pc").read_text()
+    assert f"Version: {_header_version()}" in pc
+    assert "-lgomp" in pc or "-lomp" in pc  # OpenMP and the C++ runtime for static links
+    if shutil.which("nm"):
+        symbols = _run(["nm", "-D", "--defined-only", libdir / "libdarknet_py.so"]).stdout.split("\n")
+        names = sorted({line.split()[-1].split("@")[0] for line in symbols if line.strip()} - {"DARKNET_PY_0"})
+        assert names and all(n.startswith("dn_") for n in names), [n for n in names if not n.startswith("dn_")]
+        assert "dn_network_detect_rgb8" in names and "dn_version" in names
+
+
+def _header_version():
+    header = (REPO / "csrc" / "include" / "darknet_py" / "darknet_py.h").read_text()
+    c_version = re.search(r'#define DARKNET_PY_VERSION_STRING "([^"]+)"', header).group(1)
+    parts = [re.search(rf"#define DARKNET_PY_VERSION_{k} (\d+)", header).group(1) for k in ("MAJOR", "MINOR", "PATCH")]
+    assert c_version == ".".join(parts)
+    return c_version
+
+
+def test_versions_agree():
+    """The C header's version is the package's (pyproject.toml)."""
+    c_version = _header_version()
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert re.search(r'^version = "([^"]+)"', pyproject, re.M).group(1) == c_version
+
+
+_LINE = re.compile(r"^(?P<name>\S+): (?P<pct>\d+)%\t\(left=(?P<l>-?\d+) top=(?P<t>-?\d+) right=(?P<r>-?\d+) "
+                   r"bottom=(?P<b>-?\d+)\)$")
+
+
+def _host_detections(stdout):
+    """(name, percent) of each Darknet-style line and the --precise numbers under it."""
+    lines, precise = [], []
+    for line in stdout.splitlines():
+        m = _LINE.match(line)
+        if m:
+            lines.append((m["name"], int(m["pct"])))
+        elif line.startswith("  precise "):
+            f = line.split()[1:]
+            precise.append((int(f[0]), *map(float, f[1:])))
+    return lines, precise
+
+
+def _python_detections(d):
+    from darknet_py.data.dataset import read_names
+    net = darknet_py.load(d["cfg"], d["weights"], names=read_names(d["names"]))
+    return net.detect(str(d["dog"]), thresh=.24, hier_thresh=.5, nms=.45)
+
+
+def _assert_same_detections(stdout, expected):
+    lines, precise = _host_detections(stdout)
+    assert len(expected) > 0
+    assert len(lines) == len(precise) == len(expected), stdout
+    for (name, pct), (cls, prob, obj, x, y, w, h), e in zip(lines, precise, expected):
+        assert name == e.name and cls == e.class_id
+        assert pct == int(f"{e.prob * 100:.0f}")
+        assert prob == pytest.approx(e.prob, rel=1e-6) and obj == pytest.approx(e.objectness, rel=1e-6)
+        # Python scales boxes to pixels in double, the C API in float.
+        assert (x, y, w, h) == pytest.approx(e.box, rel=1e-5, abs=1e-3)
+
+
+def test_host_detects_like_python(host_binary, detector, tmp_path):
+    out_image = tmp_path / "dog_annotated.ppm"
+    r = _run([host_binary, detector["cfg"], detector["weights"], detector["ppm"], "--names", detector["names"],
+              "--out", out_image, "--precise"])
+    _assert_same_detections(r.stdout, _python_detections(detector))
+    from PIL import Image
+    with Image.open(out_image) as annotated, Image.open(detector["ppm"]) as original:
+        assert annotated.size == original.size
+        assert annotated.tobytes() != original.tobytes()  # boxes were drawn
+
+
+@pytest.mark.parametrize("hier_thresh", [.5, .2])
+def test_host_wordtree_detections_like_python(host_binary, detector, monkeypatch, hier_thresh):
+    """A WordTree (softmax tree) region layer: hier_thresh reaches the descent through the C API."""
+    root = detector["root"]
+    cfg = require_reference("fixtures", "region_tree", "tiny_tree.cfg")
+    weights = require_reference("fixtures", "region_tree", "tiny_tree.weights")
+    monkeypatch.chdir(root)  # the cfg names its .tree relative to the reference root
+    r = _run([host_binary, cfg, weights, detector["ppm"], "--thresh", ".1", "--hier-thresh", str(hier_thresh),
+              "--precise"], cwd=root)
+    net = darknet_py.load(cfg, weights)
+    _assert_same_detections(r.stdout, net.detect(str(detector["dog"]), thresh=.1, hier_thresh=hier_thresh, nms=.45))
+
+
+def test_host_static_link(prefix, hostile_include, detector, tmp_path):
+    """The static archive carries its link dependencies (OpenMP, the C++ runtime)."""
+    host = _build_host(prefix, tmp_path / "static_build", hostile_include, "-DCPP_HOST_STATIC=ON")
+    if shutil.which("ldd"):
+        assert "darknet_py" not in _run(["ldd", host]).stdout
+    r = _run([host, detector["cfg"], detector["weights"], detector["ppm"], "--names", detector["names"], "--precise"])
+    _assert_same_detections(r.stdout, _python_detections(detector))
+
+
+def test_host_reports_errors(host_binary, tmp_path):
     bad = tmp_path / "bad.cfg"
     bad.write_text("[net]\nwidth=8\nheight=8\nchannels=3\n[convolutional]\nsize=0\n")
-    r = subprocess.run([str(host_binary), str(bad)], capture_output=True, text=True)
+    ppm = tmp_path / "x.ppm"
+    ppm.write_bytes(b"P6\n2 2\n255\n" + bytes(12))
+    r = subprocess.run([str(host_binary), str(bad), str(tmp_path / "none.weights"), str(ppm)], capture_output=True,
+                       text=True)
     assert r.returncode == 1
     assert "bad.cfg:6: [convolutional] size=0: must be > 0" in r.stderr
+
+
+def test_c_example_links_with_pkg_config_only(prefix, detector, tmp_path):
+    if not shutil.which("pkg-config"):
+        pytest.skip("pkg-config not installed")
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if not cc:
+        pytest.skip("no C compiler")
+    env = dict(os.environ, PKG_CONFIG_PATH=str(prefix / "lib" / "pkgconfig"))
+    flags = _run(["pkg-config", "--cflags", "--libs", "darknet_py"], env=env).stdout.split()
+    exe = tmp_path / "c_host"
+    _run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", REPO / "examples" / "c_host" / "detect.c",
+          *flags, "-o", exe])
+    run_env = dict(os.environ, LD_LIBRARY_PATH=str(prefix / "lib"))
+    r = _run([exe, detector["cfg"], detector["weights"], detector["names"], detector["ppm"]], env=run_env)
+    lines, _ = _host_detections(r.stdout)
+    expected = _python_detections(detector)
+    assert lines == [(e.name, int(f"{e.prob * 100:.0f}")) for e in expected]
+
+
+def _sanitizers_link(tmp_path, sanitizers="address,undefined"):
+    cxx = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+    src = tmp_path / "probe.cpp"
+    src.write_text("int main() { return 0; }\n")
+    r = subprocess.run([cxx, f"-fsanitize={sanitizers}", str(src), "-o", str(tmp_path / "probe")],
+                       capture_output=True)
+    return r.returncode == 0
+
+
+@pytest.mark.slow
+def test_c_api_threads_under_thread_sanitizer(tmp_path):
+    """TSan: networks on separate threads, and one network shared by two threads (each call
+    runs or is refused with DN_BUSY). A third full build of the core, so not in the default
+    run. Only the threads test: the others use OpenMP pools, and an uninstrumented libgomp's
+    barriers read as races to TSan."""
+    _require_toolchain()
+    if sys.platform != "linux" or not _sanitizers_link(tmp_path, "thread"):
+        pytest.skip("the compiler cannot link -fsanitize=thread")
+    build = tmp_path / "tsan"
+    _run(["cmake", "-S", REPO, "-B", build, "-DCMAKE_BUILD_TYPE=Debug", "-DCMAKE_CXX_FLAGS_DEBUG=-O1",
+          "-DCMAKE_C_FLAGS_DEBUG=-O1", "-DDARKNET_PY_CUDA=OFF", "-DDARKNET_PY_BUILD_TESTS=ON",
+          "-DDARKNET_PY_BUILD_SHARED=OFF", "-DDARKNET_PY_BUILD_EXAMPLES=OFF", "-DDARKNET_PY_SANITIZE=thread"])
+    _run(["cmake", "--build", build, "-j", JOBS, "--target", "c_api_test"])
+    env = dict(os.environ, TSAN_OPTIONS="halt_on_error=1")
+    r = subprocess.run(["ctest", "--output-on-failure", "-R", "c_api_threads"], cwd=build, capture_output=True,
+                       text=True, env=env)
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
+
+
+def test_c_api_under_address_and_ub_sanitizers(tmp_path):
+    """ctest under ASan + UBSan: NULLs, bad sizes and bad files on every C API function,
+    load/detect/free in a loop (LeakSanitizer at exit), threads on separate and shared handles,
+    and the C++ wrapper with a consumer's own network.hpp on its include path."""
+    _require_toolchain()
+    if sys.platform != "linux":
+        pytest.skip("sanitizer run is set up for Linux")
+    if not _sanitizers_link(tmp_path):
+        pytest.skip("the compiler cannot link -fsanitize=address,undefined")
+    build = tmp_path / "asan"
+    # -O0 without debug info: an instrumented build compiles about twice as fast as at -O1
+    # (measured on gemm.cpp and network.cpp) and still runs the tests' 32x32 networks in
+    # seconds. Static library only: one link, the tests need no .so.
+    _run(["cmake", "-S", REPO, "-B", build, "-DCMAKE_BUILD_TYPE=Debug", "-DCMAKE_CXX_FLAGS_DEBUG=-O0",
+          "-DCMAKE_C_FLAGS_DEBUG=-O0", "-DDARKNET_PY_CUDA=OFF", "-DDARKNET_PY_BUILD_TESTS=ON",
+          "-DDARKNET_PY_BUILD_SHARED=OFF", "-DDARKNET_PY_BUILD_EXAMPLES=OFF",
+          "-DDARKNET_PY_SANITIZE=address,undefined"])
+    _run(["cmake", "--build", build, "-j", JOBS])
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1",
+               UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1", OMP_NUM_THREADS="2")
+    r = subprocess.run(["ctest", "--output-on-failure"], cwd=build, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
+    assert "100% tests passed" in r.stdout
