@@ -242,3 +242,44 @@ def test_joint_resume_equals_straight_run_through_the_cli(joint_data, tmp_path, 
     resumed = train(joint_data, cfg, str(first), max_batches=6, seed=3, backup=tmp_path / "b", progress=False)
     np.testing.assert_array_equal(resumed.losses, straight.losses[3:])
     assert Path(resumed.final_weights).read_bytes() == Path(straight.final_weights).read_bytes()
+
+
+# ------------------------------------------------------------------ the demo
+
+def test_tree_scoring_names_fine_and_coarse_classes(tmp_path):
+    """score_tree_detector scores every node of a box: the fine node against the label, its
+    parent against the label's parent, through `map`'s code (evaluate_network)."""
+    from PIL import Image
+    from darknet_py.demo import score_tree_detector
+    from darknet_py.network import Detection
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    image = tmp_path / "images" / "a.png"
+    Image.new("RGB", (100, 80)).save(image)
+    green_circle, blue_square = NODES.index("green_circle"), NODES.index("blue_square")
+    (tmp_path / "labels" / "a.txt").write_text(f"{green_circle} 0.5 0.5 0.4 0.5\n")
+    parents = [p if p >= 0 else n for n, (_, p) in enumerate(tree_nodes())]
+
+    class Net:
+        def detect(self, path, thresh, hier_thresh, nms, class_map):
+            assert list(class_map) == list(range(len(NODES)))
+            probs = np.zeros(len(NODES), np.float32)
+            probs[[0, green_circle, blue_square]] = (.9, .6, .2)  # circle, green_circle; a wrong fine node
+            return [Detection(0, "circle", .9, .9, (50.0, 40.0, 40.0, 40.0), probs)]
+
+    ap = score_tree_detector(Net(), [str(image)], NODES, parents)
+    assert ap["fine"] == {green_circle: pytest.approx(1.0)}
+    assert ap["coarse"] == {0: pytest.approx(1.0)}
+
+
+def test_joint_demo_short(tmp_path):
+    from darknet_py.demo import run_joint_demo
+    report = run_joint_demo(str(tmp_path / "demo"), quick=True, max_batches=8, size=64, progress=False)
+    for kind in ("joint", "baseline"):
+        run = report[kind]
+        assert len(run["losses"]) == 8 and all(np.isfinite(run["losses"]))
+        assert np.mean(run["losses"][-3:]) < np.mean(run["losses"][:3])
+        for key in ("unseen_fine", "seen_fine", "coarse"):
+            assert 0 <= run[key] <= 1
+        assert Path(run["weights"]).exists()
+    assert Path(report["detections_png"]).stat().st_size > 1000
