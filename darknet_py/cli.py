@@ -167,7 +167,7 @@ def build_parser():
     de.add_argument("--joint", action="store_true",
                     help="YOLO9000's joint detection + classification training on a synthetic WordTree, "
                          "against a detection-only baseline")
-    de.add_argument("--max-batches", type=int, help="--joint: training iterations of each run (default 300)")
+    de.add_argument("--max-batches", type=int, help="--joint: training iterations of each run (default 400)")
     add_device_argument(de)
     de.set_defaults(func=cmd_demo)
 

@@ -172,7 +172,7 @@ def run_joint_demo(out: str = "darknet_py_joint_demo", quick: bool = False, seed
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     n_detection, n_classification, n_valid = (48, 48, 24) if quick else (600, 600, 150)
-    max_batches = int(max_batches or (30 if quick else 300))
+    max_batches = int(max_batches or (30 if quick else 400))
     batch = 8 if quick else 16
     t0 = time.perf_counter()
     print(f"[1/4] generating {n_detection} detection, {n_classification} classification-only and {n_valid} "
