@@ -117,7 +117,11 @@ def cmd_train(args):
 
 
 def cmd_demo(args):
-    from .demo import run_demo
+    from .demo import run_demo, run_joint_demo
+    if args.joint:
+        run_joint_demo(out=args.out if args.out != "darknet_py_demo" else "darknet_py_joint_demo", quick=args.quick,
+                       seed=args.seed, max_batches=args.max_batches, device=args.device)
+        return 0
     run_demo(out=args.out, minutes=args.minutes, quick=args.quick, seed=args.seed, device=args.device)
     return 0
 
@@ -160,6 +164,10 @@ def build_parser():
     de.add_argument("--minutes", type=float, default=7.0, help="training time budget")
     de.add_argument("--quick", action="store_true", help="tiny run (about a minute) for smoke tests")
     de.add_argument("--seed", type=int, default=0)
+    de.add_argument("--joint", action="store_true",
+                    help="YOLO9000's joint detection + classification training on a synthetic WordTree, "
+                         "against a detection-only baseline")
+    de.add_argument("--max-batches", type=int, help="--joint: training iterations of each run (default 400)")
     add_device_argument(de)
     de.set_defaults(func=cmd_demo)
 

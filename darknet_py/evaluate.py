@@ -197,28 +197,35 @@ def detection_rows(image_id, dets, img_w: int, img_h: int, thresh: float, n_clas
 
 
 def collect_detections(net, images: Sequence[str], thresh: float = .005, hier_thresh: float = .5,
-                       nms: float = .45, progress: bool = True, desc: str = "detect"):
+                       nms: float = .45, progress: bool = True, desc: str = "detect", class_map=None):
     """Run ``net.detect`` over ``images``: (list of per-image Detection lists, image sizes,
-    seconds spent inside ``detect``)."""
+    seconds spent inside ``detect``). class_map: WordTree nodes to score (Network.detections)."""
+    extra = {} if class_map is None else {"class_map": class_map}
     out, sizes = [], []
     spent = 0.0
     for path in _tqdm(images, desc=desc, unit="img", disable=not progress, file=sys.stderr):
         sizes.append(image_size(path))
         t = time.perf_counter()
-        dets = net.detect(path, thresh=thresh, hier_thresh=hier_thresh, nms=nms)
+        dets = net.detect(path, thresh=thresh, hier_thresh=hier_thresh, nms=nms, **extra)
         spent += time.perf_counter() - t
         out.append(list(dets))
     return out, sizes, spent
 
 
 def evaluate_network(net, images, names, method="voc07", thresh=.005, hier_thresh=.5, nms=.45,
-                     iou=.5, conf_thresh=.25, progress=True, desc="map"):
-    """Detect over ``images`` and score against their labels: (EvalResult, images/s)."""
+                     iou=.5, conf_thresh=.25, progress=True, desc="map", class_map=None, truth_classes=None):
+    """Detect over ``images`` and score against their labels: (EvalResult, images/s).
+
+    class_map: for a WordTree net, the tree node scored as class j (see Network.detections).
+    truth_classes: a function relabelling the label files' class ids (e.g. a fine node to its
+    parent, to score the coarse classes of the same images)."""
     from darknet_py.metrics import evaluate
 
     convention = "coco" if method == "coco" else "voc"
-    dets, sizes, spent = collect_detections(net, images, thresh, hier_thresh, nms, progress, desc)
+    dets, sizes, spent = collect_detections(net, images, thresh, hier_thresh, nms, progress, desc, class_map)
     truths = load_truths(images, convention, len(names), sizes)
+    if truth_classes is not None:
+        truths = [(i, int(truth_classes(c)), *rest) for i, c, *rest in truths]
     rows = []
     for i, (d, (w, h)) in enumerate(zip(dets, sizes)):
         rows.extend(detection_rows(i, d, w, h, thresh, len(names), convention))

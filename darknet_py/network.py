@@ -292,23 +292,31 @@ class Network:
         return self.forward(sized[None])
 
     def detect(self, image, thresh: float = .24, hier_thresh: float = .5, nms: float = .45,
-               letterbox: bool = True) -> List[Detection]:
+               letterbox: bool = True, class_map: Optional[Sequence[int]] = None) -> List[Detection]:
         """Detect objects in one image, as `darknet detector test`.
 
         Returns one Detection per box whose best class probability exceeds `thresh`
         after Darknet's do_nms_sort, sorted by probability (highest first).
+        class_map: see `detections`.
         """
         from .image import load_image
         img = load_image(image)
         _, img_h, img_w = img.shape
         self.predict_image(img, letterbox=letterbox)
-        return self.detections(img_w, img_h, thresh=thresh, hier_thresh=hier_thresh, nms=nms, letterbox=letterbox)
+        return self.detections(img_w, img_h, thresh=thresh, hier_thresh=hier_thresh, nms=nms, letterbox=letterbox,
+                               class_map=class_map)
 
     def detections(self, image_w: int, image_h: int, thresh: float = .24, hier_thresh: float = .5,
-                   nms: float = .45, letterbox: bool = True, batch_index: int = 0) -> List[Detection]:
-        """Decode the region output of the last forward for an image of image_w x image_h."""
+                   nms: float = .45, letterbox: bool = True, batch_index: int = 0,
+                   class_map: Optional[Sequence[int]] = None) -> List[Detection]:
+        """Decode the region output of the last forward for an image of image_w x image_h.
+
+        class_map (WordTree region layers): probability j of a box is objectness times the
+        absolute probability of tree node class_map[j] (Darknet's map= decoding, how it scores
+        the ImageNet detection classes), instead of the one node hier_thresh descends to."""
+        class_map = None if class_map is None else [int(c) for c in class_map]
         boxes, objectness, probs = _core.get_network_boxes(self._net, int(image_w), int(image_h), thresh,
-                                                           hier_thresh, letterbox, True, None, batch_index)
+                                                           hier_thresh, letterbox, True, class_map, batch_index)
         if nms > 0 and len(boxes):
             boxes, objectness, probs, _ = _core.do_nms_sort(boxes, objectness, probs, nms)
         out = []

@@ -66,6 +66,19 @@ class MultiScale:
         self._first = False
 
 
+def _read_joint_data(data: str, cfg: str, region: dict, validate: bool):
+    """A joint .data file checked against the region layer it trains: a tree= region with the
+    same WordTree (classification-only truths train the tree's nodes)."""
+    from .data.joint import read_joint_data
+    if region["tree"] is None:
+        raise DarknetError(f"{data} is a joint .data file (it names a classification list) but {cfg}'s region "
+                           f"layer has no tree=: classification-only labels need a WordTree region layer")
+    joint = read_joint_data(data, detection_classes=len(region["map"]) or None, check_images=validate)
+    if list(joint.tree.names) != list(region["tree"].names):
+        raise DarknetError(f"{data}: tree {joint.tree_path} differs from {cfg}'s region tree {region['tree_path']}")
+    return joint
+
+
 def train(data: str, cfg: str, weights: Optional[str] = None, *, max_batches: Optional[int] = None,
           seed: int = 0, backup: Optional[str] = None, workers: int = 2, clear: bool = False,
           progress: bool = True, chart: Optional[str] = None, chart_every: int = 10,
@@ -74,6 +87,10 @@ def train(data: str, cfg: str, weights: Optional[str] = None, *, max_batches: Op
           on_iteration: Optional[Callable[[int, float, float], None]] = None,
           device: str = "cpu", step: Optional[TrainingStep] = None) -> TrainResult:
     """Train a detector on a Darknet .data dataset, like `darknet detector train`.
+
+    A joint .data file (one naming a `classification` list; data/joint.py) trains
+    YOLO9000-style: batches mix detection images and classification-only images, which
+    the tree= region layer trains for their class alone.
 
     weights: initial weights (pretrained or a checkpoint); training resumes at
     seen/(batch*subdivisions) unless clear=True. Checkpoints go to
@@ -87,21 +104,24 @@ def train(data: str, cfg: str, weights: Optional[str] = None, *, max_batches: Op
     checkpoints read the weights back from it).
     """
     from .data.dataset import read_data_cfg, read_list, validate_dataset
+    from .data.joint import JointLoader, is_joint_data
     from .data.loader import DetectionLoader
 
     data_cfg = read_data_cfg(data)
-    if "train" not in data_cfg:
-        raise DarknetError(f"{data}: no 'train' list")
-    paths = read_list(data_cfg.resolve("train"))
     net = Network.from_cfg(str(cfg), batch=0)
     region = net.region
     if region is None:
         raise DarknetError(f"{cfg}: training needs a [region] layer")
+    joint = _read_joint_data(data, cfg, region, validate) if is_joint_data(data_cfg) else None
+    if joint is None:
+        if "train" not in data_cfg:
+            raise DarknetError(f"{data}: no 'train' list")
+        paths = read_list(data_cfg.resolve("train"))
     classes = int(data_cfg.get("classes", region["classes"]))
     if classes != region["classes"]:
         raise DarknetError(f"{data}: classes={classes} but {cfg}'s region layer has classes={region['classes']}")
     backup_dir = prepare_backup_dir(backup or (data_cfg.resolve("backup") if "backup" in data_cfg else "backup"))
-    if validate:
+    if validate and joint is None:
         validate_dataset(paths, classes)
 
     prepare_training(net, weights, seed, clear, device)
@@ -110,11 +130,17 @@ def train(data: str, cfg: str, weights: Optional[str] = None, *, max_batches: Op
     use_multiscale = bool(region["random"]) if multiscale is None else bool(multiscale)
     multiscale_hook = MultiScale(multiscale_sizes(net.width), seed, limit) if use_multiscale else None
 
-    loader = DetectionLoader(paths, net.width, net.height, net.batch * net.subdivisions, jitter=region["jitter"],
-                             hue=opts["hue"], saturation=opts["saturation"], exposure=opts["exposure"],
-                             max_boxes=region["max_boxes"], seed=seed, workers=workers, classes=classes,
-                             flip=bool(opts.get("flip", 1)), start_batch=net.current_batch,
-                             jitter_style=region["jitter_style"])
+    augmentation = dict(jitter=region["jitter"], hue=opts["hue"], saturation=opts["saturation"],
+                        exposure=opts["exposure"], max_boxes=region["max_boxes"], seed=seed, workers=workers,
+                        flip=bool(opts.get("flip", 1)), start_batch=net.current_batch,
+                        jitter_style=region["jitter_style"])
+    images_per_iteration = net.batch * net.subdivisions
+    if joint is None:
+        loader = DetectionLoader(paths, net.width, net.height, images_per_iteration, classes=classes, **augmentation)
+    else:
+        loader = JointLoader(joint.detection, joint.classification, joint.classification_nodes,
+                             joint.classification_fraction, net.width, net.height, images_per_iteration,
+                             classes=len(region["map"]) or classes, **augmentation)
     result = run_training(net, loader, limit, backup_dir, Path(cfg).stem, chart_path=chart, progress=progress,
                           desc="train", chart_every=chart_every, checkpoint_every=checkpoint_every,
                           time_limit=time_limit, on_iteration=on_iteration, before_iteration=multiscale_hook,

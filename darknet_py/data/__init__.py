@@ -1,5 +1,5 @@
-"""Darknet datasets: .data/list/label files, validation, the detection loader
-and a synthetic dataset generator."""
+"""Darknet datasets: .data/list/label files, validation, the detection, classification and
+joint (YOLO9000) loaders and synthetic dataset generators."""
 from .dataset import (IMAGE_EXTENSIONS, DataConfig, DatasetReport, label_path, read_data_cfg, read_labels,
                       read_list, read_names, validate_dataset)
 from .loader import DetectionLoader
@@ -7,6 +7,8 @@ from .synthetic import SYNTHETIC_CLASSES, generate
 from .classification import (ClassificationData, ClassificationLoader, check_classification_dataset, class_truth,
                              label_of, read_classification_data)
 from .synthetic_classes import generate_classes
+from .joint import CLASSIFICATION_ONLY_COORD, JointData, JointLoader, is_joint_data, read_joint_data
+from .synthetic_joint import generate_joint
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -28,4 +30,10 @@ __all__ = [
     "label_of",
     "read_classification_data",
     "generate_classes",
+    "CLASSIFICATION_ONLY_COORD",
+    "JointData",
+    "JointLoader",
+    "is_joint_data",
+    "read_joint_data",
+    "generate_joint",
 ]

@@ -241,7 +241,8 @@ class JointLoader(DetectionLoader):
         no_boxes = np.zeros((0, 5), dtype=np.float32)
         try:
             x, _ = _core.augment_detection(load_image(path), no_boxes, net_w, net_h, self.jitter, self.hue,
-                                           self.saturation, self.exposure, self.flip, self.max_boxes, augment_seed)
+                                           self.saturation, self.exposure, self.flip, self.max_boxes, augment_seed,
+                                           style=self.jitter_style)
         except DarknetError as e:
             raise DarknetError(f"{path}: {e}") from None
         return x, classification_truth(int(self.classification_nodes[index]), self.max_boxes)
