@@ -8,6 +8,7 @@
 
 struct dn_network {
   std::unique_ptr<dn::Network> net;
+  std::string warnings_text;  // storage behind dn_network_warnings()
 };
 
 namespace {
@@ -69,6 +70,18 @@ int dn_network_output_shape(const dn_network* net, int* channels, int* height, i
   if (height) *height = layers[i]->out_h;
   if (width) *width = layers[i]->out_w;
   return 0;
+}
+
+const char* dn_network_warnings(const dn_network* net) {
+  if (!net) {
+    null_arg("net");
+    return "";
+  }
+  auto guard = net->net->lock();
+  std::string joined;
+  for (const auto& w : net->net->warnings) joined += (joined.empty() ? "" : "\n") + w;
+  const_cast<dn_network*>(net)->warnings_text = joined;
+  return net->warnings_text.c_str();
 }
 
 int dn_network_layer_count(const dn_network* net) { return net ? (int)net->net->layers.size() : -1; }

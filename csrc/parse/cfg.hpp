@@ -25,6 +25,9 @@ struct CfgSection {
   int get_int(const std::string& key, int def) const;
   int require_int(const std::string& key) const;
   float get_float(const std::string& key, float def) const;
+  // The same, refused with a file:line error outside [lo, hi].
+  int get_int(const std::string& key, int def, int lo, int hi) const;
+  float get_float(const std::string& key, float def, float lo, float hi) const;
   std::string get_str(const std::string& key, const std::string& def) const;
   std::vector<int> get_ints(const std::string& key) const;      // comma list
   std::vector<float> get_floats(const std::string& key) const;  // comma list

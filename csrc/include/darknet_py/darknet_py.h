@@ -12,6 +12,10 @@ extern "C" {
 
 typedef struct dn_network dn_network;
 
+/* Threads: every call on one dn_network is serialised by the network's lock (a second
+ * thread waits); use one dn_network per thread for parallel inference. An output pointer
+ * from dn_network_forward is only stable while no other thread calls into the same net. */
+
 /* Thread-local message of the last failed call ("" if none). */
 const char* dn_last_error(void);
 
@@ -22,8 +26,12 @@ void dn_network_free(dn_network* net);
 int dn_network_input_shape(const dn_network* net, int* batch, int* channels, int* height, int* width);
 int dn_network_output_shape(const dn_network* net, int* channels, int* height, int* width);
 int dn_network_layer_count(const dn_network* net);
-/* Changes the input size in place (weights kept). */
+/* Changes the input size in place (weights kept). On failure the network keeps its
+ * previous size and stays usable. */
 int dn_network_resize(dn_network* net, int width, int height);
+/* Warnings collected while loading (unknown cfg keys with file:line; weights of a bigger
+ * cfg whose tail was not used), one per line; "" when none. Valid until the next call on net. */
+const char* dn_network_warnings(const dn_network* net);
 
 /* input: batch*channels*height*width floats (NCHW). output: receives a pointer to the
  * network-owned output (batch*C*H*W floats), valid until the next call on net. */
