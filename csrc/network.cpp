@@ -203,7 +203,11 @@ std::unique_ptr<Network> Network::from_sections(std::vector<CfgSection> sections
     in.earlier.push_back(layer.get());
     net->layers.push_back(std::move(layer));
     // Buffers are allocated on first touch, so this refuses the network before its memory exists.
-    net->check_memory("building the network");
+    try {
+      net->check_memory("building the network");
+    } catch (const DarknetError& e) {
+      s.fail_section(e.what());  // with the section's file:line
+    }
   }
   for (const auto& s : secs)
     for (auto& w : s.unused_warnings()) net->warnings.push_back(w);

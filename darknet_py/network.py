@@ -268,6 +268,8 @@ class Network:
     # ---- weights -----------------------------------------------------------------
     def load_weights(self, path: str, cutoff: int = -1) -> None:
         """Load a Darknet .weights file (optionally only the first `cutoff` layers)."""
+        if "\0" in os.fspath(path):
+            raise DarknetError("load_weights: the path contains a NUL byte")
         if not os.path.exists(path):
             raise DarknetError(f"{path}: weights file not found")
         msg = self._net.load_weights(str(path), int(cutoff))

@@ -116,7 +116,7 @@ def test_detect_from_two_threads_decodes_its_own_forward():
 from PIL import Image
 imgs = [Image.fromarray(rng.integers(0, 255, (40 + 9 * k, 50, 3), dtype=np.uint8)) for k in range(2)]
 def key(dets):
-    return [(d.cls, round(d.prob, 6), tuple(round(v, 4) for v in d.box)) for d in dets]
+    return [(d.class_id, round(d.prob, 6), tuple(round(v, 4) for v in d.box)) for d in dets]
 expected = [key(net.detect(im, thresh=0.0)) for im in imgs]
 wrong = [0]
 def work(k):

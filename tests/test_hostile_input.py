@@ -66,8 +66,8 @@ def test_reorg_stride_65536_is_an_error_not_sigfpe(tmp_path):
     cfgs = {
         "reverse": NET + "[reorg]\nstride=65536\nreverse=1\n",
         "forward": NET + "[reorg]\nstride=65536\n",
-        "divisible": NET.replace("channels=3", "channels=1048576").replace("width=32", "width=4096")
-        + "[reorg]\nstride=1024\nreverse=1\n",
+        "divisible": NET.replace("channels=3", "channels=1048576").replace("width=32", "width=128")
+        .replace("height=32", "height=1") + "[reorg]\nstride=1024\nreverse=1\n",
         "too_big": NET + "[reorg]\nstride=2048\nreverse=1\n",
     }
     for name, text in cfgs.items():
@@ -110,11 +110,12 @@ def test_width_height_1e9_overflow_is_refused(tmp_path, key, value):
 
 
 def test_big_input_within_limits_is_refused_by_the_memory_limit_naming_layer_and_bytes(tmp_path):
-    text = NET.replace("width=32", "width=65536").replace("height=32", "height=65536") + \
-        "[convolutional]\nfilters=1024\nsize=1\nactivation=linear\n"
-    with pytest.raises(DarknetError, match=r"layer 0 \(convolutional\) needs \d+ bytes.* over the memory limit of "
-                                           r"34359738368 bytes"):
-        build(text, tmp_path)
+    text = NET.replace("width=32", "width=2048").replace("height=32", "height=2048") + \
+        "[convolutional]\nfilters=64\nsize=1\nactivation=linear\n"
+    with pytest.raises(DarknetError, match=r"bad\.cfg:6: \[convolutional\]: building the network: layer 0 \(convolutional\) needs 68719477760 bytes "
+                                           r"of buffers .* at batch 64, over the memory limit of 34359738368 bytes"):
+        darknet_py.Network.from_text(text, "bad.cfg", batch=64)
+    darknet_py.Network.from_text(text, "bad.cfg", batch=1)  # the same cfg fits at batch 1
 
 
 def test_region_max_1e9_is_refused_not_an_overflow(tmp_path):

@@ -77,7 +77,7 @@ pad=1
 activation=leaky
 
 [route]
-layers=-1,-3
+layers=-1,-2
 
 [reorg]
 stride=2
@@ -159,7 +159,7 @@ def _strategies():
             op = draw(st.integers(0, 5))
             if op == 0:  # header fields (major, minor, revision, seen)
                 field = draw(st.integers(0, 3))
-                if field < 3:
+                if field < 3 and len(data) >= 4 * field + 4:
                     struct.pack_into("<i", data, 4 * field, draw(st.sampled_from(
                         [-1, 0, 1, 2, 3, 999, 1000, 1001, 2**31 - 1, -2**31]) | st.integers(-2**31, 2**31 - 1)))
                 elif len(data) >= 20:
