@@ -264,8 +264,12 @@ void bind_network(py::module_& m) {
             // The network's lock as (acquire, release) for darknet_py.Network.lock(), a context
             // manager that makes several calls one (forward, then decode its detections).
             // Recursive: the calls inside take it again on the same thread.
-            auto holder = std::make_shared<std::unique_lock<std::recursive_mutex>>(n.lock());
-            holder->unlock();
+            auto holder = std::make_shared<std::unique_lock<std::recursive_mutex>>();
+            {
+              py::gil_scoped_release release;  // taking the lock here too: never with the GIL held
+              *holder = n.lock();
+            }
+            holder->unlock();  // bound to the network's mutex, released until acquire()
             py::cpp_function acquire([holder]() {
               py::gil_scoped_release release;
               holder->lock();
