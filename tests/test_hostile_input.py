@@ -509,3 +509,11 @@ def test_label_at_origin_is_flagged_as_the_classification_only_marker(tmp_path):
     with pytest.raises(DarknetError, match=r"a\.txt:2: box centre \(0, 0\) is Darknet's classification-only marker"):
         validate_dataset([img], classes=1)
     assert validate_dataset([img], classes=1, class_only_labels=True).boxes == 2
+
+
+def test_cli_detect_outputs_with_the_same_stem_do_not_overwrite_each_other():
+    from darknet_py.cli import _prediction_names
+    assert _prediction_names(["a/dog.jpg", "b/dog.png", "cat.jpg", "c/dog.jpg"]) == [
+        "dog_predictions.png", "dog_2_predictions.png", "cat_predictions.png", "dog_3_predictions.png"]
+    names = _prediction_names(["dog_2.jpg", "a/dog.jpg", "b/dog.jpg"])
+    assert len(set(names)) == 3
