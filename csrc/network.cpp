@@ -160,6 +160,7 @@ std::unique_ptr<Network> Network::from_sections(std::vector<CfgSection> sections
     secs[0].fail_section("the first section must be [net] or [network]");
   if (!secs.empty()) net->cfg_path = secs[0].file;
   parse_net_options(secs[0], net->opt);
+  check(batch_override <= kMaxBatch, "batch ", batch_override, " is larger than the limit ", kMaxBatch);
   if (batch_override > 0) {
     net->opt.batch = batch_override;
     net->opt.subdivisions = 1;

@@ -517,3 +517,18 @@ def test_cli_detect_outputs_with_the_same_stem_do_not_overwrite_each_other():
         "dog_predictions.png", "dog_2_predictions.png", "cat_predictions.png", "dog_3_predictions.png"]
     names = _prediction_names(["dog_2.jpg", "a/dog.jpg", "b/dog.jpg"])
     assert len(set(names)) == 3
+
+
+def test_non_utf8_tree_file_is_darknet_error_with_file_line(tmp_path):
+    from darknet_py import _core
+    p = tmp_path / "bad.tree"
+    p.write_bytes(b"n01 -1\nn0\xff2 0\n")
+    with pytest.raises(DarknetError, match=r"bad\.tree:2: not UTF-8 text"):
+        _core.WordTree.read(str(p))
+
+
+def test_batch_override_over_the_limit_is_refused():
+    with pytest.raises(DarknetError, match=r"batch 1000000 is larger than the limit 65536"):
+        darknet_py.Network.from_text(SMALL, batch=1000000)
+    with pytest.raises(DarknetError, match=r"batch must be in \[1, 65536\]"):
+        darknet_py.Network.from_text(SMALL)._net.set_batch(70000)

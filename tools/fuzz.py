@@ -298,6 +298,12 @@ def _runner(target: str, workdir: str):
             for name, v in layer.params.items():
                 assert np.all(np.isfinite(v)), f"non-finite {name} loaded"
 
+    def run_tree(data):
+        tree = _core.WordTree.read(put(data, ".tree"))
+        # Everything a caller reads must convert to Python (names are str).
+        assert len(tree.names) == tree.n == len(tree.parent) and repr(tree)
+        assert all(-1 <= p < i for i, p in enumerate(tree.parent))
+
     def run_image(data):
         img = load_image(put(data, ".img"))
         assert img.dtype == np.float32 and img.ndim == 3 and img.shape[0] == 3
@@ -310,7 +316,7 @@ def _runner(target: str, workdir: str):
         "list": lambda d: dataset.read_list(put(d, ".list")),
         "data": lambda d: dataset.read_data_cfg(put(d, ".data")),
         "names": lambda d: dataset.read_names(put(d, ".names")),
-        "tree": lambda d: _core.WordTree.read(put(d, ".tree")),
+        "tree": run_tree,
         "map": lambda d: _core.read_map(put(d, ".map")),
         "image": run_image,
     }[target]

@@ -47,6 +47,8 @@ std::vector<std::string> split_commas(const std::string& s) {
   return parts;
 }
 
+}  // namespace
+
 // Byte offset of the first invalid UTF-8 sequence in s, or npos. The text becomes
 // Python strings (keys in warnings, values in errors), so it must decode.
 size_t invalid_utf8_at(const std::string& s) {
@@ -75,8 +77,6 @@ size_t invalid_utf8_at(const std::string& s) {
   }
   return std::string::npos;
 }
-
-}  // namespace
 
 std::string CfgSection::where() const { return file + ":" + std::to_string(line); }
 

@@ -46,6 +46,10 @@ struct CfgSection {
 // parents. Throws a file:line DarknetError listing the places tried.
 std::string resolve_data_path(const CfgSection& s, const std::string& key, const std::string& value);
 
+// Byte offset of the first invalid UTF-8 sequence in s, or std::string::npos. Text files
+// (cfg, tree) are checked with it: their contents become Python strings.
+size_t invalid_utf8_at(const std::string& s);
+
 std::vector<CfgSection> parse_cfg_text(const std::string& text, const std::string& file);
 std::vector<CfgSection> parse_cfg_file(const std::string& path);
 // Writes sections back as cfg text (comments are not kept).
