@@ -134,8 +134,8 @@ def test_huge_conv_filters_refused_before_allocating(tmp_path):
 
 
 def test_route_repeated_layers_channel_overflow_refused(tmp_path):
-    text = NET.replace("channels=3", "channels=65536") + "[convolutional]\nfilters=65536\nsize=1\n[route]\nlayers=" + \
-        ",".join(["-1"] * 40000) + "\n"
+    text = NET.replace("width=32", "width=2").replace("height=32", "height=2") + \
+        "[convolutional]\nfilters=1024\nsize=1\n[route]\nlayers=" + ",".join(["-1"] * 1025) + "\n"
     with pytest.raises(DarknetError, match=r"channels in all, more than the limit"):
         build(text, tmp_path)
 
