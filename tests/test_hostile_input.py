@@ -532,3 +532,13 @@ def test_batch_override_over_the_limit_is_refused():
         darknet_py.Network.from_text(SMALL, batch=1000000)
     with pytest.raises(DarknetError, match=r"batch must be in \[1, 65536\]"):
         darknet_py.Network.from_text(SMALL)._net.set_batch(70000)
+
+
+def test_truncated_jpeg_is_found_by_the_classification_dataset_check(tmp_path):
+    from darknet_py.data.classification import check_classification_dataset
+    good = tmp_path / "good.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(good, quality=90)
+    bad = tmp_path / "cat_1.jpg"
+    bad.write_bytes(good.read_bytes()[:-600])
+    _, problems = check_classification_dataset([(str(bad), str(bad))], ["cat"], raise_on_error=False)
+    assert any("truncated" in p for p in problems), problems

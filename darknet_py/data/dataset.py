@@ -266,6 +266,22 @@ def _image_problem(path: str, decode: bool) -> Optional[str]:
     return None
 
 
+def image_problems_of(paths: Sequence[str], check_images: Union[bool, str] = True) -> List[Optional[str]]:
+    """The problem with each image (None when fine). check_images: True/"decode" decodes
+    fully (a truncated JPEG passes Pillow's verify()), "verify" checks the header only,
+    False checks nothing. Pillow releases the GIL while decoding, so a few threads make the
+    full decode affordable on long lists."""
+    if not check_images:
+        return [None] * len(paths)
+    decode = check_images != "verify"
+    workers = max(1, min(8, os.cpu_count() or 1)) if decode and len(paths) > 16 else 1
+    if workers == 1:
+        return [_image_problem(p, decode) for p in paths]
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda p: _image_problem(p, decode), paths))
+
+
 def validate_dataset(image_paths: Union[Iterable[PathLike], PathLike], classes: int, check_images: Union[bool, str] = True,
                      raise_on_error: bool = True, max_listed: int = 200,
                      class_only_labels: bool = False) -> DatasetReport:
@@ -293,17 +309,7 @@ def validate_dataset(image_paths: Union[Iterable[PathLike], PathLike], classes: 
     boxes = 0
     if not image_paths:
         problems.append("the image list is empty")
-    image_problems: List[Optional[str]] = [None] * len(image_paths)
-    if check_images:
-        decode = check_images != "verify"
-        # Pillow releases the GIL while decoding: a few threads make the full decode affordable.
-        workers = max(1, min(8, os.cpu_count() or 1)) if decode and len(image_paths) > 16 else 1
-        if workers > 1:
-            from concurrent.futures import ThreadPoolExecutor
-            with ThreadPoolExecutor(workers) as pool:
-                image_problems = list(pool.map(lambda p: _image_problem(p, decode), image_paths))
-        else:
-            image_problems = [_image_problem(p, decode) for p in image_paths]
+    image_problems = image_problems_of(image_paths, check_images)
     for image, problem in zip(image_paths, image_problems):
         if problem:
             problems.append(problem)
