@@ -55,6 +55,7 @@ void dn_network_free(dn_network* net) { delete net; }
 
 int dn_network_input_shape(const dn_network* net, int* batch, int* channels, int* height, int* width) {
   if (!net) return null_arg("net");
+  auto guard = net->net->lock();  // a consistent shape while another thread resizes
   if (batch) *batch = net->net->batch();
   if (channels) *channels = net->net->channels();
   if (height) *height = net->net->height();
@@ -64,6 +65,7 @@ int dn_network_input_shape(const dn_network* net, int* batch, int* channels, int
 
 int dn_network_output_shape(const dn_network* net, int* channels, int* height, int* width) {
   if (!net) return null_arg("net");
+  auto guard = net->net->lock();
   const auto& layers = net->net->layers;
   const int i = net->net->output_index();
   if (channels) *channels = layers[i]->out_c;

@@ -542,3 +542,14 @@ def test_truncated_jpeg_is_found_by_the_classification_dataset_check(tmp_path):
     bad.write_bytes(good.read_bytes()[:-600])
     _, problems = check_classification_dataset([(str(bad), str(bad))], ["cat"], raise_on_error=False)
     assert any("truncated" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("line,pattern", [
+    ("learning_rate=-1", r"\[convolutional\] learning_rate=-1: must be in \[0, 1000\]"),
+    ("learning_rate=nan", r"\[convolutional\] learning_rate=nan: expected a finite number"),
+    ("size=2000", r"\[convolutional\] size=2000: must be <= 1024"),
+    ("filters=2000000", r"\[convolutional\] filters=2000000: must be <= 1048576"),
+])
+def test_meaningless_conv_values_are_refused(tmp_path, line, pattern):
+    with pytest.raises(DarknetError, match=r"bad\.cfg:\d+: " + pattern):
+        build(NET + "[convolutional]\nfilters=4\nsize=1\n" + line + "\n", tmp_path)

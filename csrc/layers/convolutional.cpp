@@ -33,7 +33,7 @@ std::unique_ptr<Layer> make_convolutional(const CfgSection& s, const LayerInput&
   l->pad = pad_flag ? l->size / 2 : padding;
   l->groups = s.get_int("groups", 1);
   l->batch_normalize = s.get_int("batch_normalize", 0) != 0;
-  l->learning_rate_scale = s.get_float("learning_rate", 1.f);
+  l->learning_rate_scale = s.get_float("learning_rate", 1.f, 0.f, 1e3f);
   const std::string act = s.get_str("activation", "logistic");
   if (!parse_activation(act, &l->activation)) s.fail_key("activation", "unknown activation '" + act + "'");
   // Keys Darknet reads for conv layers that do not change the computation here.
