@@ -33,7 +33,9 @@ void parse_net_options(const CfgSection& s, NetOptions& o) {
   if (cfg_batch % o.subdivisions)
     s.fail_key("subdivisions", "batch " + std::to_string(cfg_batch) + " is not divisible by subdivisions");
   o.batch = cfg_batch / o.subdivisions;
-  o.learning_rate = s.get_float("learning_rate", .001f, 0.f, 1e3f);
+  // No upper bound: a huge rate is a legitimate way to provoke divergence in a test.
+  o.learning_rate = s.get_float("learning_rate", .001f);
+  if (o.learning_rate < 0) s.fail_key("learning_rate", "must be >= 0");
   o.momentum = s.get_float("momentum", .9f, 0.f, 1.f);
   o.decay = s.get_float("decay", .0001f, 0.f, 1.f);
   o.time_steps = s.get_int("time_steps", 1, 1, kMaxBatch);
@@ -273,7 +275,8 @@ void Network::to(Device d) {
 }
 
 void Network::check_consistent() const {
-  check(consistent_, "the network is unusable: an earlier resize/batch change failed and could not be undone");
+  check(consistent_, "the network is unusable after an earlier failure (a resize/batch change that could not be "
+                     "undone, or a weights file that changed while it was loaded)");
 }
 
 uint64_t Network::planned_bytes() const {
@@ -724,25 +727,37 @@ std::string Network::load_weights(const std::string& path, int cutoff) {
              " bytes)");
       need += 4 * (int64_t)b.count();
     }
-  // Read everything and check it before the first weight changes: a read error or a NaN
-  // in the last layer leaves the network exactly as it was.
-  std::vector<std::vector<float>> staged;
+  // Pass 1 reads the values in chunks and checks them before the first weight changes (a
+  // NaN in the last layer leaves the network as it was) without holding a second copy of
+  // the weights; pass 2 reads them into the layers.
+  {
+    std::vector<float> chunk(1 << 18);
+    for (int i = 0; i < n; ++i)
+      for (const Blob& b : layers[i]->params())
+        for (size_t done = 0; done < b.count();) {
+          const size_t take = std::min(chunk.size(), b.count() - done);
+          if (!f.read(reinterpret_cast<char*>(chunk.data()), 4 * (std::streamsize)take))
+            fail(path, ": read error in layer ", i, " ", b.name);
+          for (size_t k = 0; k < take; ++k)
+            if (!std::isfinite(chunk[k]))
+              fail(path, ": layer ", i, " (", layers[i]->type, ") ", b.name, "[", done + k, "] is ", chunk[k],
+                   ": the file holds non-finite weights (a diverged training run?); nothing was loaded");
+          done += take;
+        }
+  }
+  f.clear();
+  f.seekg(pos);
   for (int i = 0; i < n; ++i)
     for (const Blob& b : layers[i]->params()) {
-      staged.emplace_back(b.count());
-      std::vector<float>& v = staged.back();
-      if (!v.empty() && !f.read(reinterpret_cast<char*>(v.data()), 4 * (std::streamsize)v.size()))
-        fail(path, ": read error in layer ", i, " ", b.name);
-      for (size_t k = 0; k < v.size(); ++k)
-        if (!std::isfinite(v[k]))
-          fail(path, ": layer ", i, " (", layers[i]->type, ") ", b.name, "[", k, "] is ", v[k],
-               ": the file holds non-finite weights (a diverged training run?); nothing was loaded");
-    }
-  size_t next = 0;
-  for (int i = 0; i < n; ++i)
-    for (const Blob& b : layers[i]->params()) {
-      const std::vector<float>& v = staged[next++];
-      if (!v.empty()) b.buffer->assign(v.data(), v.size());
+      float* dst = b.buffer->host();
+      bool ok = (bool)f.read(reinterpret_cast<char*>(dst), 4 * (std::streamsize)b.count());
+      for (size_t k = 0; ok && k < b.count(); ++k) ok = std::isfinite(dst[k]);
+      if (!ok) {
+        // Only if the file changed between the passes: refuse to run half-loaded weights.
+        consistent_ = false;
+        fail(path, ": the file changed while it was being loaded (layer ", i, " ", b.name,
+             "); the network is unusable, load the weights again into a new network");
+      }
     }
   major = mj;
   minor = mn;
