@@ -1,13 +1,11 @@
 """Regression tests for issue 13 (hostile input, faults, threads): each test is named after
 the crash or the silent damage it pins down. Anything that used to kill the process runs
 in a child (tests/_isolated.py), so a regression fails one test instead of pytest."""
-import math
 import os
 import shutil
 import struct
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np

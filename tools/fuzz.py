@@ -290,10 +290,7 @@ def _runner(target: str, workdir: str):
         if "net" not in state:
             state["net"] = darknet_py.Network.from_text(_base_net_text())
         net = state["net"]
-        try:
-            net.load_weights(put(data, ".weights"))
-        except darknet_py.DarknetError:
-            raise
+        net.load_weights(put(data, ".weights"))
         for layer in net.layers:
             for name, v in layer.params.items():
                 assert np.all(np.isfinite(v)), f"non-finite {name} loaded"
@@ -348,7 +345,7 @@ def run_target(target: str, examples: int, seed: int) -> dict:
     return counts
 
 
-def campaign(total: int, seconds_per_round: float, json_path=None, rounds_timeout: float = 600) -> int:
+def campaign(total: int, json_path=None, rounds_timeout: float = 600) -> int:
     """Rounds of child processes, one per target, until `total` inputs have been tried."""
     per_target = {t: {"inputs": 0, "ok": 0, "refused": 0, "crashes": 0, "hangs": 0, "failures": 0} for t in TARGETS}
     started = time.time()
@@ -401,7 +398,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     sys.path.insert(0, str(REPO))
     if args.campaign:
-        return campaign(args.total, 0, args.json)
+        return campaign(args.total, args.json)
     if not args.target:
         ap.error("--target or --campaign")
     counts = run_target(args.target, args.examples, args.seed)
