@@ -9,9 +9,11 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <utility>
 
+#include "core/limits.hpp"
 #include "layers/layers.hpp"
 
 #ifdef _OPENMP
@@ -22,61 +24,66 @@ namespace dn {
 
 namespace {
 
+// Every [net] value is range-checked here, before any layer is built: a NaN or negative
+// learning rate, a 1e9-pixel input or an impossible schedule is a file:line error, not a
+// network that trains to NaN or overflows a size.
 void parse_net_options(const CfgSection& s, NetOptions& o) {
-  const int cfg_batch = s.get_int("batch", 1);
-  o.subdivisions = s.get_int("subdivisions", 1);
-  if (cfg_batch <= 0) s.fail_key("batch", "must be > 0");
-  if (o.subdivisions <= 0) s.fail_key("subdivisions", "must be > 0");
+  const int cfg_batch = s.get_int("batch", 1, 1, kMaxBatch);
+  o.subdivisions = s.get_int("subdivisions", 1, 1, kMaxBatch);
   if (cfg_batch % o.subdivisions)
     s.fail_key("subdivisions", "batch " + std::to_string(cfg_batch) + " is not divisible by subdivisions");
   o.batch = cfg_batch / o.subdivisions;
+  // No upper bound: a huge rate is a legitimate way to provoke divergence in a test.
   o.learning_rate = s.get_float("learning_rate", .001f);
-  o.momentum = s.get_float("momentum", .9f);
-  o.decay = s.get_float("decay", .0001f);
-  o.time_steps = s.get_int("time_steps", 1);
+  if (o.learning_rate < 0) s.fail_key("learning_rate", "must be >= 0");
+  o.momentum = s.get_float("momentum", .9f, 0.f, 1.f);
+  o.decay = s.get_float("decay", .0001f, 0.f, 1.f);
+  o.time_steps = s.get_int("time_steps", 1, 1, kMaxBatch);
   o.notruth = s.get_int("notruth", 0);
   o.random = s.get_int("random", 0);
   o.adam = s.get_int("adam", 0);
+  // Darknet's Adam update is not implemented: training such a cfg with SGD would silently
+  // be a different optimiser.
+  if (o.adam) s.fail_key("adam", "the Adam optimiser is not supported by darknet_py (remove adam= to train with SGD)");
   o.B1 = s.get_float("B1", .9f);
   o.B2 = s.get_float("B2", .999f);
   o.eps = s.get_float("eps", 1e-7f);
-  o.h = s.get_int("height", 0);
-  o.w = s.get_int("width", 0);
-  o.c = s.get_int("channels", 0);
-  o.inputs = s.get_int("inputs", o.h * o.w * o.c);
-  o.max_crop = s.get_int("max_crop", o.w * 2);
-  o.min_crop = s.get_int("min_crop", o.w);
-  o.max_ratio = s.get_float("max_ratio", (float)o.max_crop / (o.w ? o.w : 1));
-  o.min_ratio = s.get_float("min_ratio", (float)o.min_crop / (o.w ? o.w : 1));
+  if (!s.has("width")) s.fail_section("missing required key 'width'");
+  if (!s.has("height")) s.fail_section("missing required key 'height'");
+  if (!s.has("channels")) s.fail_section("missing required key 'channels'");
+  o.h = s.get_int("height", 0, 1, kMaxSpatial);
+  o.w = s.get_int("width", 0, 1, kMaxSpatial);
+  o.c = s.get_int("channels", 0, 1, kMaxChannels);
+  const int64_t inputs = (int64_t)o.h * o.w * o.c;
+  if (inputs > INT32_MAX)
+    s.fail_section("input " + std::to_string(o.w) + "x" + std::to_string(o.h) + "x" + std::to_string(o.c) +
+                   " has more than 2^31 values per image");
+  o.inputs = s.get_int("inputs", (int)inputs);
+  o.max_crop = s.get_int("max_crop", o.w * 2, 1, 4 * kMaxSpatial);
+  o.min_crop = s.get_int("min_crop", o.w, 1, 4 * kMaxSpatial);
+  o.max_ratio = s.get_float("max_ratio", (float)o.max_crop / o.w, 0.f, 1e3f);
+  o.min_ratio = s.get_float("min_ratio", (float)o.min_crop / o.w, 0.f, 1e3f);
   o.center = s.get_int("center", 0);
   o.clip = s.get_float("clip", 0.f);
   o.flip = s.get_int("flip", 1);
-  o.angle = s.get_float("angle", 0.f);
-  o.aspect = s.get_float("aspect", 1.f);
-  o.saturation = s.get_float("saturation", 1.f);
-  o.exposure = s.get_float("exposure", 1.f);
-  o.hue = s.get_float("hue", 0.f);
-  if (o.w <= 0 || o.h <= 0 || o.c <= 0) {
-    if (!s.has("width")) s.fail_section("missing required key 'width'");
-    if (!s.has("height")) s.fail_section("missing required key 'height'");
-    if (!s.has("channels")) s.fail_section("missing required key 'channels'");
-    if (o.w <= 0) s.fail_key("width", "must be > 0");
-    if (o.h <= 0) s.fail_key("height", "must be > 0");
-    s.fail_key("channels", "must be > 0");
-  }
+  o.angle = s.get_float("angle", 0.f, -360.f, 360.f);
+  o.aspect = s.get_float("aspect", 1.f, 1e-3f, 1e3f);
+  o.saturation = s.get_float("saturation", 1.f, 1e-3f, 1e3f);
+  o.exposure = s.get_float("exposure", 1.f, 1e-3f, 1e3f);
+  // Darknet shifts hue by up to +-hue of the full circle: beyond 1 it wraps to nonsense.
+  o.hue = s.get_float("hue", 0.f, 0.f, 1.f);
   o.policy_name = s.get_str("policy", "constant");
-  o.burn_in = s.get_int("burn_in", 0);
-  o.power = s.get_float("power", 4.f);
+  o.burn_in = s.get_int("burn_in", 0, 0, INT32_MAX);
+  o.power = s.get_float("power", 4.f, -1e3f, 1e3f);
   o.burn_in_power = o.power;
-  o.max_batches = s.get_int("max_batches", 0);
+  o.max_batches = s.get_int("max_batches", 0, 0, INT32_MAX);
   const std::string& p = o.policy_name;
   if (p == "constant") {
     o.policy = LearningRatePolicy::Constant;
   } else if (p == "step") {
     o.policy = LearningRatePolicy::Step;
-    o.step = s.get_int("step", 1);
-    o.scale = s.get_float("scale", 1.f);
-    if (o.step <= 0) s.fail_key("step", "must be > 0");
+    o.step = s.get_int("step", 1, 1, INT32_MAX);
+    o.scale = s.get_float("scale", 1.f, 0.f, 1e3f);
   } else if (p == "steps") {
     o.policy = LearningRatePolicy::Steps;
     o.steps = s.get_ints("steps");
@@ -85,13 +92,21 @@ void parse_net_options(const CfgSection& s, NetOptions& o) {
     if (o.steps.size() != o.scales.size())
       s.fail_key("scales", "has " + std::to_string(o.scales.size()) + " values but steps has " +
                                std::to_string(o.steps.size()));
+    // Darknet stops at the first step above the batch number, so a decreasing list would
+    // skip every later scale; -1 (yolov2-tiny-voc) applies its scale from the start.
+    for (size_t i = 0; i < o.steps.size(); ++i) {
+      if (o.steps[i] < -1) s.fail_key("steps", "steps must be >= -1, got " + std::to_string(o.steps[i]));
+      if (i && o.steps[i] < o.steps[i - 1]) s.fail_key("steps", "steps must not decrease");
+    }
+    for (float v : o.scales)
+      if (!(v >= 0.f && v <= 1e3f)) s.fail_key("scales", "scales must be in [0, 1000]");
   } else if (p == "exp") {
     o.policy = LearningRatePolicy::Exp;
-    o.gamma = s.get_float("gamma", 1.f);
+    o.gamma = s.get_float("gamma", 1.f, 0.f, 1e3f);
   } else if (p == "sig") {
     o.policy = LearningRatePolicy::Sig;
-    o.gamma = s.get_float("gamma", 1.f);
-    o.step = s.get_int("step", 1);
+    o.gamma = s.get_float("gamma", 1.f, -1e3f, 1e3f);
+    o.step = s.get_int("step", 1, 0, INT32_MAX);
   } else if (p == "poly") {
     o.policy = LearningRatePolicy::Poly;
     if (o.max_batches <= 0) s.fail_section("policy=poly needs max_batches > 0");
@@ -147,6 +162,7 @@ std::unique_ptr<Network> Network::from_sections(std::vector<CfgSection> sections
     secs[0].fail_section("the first section must be [net] or [network]");
   if (!secs.empty()) net->cfg_path = secs[0].file;
   parse_net_options(secs[0], net->opt);
+  check(batch_override <= kMaxBatch, "batch ", batch_override, " is larger than the limit ", kMaxBatch);
   if (batch_override > 0) {
     net->opt.batch = batch_override;
     net->opt.subdivisions = 1;
@@ -178,11 +194,23 @@ std::unique_ptr<Network> Network::from_sections(std::vector<CfgSection> sections
     }
     layer->index = in.index;
     if (layer->outputs == 0) s.fail_section("layer produces an empty output");
+    // Every later size (int in the kernels, as in Darknet) is derived from these.
+    if (layer->out_w > kMaxSpatial || layer->out_h > kMaxSpatial || layer->out_c > kMaxChannels ||
+        layer->outputs > (size_t)INT32_MAX)
+      s.fail_section("output " + std::to_string(layer->out_w) + "x" + std::to_string(layer->out_h) + "x" +
+                     std::to_string(layer->out_c) + " is larger than the limits (" + std::to_string(kMaxSpatial) +
+                     " wide/high, " + std::to_string(kMaxChannels) + " channels, 2^31 values)");
     in.w = layer->out_w;
     in.h = layer->out_h;
     in.c = layer->out_c;
     in.earlier.push_back(layer.get());
     net->layers.push_back(std::move(layer));
+    // Buffers are allocated on first touch, so this refuses the network before its memory exists.
+    try {
+      net->check_memory("building the network");
+    } catch (const DarknetError& e) {
+      s.fail_section(e.what());  // with the section's file:line
+    }
   }
   for (const auto& s : secs)
     for (auto& w : s.unused_warnings()) net->warnings.push_back(w);
@@ -220,6 +248,7 @@ void Network::ensure_workspace() {
 }
 
 void Network::set_options(const ExecOptions& o) {
+  auto guard = lock();
   if (!backend_ || o.device != options_.device) {
     auto next = make_backend(o);  // throws (naming why) before anything changes
     if (o.device == Device::Cpu) {
@@ -239,36 +268,125 @@ void Network::set_options(const ExecOptions& o) {
 }
 
 void Network::to(Device d) {
+  auto guard = lock();
   ExecOptions o = options_;
   o.device = d;
   set_options(o);
 }
 
+void Network::check_consistent() const {
+  check(consistent_, "the network is unusable after an earlier failure (a resize/batch change that could not be "
+                     "undone, or a weights file that changed while it was loaded)");
+}
+
+uint64_t Network::planned_bytes() const {
+  uint64_t total = 0;
+  const bool generic = train || options_.reference_kernels || options_.device != Device::Cpu;
+  size_t workspace = 0;
+  for (const auto& l : layers) {
+    for (FloatBuffer* b : l->all_buffers()) total += 4 * (uint64_t)b->size();
+    workspace = std::max(workspace, l->workspace_floats(generic));
+  }
+  return total + 4 * (uint64_t)workspace;
+}
+
+void Network::check_memory(const char* what) const {
+  const uint64_t limit = memory_limit();
+  const bool generic = train || options_.reference_kernels || options_.device != Device::Cpu;
+  uint64_t total = 0;
+  size_t workspace = 0;
+  for (const auto& l : layers) {
+    uint64_t mine = 0;
+    for (FloatBuffer* b : l->all_buffers()) mine += 4 * (uint64_t)b->size();
+    total += mine;
+    workspace = std::max(workspace, l->workspace_floats(generic));
+    if (total + 4 * (uint64_t)workspace > limit)
+      fail(what, ": layer ", l->index, " (", l->type, ") needs ", mine, " bytes of buffers (",
+           4 * (uint64_t)l->workspace_floats(generic), " of workspace), bringing the network to ",
+           total + 4 * (uint64_t)workspace, " bytes at batch ", l->batch,
+           (train ? " in training mode" : ""), ", over the memory limit of ", limit,
+           " bytes (raise it with DARKNET_PY_MEMORY_LIMIT or darknet_py.set_memory_limit)");
+  }
+}
+
+template <typename Change, typename Undo>
+void Network::transaction(Change&& change, Undo&& undo) {
+  check_consistent();
+  try {
+    change();
+  } catch (...) {
+    try {
+      undo();
+    } catch (...) {
+      consistent_ = false;  // cannot happen short of running out of memory while undoing
+    }
+    throw;
+  }
+}
+
 void Network::set_batch(int b) {
-  check(b > 0, "batch must be > 0, got ", b);
+  auto guard = lock();
+  check(b > 0 && b <= kMaxBatch, "batch must be in [1, ", kMaxBatch, "], got ", b);
   if (b == opt.batch) return;
-  opt.batch = b;
-  for (auto& l : layers) l->set_batch(b);
+  const int old = opt.batch;
+  transaction(
+      [&] {
+        opt.batch = b;
+        for (auto& l : layers) l->set_batch(b);
+        check_memory("set_batch");
+      },
+      [&] {
+        opt.batch = old;
+        for (auto& l : layers) l->set_batch(old);
+      });
 }
 
 void Network::resize(int w, int h) {
+  auto guard = lock();
   check(w > 0 && h > 0, "resize: size must be positive, got ", w, "x", h);
-  opt.w = w;
-  opt.h = h;
-  opt.inputs = w * h * opt.c;
-  int cw = w, ch = h;
-  for (auto& l : layers) {
-    l->resize(cw, ch);
-    cw = l->out_w;
-    ch = l->out_h;
-  }
-  if (!workspace_.empty()) ensure_workspace();
+  check(w <= kMaxSpatial && h <= kMaxSpatial, "resize: ", w, "x", h, " is larger than the limit ", kMaxSpatial);
+  check((int64_t)w * h * opt.c <= INT32_MAX, "resize: ", w, "x", h, "x", opt.c, " has more than 2^31 values");
+  const int old_w = opt.w, old_h = opt.h;
+  auto apply = [&](int nw, int nh) {
+    opt.w = nw;
+    opt.h = nh;
+    opt.inputs = nw * nh * opt.c;
+    int cw = nw, ch = nh;
+    for (auto& l : layers) {
+      l->resize(cw, ch);
+      check(l->outputs > 0 && l->outputs <= (size_t)INT32_MAX && l->out_w <= kMaxSpatial && l->out_h <= kMaxSpatial,
+            "resize to ", nw, "x", nh, ": layer ", l->index, " (", l->type, ") output ", l->out_w, "x", l->out_h, "x",
+            l->out_c, " is empty or over the limits");
+      cw = l->out_w;
+      ch = l->out_h;
+    }
+  };
+  transaction(
+      [&] {
+        apply(w, h);
+        check_memory("resize");
+        if (!workspace_.empty()) ensure_workspace();
+      },
+      [&] {
+        apply(old_w, old_h);
+        if (!workspace_.empty()) ensure_workspace();
+      });
 }
 
 void Network::set_training(bool on) {
-  train = on;
-  for (auto& l : layers)
-    if (l->training != on) l->set_training(on);
+  auto guard = lock();
+  const bool old = train;
+  auto apply = [&](bool v) {
+    train = v;
+    for (auto& l : layers)
+      if (l->training != v) l->set_training(v);
+  };
+  transaction(
+      [&] {
+        apply(on);
+        check_memory("set_training");
+      },
+      [&] { apply(old); });
 }
 
 bool Network::output_kept(int i) const {
@@ -378,11 +496,14 @@ LayerContext Network::context(bool train_pass) {
 }
 
 const float* Network::forward(const float* input, const float* truth) {
+  auto guard = lock();
   forward_only(input, truth);
   return std::as_const(layers[output_index()]->output).host();
 }
 
 void Network::forward_only(const float* input, const float* truth) {
+  auto guard = lock();
+  check_consistent();
   ThreadScope threads(options_.threads);
   run_forward(stage_input(input), truth);
 }
@@ -429,6 +550,8 @@ void Network::run_forward(const float* input, const float* truth_host) {
 }
 
 void Network::backward(const float* input) {
+  auto guard = lock();
+  check_consistent();
   check(train, "backward needs the network in training mode (set_training(true))");
   ThreadScope threads(options_.threads);
   const float* in = stage_input(input);
@@ -447,6 +570,8 @@ void Network::backward(const float* input) {
 }
 
 void Network::backward_layer(int i, const float* input) {
+  auto guard = lock();
+  check_consistent();
   check(train, "backward needs the network in training mode (set_training(true))");
   check(i >= 0 && i < (int)layers.size(), "layer index ", i, " out of range");
   ThreadScope threads(options_.threads);
@@ -467,6 +592,7 @@ void Network::run_backward_layer(int i, const float* input) {
 }
 
 void Network::randomize(uint64_t seed, WeightInit init) {
+  auto guard = lock();
   std::mt19937_64 init_rng(seed);
   for (auto& l : layers) l->randomize(init_rng, init);
 }
@@ -502,6 +628,10 @@ float Network::current_learning_rate() const {
 }
 
 void Network::update() {
+  auto guard = lock();
+  check_consistent();
+  // Without training mode there are no update (momentum) buffers to apply.
+  check(train, "update needs the network in training mode (set_training(true))");
   UpdateArgs a;
   a.batch = opt.batch * opt.subdivisions;
   a.learning_rate = current_learning_rate();
@@ -512,6 +642,8 @@ void Network::update() {
 }
 
 float Network::train_step(const float* input, const float* truth) {
+  auto guard = lock();
+  check_consistent();
   if (!train) set_training(true);
   ThreadScope threads(options_.threads);
   seen += opt.batch;
@@ -529,6 +661,7 @@ double Network::total_flops() const {
 }
 
 std::string Network::summary() const {
+  auto guard = lock();
   std::ostringstream os;
   os << "layer     filters    size              input                output\n";
   char idx[16];
@@ -545,6 +678,8 @@ std::string Network::summary() const {
 // ---------------------------------------------------------------- weights I/O
 
 std::string Network::load_weights(const std::string& path, int cutoff) {
+  auto guard = lock();
+  if (path.find('\0') != std::string::npos) fail("load_weights: the path contains a NUL byte");
   std::ifstream f(path, std::ios::binary);
   if (!f) fail(path, ": cannot open weights file");
   f.seekg(0, std::ios::end);
@@ -554,12 +689,18 @@ std::string Network::load_weights(const std::string& path, int cutoff) {
   if (file_size < 12 || !f.read(reinterpret_cast<char*>(header), sizeof header))
     fail(path, ": not a Darknet weights file (", file_size, " bytes, need at least a 12-byte header)");
   const int32_t mj = header[0], mn = header[1], rev = header[2];
+  // Darknet writes 0.1 and 0.2 (and 1000+ for transposed files); a negative version would
+  // pick the 4-byte 'seen' field and shift every weight by 4 bytes.
+  if (mj < 0 || mn < 0) fail(path, ": header version ", mj, ".", mn, ".", rev, " is not a Darknet weights version");
+  if (mj > 1000 || mn > 1000) fail(path, ": transposed (connected-layer) weights are not supported");
   int64_t pos = 12;
   int64_t file_seen = 0;
   if ((mj * 10 + mn) >= 2 && mj < 1000 && mn < 1000) {
     uint64_t s64 = 0;
     if (file_size < 20 || !f.read(reinterpret_cast<char*>(&s64), 8))
       fail(path, ": truncated header (version ", mj, ".", mn, " needs an 8-byte 'seen' field)");
+    if (s64 > (uint64_t)INT64_MAX)
+      fail(path, ": header 'seen' = ", s64, " images is not a valid count (>= 2^63)");
     file_seen = (int64_t)s64;
     pos += 8;
   } else {
@@ -568,7 +709,6 @@ std::string Network::load_weights(const std::string& path, int cutoff) {
     file_seen = (uint32_t)s32;
     pos += 4;
   }
-  if (mj > 1000 || mn > 1000) fail(path, ": transposed (connected-layer) weights are not supported");
   const int n = cutoff < 0 ? (int)layers.size() : std::min(cutoff, (int)layers.size());
   // Check the whole file size first so a short file never leaves a half-loaded network.
   int64_t need = pos;
@@ -587,10 +727,38 @@ std::string Network::load_weights(const std::string& path, int cutoff) {
              " bytes)");
       need += 4 * (int64_t)b.count();
     }
+  // Pass 1 reads the values in chunks and checks them before the first weight changes (a
+  // NaN in the last layer leaves the network as it was) without holding a second copy of
+  // the weights; pass 2 reads them into the layers.
+  {
+    std::vector<float> chunk(1 << 18);
+    for (int i = 0; i < n; ++i)
+      for (const Blob& b : layers[i]->params())
+        for (size_t done = 0; done < b.count();) {
+          const size_t take = std::min(chunk.size(), b.count() - done);
+          if (!f.read(reinterpret_cast<char*>(chunk.data()), 4 * (std::streamsize)take))
+            fail(path, ": read error in layer ", i, " ", b.name);
+          for (size_t k = 0; k < take; ++k)
+            if (!std::isfinite(chunk[k]))
+              fail(path, ": layer ", i, " (", layers[i]->type, ") ", b.name, "[", done + k, "] is ", chunk[k],
+                   ": the file holds non-finite weights (a diverged training run?); nothing was loaded");
+          done += take;
+        }
+  }
+  f.clear();
+  f.seekg(pos);
   for (int i = 0; i < n; ++i)
-    for (const Blob& b : layers[i]->params())
-      if (!f.read(reinterpret_cast<char*>(b.buffer->host()), 4 * (std::streamsize)b.count()))
-        fail(path, ": read error in layer ", i, " ", b.name);
+    for (const Blob& b : layers[i]->params()) {
+      float* dst = b.buffer->host();
+      bool ok = (bool)f.read(reinterpret_cast<char*>(dst), 4 * (std::streamsize)b.count());
+      for (size_t k = 0; ok && k < b.count(); ++k) ok = std::isfinite(dst[k]);
+      if (!ok) {
+        // Only if the file changed between the passes: refuse to run half-loaded weights.
+        consistent_ = false;
+        fail(path, ": the file changed while it was being loaded (layer ", i, " ", b.name,
+             "); the network is unusable, load the weights again into a new network");
+      }
+    }
   major = mj;
   minor = mn;
   revision = rev;
@@ -598,7 +766,8 @@ std::string Network::load_weights(const std::string& path, int cutoff) {
   if (cutoff < 0 && need < file_size) {
     std::ostringstream os;
     os << path << ": " << (file_size - need) << " bytes after the last layer's weights were not used (the cfg has "
-       << (need - pos) / 4 << " parameters, the file " << (file_size - pos) / 4 << ")";
+       << (need - pos) / 4 << " parameters, the file " << (file_size - pos) / 4
+       << "; weights of a bigger cfg? load with a cutoff to take only the first layers)";
     warnings.push_back(os.str());
     return os.str();
   }
@@ -606,6 +775,10 @@ std::string Network::load_weights(const std::string& path, int cutoff) {
 }
 
 void Network::save_weights(const std::string& path, int cutoff) const {
+  auto guard = lock();
+  // A path with a NUL byte would be cut short by the C library and name another file.
+  if (path.find('\0') != std::string::npos) fail("save_weights: the path contains a NUL byte");
+  if (path.empty()) fail("save_weights: empty path");
   // Write to a temporary file in the same directory, flush it to disk, then
   // rename: a crash or a full disk never leaves a half-written file at `path`.
   const std::string tmp = path + ".tmp." + std::to_string((long)::getpid());

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <string>
 #include <vector>
@@ -49,6 +50,14 @@ struct NetOptions {
   float B1 = 0.9f, B2 = 0.999f, eps = 1e-7f;
 };
 
+// Concurrency contract. One Network is one mutable object: every public method takes the
+// network's lock (a recursive mutex), so calls from several threads are serialised, never
+// interleaved -- each forward sees the batch size, input size and weights it was called
+// with, and a resize waits for a running forward. A caller that needs several calls to act
+// as one (forward then reading an output, forward then decoding detections) or that reads
+// the public fields (layers, opt, seen) while other threads use the network holds lock()
+// around them. For parallel inference use one Network per thread. (The Python binding takes
+// the lock with the GIL released, so Python threads cannot deadlock on it.)
 class Network {
  public:
   // Builds from cfg text already split into sections. batch_override > 0
@@ -93,10 +102,23 @@ class Network {
   int output_index() const;
   int truths() const;  // truth floats per image
 
+  // The lock of the concurrency contract above (recursive: a thread may hold it across calls).
+  std::unique_lock<std::recursive_mutex> lock() const { return std::unique_lock<std::recursive_mutex>(mutex_); }
+
+  // Batch size, input size and training mode change transactionally: either every layer
+  // takes the new shape (and the buffers fit the memory limit) or, on an error, the network
+  // is left as it was.
   void set_batch(int b);
   void resize(int w, int h);      // new input size; weights kept
   void set_training(bool on);     // allocate deltas and training buffers
-  void set_seed(uint64_t seed) { rng.seed(seed); }
+  void set_seed(uint64_t seed) {
+    auto guard = lock();
+    rng.seed(seed);
+  }
+
+  // Bytes of every buffer the layers hold (planned size, allocated or not) plus the shared
+  // workspace: what the memory limit (core/limits.hpp) is checked against.
+  uint64_t planned_bytes() const;
 
   // Execution options (device, ISA, Winograd, reference kernels, threads). Changing
   // the device moves the network: to(Device::Cuda) uploads parameters on first use and
@@ -130,8 +152,10 @@ class Network {
   double total_flops() const;
 
   // Weights I/O in Darknet's .weights format. cutoff: number of layers to
-  // load/save (<0 = all). Throws on truncation (layer, expected vs found).
-  // Returns a warning text when trailing data is left unread, else "".
+  // load/save (<0 = all). Loading is all or nothing: the whole file is read and checked
+  // (size, header version, seen < 2^63, every value finite) before any weight changes.
+  // Returns a warning text when trailing data is left unread (a bigger cfg's file), else "";
+  // the text is also appended to `warnings` (the C API's dn_network_warnings).
   std::string load_weights(const std::string& path, int cutoff = -1);
   void save_weights(const std::string& path, int cutoff = -1) const;
 
@@ -139,6 +163,16 @@ class Network {
   Layer& layer(int i);
 
  private:
+  mutable std::recursive_mutex mutex_;
+  // False after a shape change failed and could not be undone: every later call refuses
+  // instead of running layers with mismatched shapes.
+  bool consistent_ = true;
+  void check_consistent() const;
+  // Throws naming the layer that crosses the memory limit and the bytes.
+  void check_memory(const char* what) const;
+  // Runs change(); on an error runs undo() (which restores the previous shapes) and rethrows.
+  template <typename Change, typename Undo>
+  void transaction(Change&& change, Undo&& undo);
   ExecOptions options_ = default_options();
   std::unique_ptr<Backend> backend_ = make_cpu_backend(options_);
   FloatBuffer workspace_;

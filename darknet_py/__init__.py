@@ -17,10 +17,11 @@ import os as _os
 # OpenCV's time to 0.63x. A user's own setting wins.
 _os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
-from ._core import DarknetError  # noqa: E402
+from ._core import DarknetError, memory_limit, set_memory_limit  # noqa: E402
 from .network import (Detection, Network, cuda_available, cuda_built, cuda_unavailable_reason,  # noqa: E402
                       load)
 
-__all__ = ["DarknetError", "Detection", "Network", "load", "cuda_available", "cuda_built",
+__all__ = ["DarknetError", "Detection", "Network", "load", "cuda_available", "cuda_built", "memory_limit",
+           "set_memory_limit",
            "cuda_unavailable_reason"]
 __version__ = "0.1.0"

@@ -65,6 +65,21 @@ def _read_names(path):
     return read_names(path)
 
 
+def _prediction_names(paths):
+    """<stem>_predictions.png per image; a name already taken in this run (a/dog.jpg and
+    b/dog.png) gets _2, _3, ... so no output overwrites another."""
+    used, names = set(), []
+    for path in paths:
+        stem = Path(path).stem
+        name, k = f"{stem}_predictions.png", 1
+        while name in used:
+            k += 1
+            name = f"{stem}_{k}_predictions.png"
+        used.add(name)
+        names.append(name)
+    return names
+
+
 def cmd_detect(args):
     from . import load
     from .image import draw_detections, load_image
@@ -73,7 +88,7 @@ def cmd_detect(args):
     net.keep_outputs = False  # only the output layer is read: lend the others' outputs from a shared pool
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for path in args.images:
+    for path, out_name in zip(args.images, _prediction_names(args.images)):
         img = load_image(path)
         t0 = time.perf_counter()
         dets = net.detect(img, thresh=args.thresh, hier_thresh=args.hier_thresh, nms=args.nms,
@@ -83,7 +98,7 @@ def cmd_detect(args):
         for d in dets:
             x1, y1, x2, y2 = d.corners
             print(f"{d.name}: {d.prob * 100:.0f}%\t(left={x1:.0f} top={y1:.0f} right={x2:.0f} bottom={y2:.0f})")
-        target = out_dir / (Path(path).stem + "_predictions.png")
+        target = out_dir / out_name
         draw_detections(img, dets, net.names or [], str(target))
         print(f"wrote {target}")
     return 0

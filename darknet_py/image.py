@@ -32,6 +32,29 @@ __all__ = [
 ]
 
 
+def _wide_grey_to_uint8(values: np.ndarray, mode: str, source: str) -> np.ndarray:
+    """Pillow's 32-bit grey modes (float "F", int "I": TIFF, 16-bit PNG) to 8 bits.
+
+    Clipping them to 0..255 turned a float image in [0, 1] black and a 16-bit one white.
+    The range of the values says which scale they are on: a float image within [0, 1] is
+    scaled by 255; values within 0..255 are taken as 8-bit; an integer image up to 65535 is
+    16-bit (the high byte, as for "I;16"); anything larger is scaled from [0, max].
+    """
+    if not np.all(np.isfinite(values)):
+        raise DarknetError(f"{source}: image contains NaN or infinite values")
+    values = np.maximum(values, 0.0)
+    top = float(values.max()) if values.size else 0.0
+    if mode == "F" and top <= 1.0:
+        scaled = values * 255.0
+    elif top <= 255.0:
+        scaled = values
+    elif mode == "I" and top <= 65535.0:
+        return (values.astype(np.uint32) >> 8).astype(np.uint8)
+    else:
+        scaled = values * (255.0 / top)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
 def _pil_to_array(img: Image.Image, source: str) -> np.ndarray:
     if img.width <= 0 or img.height <= 0:
         raise DarknetError(f"{source}: image has no pixels ({img.width}x{img.height})")
@@ -40,8 +63,8 @@ def _pil_to_array(img: Image.Image, source: str) -> np.ndarray:
         pixels = (np.asarray(img).astype(np.uint16) >> 8).astype(np.uint8)
         pixels = np.repeat(pixels[:, :, None], 3, axis=2)
     elif img.mode in ("I", "F"):
-        pixels = np.clip(np.asarray(img, dtype=np.float64), 0, 255).astype(np.uint8)
-        pixels = np.repeat(pixels[:, :, None], 3, axis=2)
+        pixels = np.repeat(_wide_grey_to_uint8(np.asarray(img, dtype=np.float64), img.mode, source)[:, :, None], 3,
+                           axis=2)
     else:
         # Alpha is dropped (not composited), palette and greyscale expanded: as
         # stb_image's 3-channel load.

@@ -1,6 +1,7 @@
 """Python face of the C++ network: load cfg/weights, forward, inspect layers, detect."""
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -256,6 +257,19 @@ class Network:
     def summary(self) -> str:
         return self._net.summary()
 
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold the network's lock so several calls act as one (the concurrency contract in the
+        README): every single call already takes it, so threads sharing a network are
+        serialised; `with net.lock(): net.forward(x); net.detections(...)` also keeps another
+        thread's forward from running between the two."""
+        acquire, release = self._net.lock_functions()
+        acquire()
+        try:
+            yield self
+        finally:
+            release()
+
     # ---- compute -----------------------------------------------------------------
     def forward(self, x: np.ndarray, truth: Optional[np.ndarray] = None) -> np.ndarray:
         """Run the network on float32 NCHW input; returns the output layer's output."""
@@ -302,9 +316,10 @@ class Network:
         from .image import load_image
         img = load_image(image)
         _, img_h, img_w = img.shape
-        self.predict_image(img, letterbox=letterbox)
-        return self.detections(img_w, img_h, thresh=thresh, hier_thresh=hier_thresh, nms=nms, letterbox=letterbox,
-                               class_map=class_map)
+        with self.lock():  # forward and decode as one use: another thread's forward cannot slip in
+            self.predict_image(img, letterbox=letterbox)
+            return self.detections(img_w, img_h, thresh=thresh, hier_thresh=hier_thresh, nms=nms,
+                                   letterbox=letterbox, class_map=class_map)
 
     def detections(self, image_w: int, image_h: int, thresh: float = .24, hier_thresh: float = .5,
                    nms: float = .45, letterbox: bool = True, batch_index: int = 0,
@@ -342,6 +357,8 @@ class Network:
     # ---- weights -----------------------------------------------------------------
     def load_weights(self, path: str, cutoff: int = -1) -> None:
         """Load a Darknet .weights file (optionally only the first `cutoff` layers)."""
+        if "\0" in os.fspath(path):
+            raise DarknetError("load_weights: the path contains a NUL byte")
         if not os.path.exists(path):
             raise DarknetError(f"{path}: weights file not found")
         msg = self._net.load_weights(str(path), int(cutoff))

@@ -267,3 +267,81 @@ def test_c_api_under_address_and_ub_sanitizers(tmp_path):
     r = subprocess.run(["ctest", "--output-on-failure"], cwd=build, capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
     assert "100% tests passed" in r.stdout
+
+
+# ---------------------------------------------------------------- hostile input through the C API
+
+REORG_NET = """[net]
+batch=1
+width=32
+height=32
+channels=3
+
+[convolutional]
+filters=8
+size=3
+pad=1
+activation=leaky
+
+[reorg]
+stride=2
+"""
+
+RESIZE_PROGRAM = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "darknet_py/darknet_py.h"
+int main(int argc, char** argv) {
+  dn_network* net = NULL;
+  if (dn_network_load(argv[1], argc > 2 ? argv[2] : NULL, 1, &net)) { printf("load failed: %s\n", dn_last_error()); return 1; }
+  int count = 0;
+  dn_network_warning_count(net, &count);
+  for (int i = 0; i < count; ++i) {
+    const char* text = NULL;
+    dn_network_warning(net, i, &text);
+    printf("warning: %s\n", text);
+  }
+  int b, c, h, w;
+  dn_network_input_shape(net, &b, &c, &h, &w);
+  size_t n = (size_t)b * c * h * w;
+  float* x = (float*)calloc(n, sizeof(float));
+  for (size_t i = 0; i < n; ++i) x[i] = (float)(i % 7) / 7.f;
+  const float* out = NULL;
+  size_t out_count = 0;
+  if (dn_network_forward(net, x, n, &out, &out_count)) return 2;
+  double before = 0;
+  for (size_t i = 0; i < out_count; ++i) before += out[i];
+  int rc = dn_network_resize(net, 33, 33);
+  printf("resize rc %d: %s\n", rc, dn_last_error());
+  dn_network_input_shape(net, &b, &c, &h, &w);
+  printf("shape %dx%d\n", w, h);
+  if (dn_network_forward(net, x, n, &out, &out_count)) { printf("forward failed: %s\n", dn_last_error()); return 3; }
+  double after = 0;
+  for (size_t i = 0; i < out_count; ++i) after += out[i];
+  printf("same %d\n", before == after);
+  dn_network_free(net);
+  free(x);
+  return 0;
+}
+"""
+
+
+
+def test_c_api_failed_resize_keeps_network_and_warnings_retrievable(prefix, tmp_path):
+    """dn_network_resize failing partway left a network that segfaulted on the next forward;
+    a bigger cfg's weights loaded with a warning the C API dropped (issue 13)."""
+    src = tmp_path / "resize.c"
+    src.write_text(RESIZE_PROGRAM)
+    exe = tmp_path / "resize"
+    _run(["cc", src, f"-I{prefix / 'include'}", f"-L{prefix / 'lib'}", "-ldarknet_py",
+          f"-Wl,-rpath,{prefix / 'lib'}", "-o", exe])
+    cfg = tmp_path / "reorg.cfg"
+    cfg.write_text(REORG_NET)
+    bigger = darknet_py.Network.from_text(REORG_NET.replace("filters=8", "filters=12").replace("stride=2", "stride=1"))
+    weights = tmp_path / "bigger.weights"
+    bigger.save_weights(str(weights))
+    proc = subprocess.run([str(exe), str(cfg), str(weights)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, (proc.returncode, proc.stdout, proc.stderr)
+    assert "bytes after the last layer's weights were not used" in proc.stdout
+    assert "resize rc 1:" in proc.stdout and "not divisible by stride 2" in proc.stdout
+    assert "shape 32x32" in proc.stdout and "same 1" in proc.stdout

@@ -11,10 +11,16 @@
 // Memory is allocated on first touch (zero-filled), on the side that is touched, and
 // kept until the size changes: a steady-state forward or training step allocates nothing.
 // A buffer may instead borrow host memory (the inference activation pool): lend().
-// Not thread-safe: one network is driven by one thread at a time.
+// The host storage is reference-counted: host_keepalive() lets a numpy view share it, so a
+// view taken before a resize/batch change keeps valid (if detached) memory instead of a
+// dangling pointer; assign() of the same size refills the storage in place, so views of
+// parameters stay attached across randomize/assign.
+// Not thread-safe: the owning Network serialises calls (Network::lock()).
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -55,7 +61,7 @@ class Buffer {
 
   // n elements, all zero; memory comes on first touch (device memory is kept when n is unchanged).
   void reset(size_t n) {
-    std::vector<T>().swap(host_);
+    host_.reset();
     hp_ = nullptr;
     lent_ = false;
     if (n != n_) free_device();
@@ -64,17 +70,27 @@ class Buffer {
   }
   // n elements equal to value, on the host.
   void assign(size_t n, T value) {
-    reset(n);
-    host_.assign(n, value);
-    hp_ = host_.data();
+    if (!reuse_host(n)) {
+      reset(n);
+      host_ = std::make_shared<std::vector<T>>(n, value);
+      hp_ = host_->data();
+    } else {
+      std::fill(hp_, hp_ + n, value);
+    }
     head_ = Head::Host;
   }
   void assign(const T* src, size_t n) {
-    reset(n);
-    host_.assign(src, src + n);
-    hp_ = host_.data();
+    if (!reuse_host(n)) {
+      reset(n);
+      host_ = std::make_shared<std::vector<T>>(src, src + n);
+      hp_ = host_->data();
+    } else {
+      std::copy(src, src + n, hp_);
+    }
     head_ = Head::Host;
   }
+  // Keeps the host storage alive for a borrower (a numpy view); null when not allocated or lent.
+  std::shared_ptr<void> host_keepalive() const { return lent_ ? nullptr : std::shared_ptr<void>(host_); }
   // Frees everything (size 0).
   void clear() {
     reset(0);
@@ -82,7 +98,7 @@ class Buffer {
   }
   // Borrows n elements of host memory (the inference pool); contents are the lender's.
   void lend(T* p, size_t n) {
-    std::vector<T>().swap(host_);
+    host_.reset();
     if (n != n_) free_device();
     hp_ = p;
     n_ = n;
@@ -171,9 +187,15 @@ class Buffer {
 
   void alloc_host() {
     if (!hp_ && n_) {
-      host_.assign(n_, T(0));
-      hp_ = host_.data();
+      host_ = std::make_shared<std::vector<T>>(n_, T(0));
+      hp_ = host_->data();
     }
+  }
+  // assign() of an unchanged size writes into the existing host storage (borrowers stay attached).
+  bool reuse_host(size_t n) {
+    if (lent_ || !host_ || n != n_ || host_->size() != n) return false;
+    if (dp_ && head_ == Head::Device) head_ = Head::Host;  // the host copy is about to be overwritten
+    return true;
   }
   void sync_host() {
     alloc_host();
@@ -205,7 +227,7 @@ class Buffer {
   }
   static void device_memory_release(Device d, void* p) noexcept;
 
-  std::vector<T> host_;
+  std::shared_ptr<std::vector<T>> host_;
   T* hp_ = nullptr;
   void* dp_ = nullptr;
   Device dev_ = Device::Cpu;

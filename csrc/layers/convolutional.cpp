@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/limits.hpp"
 #include "kernels/conv_fast.hpp"
 #include "kernels/winograd.hpp"
 #include "layers/layers.hpp"
@@ -32,7 +33,7 @@ std::unique_ptr<Layer> make_convolutional(const CfgSection& s, const LayerInput&
   l->pad = pad_flag ? l->size / 2 : padding;
   l->groups = s.get_int("groups", 1);
   l->batch_normalize = s.get_int("batch_normalize", 0) != 0;
-  l->learning_rate_scale = s.get_float("learning_rate", 1.f);
+  l->learning_rate_scale = s.get_float("learning_rate", 1.f, 0.f, 1e3f);
   const std::string act = s.get_str("activation", "logistic");
   if (!parse_activation(act, &l->activation)) s.fail_key("activation", "unknown activation '" + act + "'");
   // Keys Darknet reads for conv layers that do not change the computation here.
@@ -48,6 +49,20 @@ std::unique_ptr<Layer> make_convolutional(const CfgSection& s, const LayerInput&
     s.fail_key("groups", "input channels (" + std::to_string(in.c) + ") not divisible by groups");
   if (l->filters % l->groups != 0) s.fail_key("groups", "filters not divisible by groups");
   if (in.w <= 0 || in.h <= 0 || in.c <= 0) s.fail_section("input has an empty shape");
+  // Upper bounds before any arithmetic: sizes below are int and must not wrap.
+  if (l->filters > kMaxChannels) s.fail_key("filters", "must be <= " + std::to_string(kMaxChannels));
+  if (l->size > kMaxWindow) s.fail_key("size", "must be <= " + std::to_string(kMaxWindow));
+  if (l->stride > kMaxWindow) s.fail_key("stride", "must be <= " + std::to_string(kMaxWindow));
+  if (l->pad > kMaxWindow) s.fail_key(pad_flag ? "size" : "padding", "padding must be <= " + std::to_string(kMaxWindow));
+  {
+    // The parameters are allocated right here: refuse them before, not after, a huge allocation.
+    const uint64_t weights = checked_mul(checked_mul((uint64_t)l->filters, (uint64_t)(in.c / l->groups), "filters x channels"),
+                                         (uint64_t)l->size * l->size, "convolution weights");
+    const uint64_t bytes = checked_mul(weights, 4, "convolution weights");
+    if (bytes > memory_limit())
+      s.fail_section("the weights need " + std::to_string(bytes) + " bytes, more than the memory limit of " +
+                     std::to_string(memory_limit()) + " bytes (DARKNET_PY_MEMORY_LIMIT / darknet_py.set_memory_limit)");
+  }
   l->out_w = conv_out_size(in.w, l->size, l->stride, l->pad);
   l->out_h = conv_out_size(in.h, l->size, l->stride, l->pad);
   if (l->out_w <= 0 || l->out_h <= 0)

@@ -44,7 +44,7 @@ std::unique_ptr<Layer> make_cost(const CfgSection& s, const LayerInput& in) {
   else if (type == "L1") l->cost_type = CostType::L1;
   else if (type == "smooth") l->cost_type = CostType::Smooth;
   else s.fail_key("type", "unknown cost type '" + type + "' (sse, masked, L1, smooth)");
-  l->scale = s.get_float("scale", 1.f);
+  l->scale = s.get_float("scale", 1.f, 0.f, 1e6f);
   for (const char* k : {"ratio", "noobject_scale", "thresh"}) s.touch(k);
   l->allocate();
   return l;

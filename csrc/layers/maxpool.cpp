@@ -2,6 +2,7 @@
 // starts at -padding/2, so size=2 stride=1 pads only right/bottom (tiny-yolo).
 #include <cstdio>
 
+#include "core/limits.hpp"
 #include "layers/layers.hpp"
 
 namespace dn {
@@ -81,6 +82,10 @@ std::unique_ptr<Layer> make_maxpool(const CfgSection& s, const LayerInput& in) {
   if (l->size <= 0) s.fail_key("size", "must be > 0");
   if (l->stride <= 0) s.fail_key("stride", "must be > 0");
   if (l->padding < 0) s.fail_key("padding", "must be >= 0");
+  // size=1e9 stride=1 would otherwise load and scan a billion-square window per output.
+  if (l->size > kMaxWindow) s.fail_key("size", "must be <= " + std::to_string(kMaxWindow));
+  if (l->stride > kMaxWindow) s.fail_key("stride", "must be <= " + std::to_string(kMaxWindow));
+  if (l->padding > kMaxWindow) s.fail_key("padding", "must be <= " + std::to_string(kMaxWindow));
   const int ow = (in.w + l->padding - l->size) / l->stride + 1, oh = (in.h + l->padding - l->size) / l->stride + 1;
   if (ow <= 0 || oh <= 0)
     s.fail_key("size", "window larger than the input " + std::to_string(in.w) + "x" + std::to_string(in.h));

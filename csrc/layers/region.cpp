@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "core/error.hpp"
+#include "core/limits.hpp"
 #include "kernels/region_formulas.hpp"
 
 namespace dn {
@@ -346,6 +347,9 @@ std::unique_ptr<Layer> make_region(const CfgSection& s, const LayerInput& in) {
   if (l->coords < 4) s.fail_key("coords", "must be at least 4 (x, y, w, h)");
   if (l->classes < 1) s.fail_key("classes", "must be at least 1");
   if (l->num < 1) s.fail_key("num", "must be at least 1");
+  if (l->coords > kMaxCoords) s.fail_key("coords", "must be <= " + std::to_string(kMaxCoords));
+  if (l->classes > kMaxChannels) s.fail_key("classes", "must be <= " + std::to_string(kMaxChannels));
+  if (l->num > kMaxAnchors) s.fail_key("num", "must be <= " + std::to_string(kMaxAnchors));
   if (in.w <= 0 || in.h <= 0) s.fail_section("region input has no spatial size");
   const long expected = (long)l->num * (l->classes + l->coords + 1);
   if (in.c != expected)
@@ -359,7 +363,10 @@ std::unique_ptr<Layer> make_region(const CfgSection& s, const LayerInput& in) {
   l->background = s.get_int("background", 0) != 0;
   l->max_boxes = s.get_int("max", 30);
   if (l->max_boxes < 1) s.fail_key("max", "must be at least 1 truth box per image");
-  l->jitter = s.get_float("jitter", .2f);
+  // max=1e9 would overflow the truth count (max * (coords + 1)) and allocate it per image.
+  if (l->max_boxes > kMaxTruthBoxes) s.fail_key("max", "must be <= " + std::to_string(kMaxTruthBoxes));
+  // jitter moves up to this fraction of each side: 1 or more leaves no image.
+  l->jitter = s.get_float("jitter", .2f, 0.f, .99f);
   if (s.has("jitter_style")) {
     const std::string style = s.get_str("jitter_style", "");
     if (style != "crop" && style != "place")
@@ -369,15 +376,19 @@ std::unique_ptr<Layer> make_region(const CfgSection& s, const LayerInput& in) {
   if (l->jitter_style == JitterStyle::Crop && !(l->jitter < .5f))
     s.fail_key("jitter", "must be below 0.5 with jitter_style=crop (each side moves by up to jitter)");
   l->rescore = s.get_int("rescore", 0) != 0;
-  l->thresh = s.get_float("thresh", .5f);
+  l->thresh = s.get_float("thresh", .5f, 0.f, 1.f);
+  // Darknet's region loss reads classfix; darknet_py does not implement it, so a cfg that
+  // sets it is refused rather than trained differently. absolute/log/sqrt are read by
+  // Darknet and never used, so they stay quiet.
   l->classfix = s.get_int("classfix", 0);
+  if (l->classfix) s.fail_key("classfix", "a non-zero classfix is not supported by darknet_py");
   l->absolute = s.get_int("absolute", 0);
   l->random = s.get_int("random", 0);
-  l->coord_scale = s.get_float("coord_scale", 1);
-  l->object_scale = s.get_float("object_scale", 1);
-  l->noobject_scale = s.get_float("noobject_scale", 1);
-  l->mask_scale = s.get_float("mask_scale", 1);
-  l->class_scale = s.get_float("class_scale", 1);
+  l->coord_scale = s.get_float("coord_scale", 1, 0.f, 1e6f);
+  l->object_scale = s.get_float("object_scale", 1, 0.f, 1e6f);
+  l->noobject_scale = s.get_float("noobject_scale", 1, 0.f, 1e6f);
+  l->mask_scale = s.get_float("mask_scale", 1, 0.f, 1e6f);
+  l->class_scale = s.get_float("class_scale", 1, 0.f, 1e6f);
   l->bias_match = s.get_int("bias_match", 0) != 0;
 
   // Without anchors Darknet uses .5 x .5 cells for every anchor.

@@ -3,6 +3,7 @@
 // kernels/reorg_index.hpp, shared by the CPU and CUDA backends.
 #include <cstdio>
 
+#include "core/limits.hpp"
 #include "layers/layers.hpp"
 
 namespace dn {
@@ -13,6 +14,10 @@ class ReorgLayer : public Layer {
   bool reverse = false;
 
   void compute_shape() {
+    // 64-bit: a reverse reorg multiplies the map size by stride.
+    if (reverse && ((int64_t)w * stride > kMaxSpatial || (int64_t)h * stride > kMaxSpatial))
+      fail("layer ", index, " (reorg): reverse output ", (int64_t)w * stride, "x", (int64_t)h * stride,
+           " is larger than the limit ", kMaxSpatial);
     if (reverse) {
       out_w = w * stride;
       out_h = h * stride;
@@ -75,7 +80,12 @@ std::unique_ptr<Layer> make_reorg(const CfgSection& s, const LayerInput& in) {
   if (in.c % s2)
     s.fail_key("stride", std::string(l->reverse ? "reverse " : "") + "reorg needs channels (" + std::to_string(in.c) +
                              ") divisible by stride^2 (" + std::to_string(s2) + ")");
-  l->compute_shape();
+  if (l->stride > kMaxWindow) s.fail_key("stride", "must be <= " + std::to_string(kMaxWindow));
+  try {
+    l->compute_shape();
+  } catch (const DarknetError& e) {
+    s.fail_key("stride", e.what());
+  }
   l->allocate();
   return l;
 }

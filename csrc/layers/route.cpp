@@ -3,6 +3,7 @@
 // the delta into the source layer's delta.
 #include <cstdio>
 
+#include "core/limits.hpp"
 #include "layers/layers.hpp"
 
 namespace dn {
@@ -20,16 +21,20 @@ class RouteLayer : public Layer {
     const Layer& first = *source_layers[0];
     out_w = first.out_w;
     out_h = first.out_h;
-    out_c = 0;
+    int64_t channels = 0;
     outputs = 0;
     for (size_t k = 0; k < source_layers.size(); ++k) {
       const Layer& l = *source_layers[k];
       if (l.out_w != out_w || l.out_h != out_h)
         fail("layer ", index, " (route): layer ", sources[k], " is ", l.out_w, "x", l.out_h, " but layer ",
              sources[0], " is ", out_w, "x", out_h, " (route needs equal sizes)");
-      out_c += l.out_c;
+      channels += l.out_c;
       outputs += l.outputs;
     }
+    // 64-bit sum: layers=-1,-1,-1,... repeated must not wrap the channel count.
+    if (channels > kMaxChannels)
+      fail("layer ", index, " (route): ", channels, " channels in all, more than the limit ", kMaxChannels);
+    out_c = (int)channels;
     w = out_w;
     h = out_h;
     c = out_c;

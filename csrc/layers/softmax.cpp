@@ -47,7 +47,7 @@ std::unique_ptr<Layer> make_softmax(const CfgSection& s, const LayerInput& in) {
   auto l = std::make_unique<SoftmaxLayer>();
   init_same_shape(*l, LayerType::Softmax, "softmax", in);
   l->groups = s.get_int("groups", 1);
-  l->temperature = s.get_float("temperature", 1.f);
+  l->temperature = s.get_float("temperature", 1.f, 1e-6f, 1e6f);
   l->has_cost = true;
   const std::string tree_value = s.get_str("tree", "");
   if (!tree_value.empty()) {

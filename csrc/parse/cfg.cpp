@@ -1,7 +1,10 @@
 #include "parse/cfg.hpp"
 
 #include <cerrno>
+#include <cmath>
 #include <filesystem>
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -46,6 +49,35 @@ std::vector<std::string> split_commas(const std::string& s) {
 
 }  // namespace
 
+// Byte offset of the first invalid UTF-8 sequence in s, or npos. The text becomes
+// Python strings (keys in warnings, values in errors), so it must decode.
+size_t invalid_utf8_at(const std::string& s) {
+  size_t i = 0;
+  const size_t n = s.size();
+  while (i < n) {
+    const unsigned char c = (unsigned char)s[i];
+    size_t len = 0;
+    uint32_t cp = 0;
+    if (c < 0x80) { ++i; continue; }
+    if ((c & 0xE0) == 0xC0) len = 2, cp = c & 0x1F;
+    else if ((c & 0xF0) == 0xE0) len = 3, cp = c & 0x0F;
+    else if ((c & 0xF8) == 0xF0) len = 4, cp = c & 0x07;
+    else return i;
+    if (i + len > n) return i;
+    for (size_t k = 1; k < len; ++k) {
+      const unsigned char cc = (unsigned char)s[i + k];
+      if ((cc & 0xC0) != 0x80) return i;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    // Overlong forms, UTF-16 surrogates and values past U+10FFFF are not UTF-8.
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10FFFF ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+      return i;
+    i += len;
+  }
+  return std::string::npos;
+}
+
 std::string CfgSection::where() const { return file + ":" + std::to_string(line); }
 
 const CfgOption* CfgSection::find(const std::string& key) const {
@@ -84,7 +116,9 @@ static long parse_long_strict(const CfgSection& s, const std::string& key, const
   if (*end == '.') {
     char* fend = nullptr;
     double d = std::strtod(begin, &fend);
-    if (*fend != '\0' || d != (double)(long)d) s.fail_key(key, "expected an integer");
+    // Range first: casting an out-of-range double to an integer is undefined.
+    if (*fend != '\0' || !(d >= -2147483647.0 && d <= 2147483647.0) || d != (double)(long)d)
+      s.fail_key(key, "expected an integer");
     return (long)d;
   }
   if (*end != '\0' || errno == ERANGE || v > 2147483647L || v < -2147483647L)
@@ -97,6 +131,8 @@ static float parse_float_strict(const CfgSection& s, const std::string& key, con
   char* end = nullptr;
   float v = std::strtof(begin, &end);
   if (end == begin || *end != '\0') s.fail_key(key, "expected a number");
+  // No cfg value means anything as NaN or infinity (strtof accepts "nan", "inf" and 1e39).
+  if (!std::isfinite(v)) s.fail_key(key, "expected a finite number");
   return v;
 }
 
@@ -104,6 +140,23 @@ int CfgSection::get_int(const std::string& key, int def) const {
   const CfgOption* o = find(key);
   if (!o) return def;
   return (int)parse_long_strict(*this, key, o->value);
+}
+
+int CfgSection::get_int(const std::string& key, int def, int lo, int hi) const {
+  const int v = get_int(key, def);
+  if (v < lo || v > hi)
+    fail_key(key, "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + std::to_string(v));
+  return v;
+}
+
+float CfgSection::get_float(const std::string& key, float def, float lo, float hi) const {
+  const float v = get_float(key, def);
+  if (!(v >= lo && v <= hi)) {
+    std::ostringstream os;
+    os << "must be in [" << lo << ", " << hi << "], got " << v;
+    fail_key(key, os.str());
+  }
+  return v;
 }
 
 int CfgSection::require_int(const std::string& key) const {
@@ -154,6 +207,14 @@ std::vector<CfgSection> parse_cfg_text(const std::string& text, const std::strin
   int lineno = 0;
   while (std::getline(in, raw)) {
     ++lineno;
+    const size_t bad = invalid_utf8_at(raw);
+    if (bad != std::string::npos) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "0x%02X", (unsigned)(unsigned char)raw[bad]);
+      fail(file, ":", lineno, ": not UTF-8 text (byte ", hex, " at column ", bad + 1,
+           "); a Darknet cfg is plain text");
+    }
+    if (raw.find('\0') != std::string::npos) fail(file, ":", lineno, ": NUL byte in the text; a Darknet cfg is plain text");
     std::string line = strip_all_space(raw);
     if (line.empty() || line[0] == '#' || line[0] == ';') continue;
     if (line[0] == '[') {

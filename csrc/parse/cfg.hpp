@@ -25,6 +25,9 @@ struct CfgSection {
   int get_int(const std::string& key, int def) const;
   int require_int(const std::string& key) const;
   float get_float(const std::string& key, float def) const;
+  // The same, refused with a file:line error outside [lo, hi].
+  int get_int(const std::string& key, int def, int lo, int hi) const;
+  float get_float(const std::string& key, float def, float lo, float hi) const;
   std::string get_str(const std::string& key, const std::string& def) const;
   std::vector<int> get_ints(const std::string& key) const;      // comma list
   std::vector<float> get_floats(const std::string& key) const;  // comma list
@@ -42,6 +45,10 @@ struct CfgSection {
 // working directory, as Darknet), then relative to the cfg's directory and its
 // parents. Throws a file:line DarknetError listing the places tried.
 std::string resolve_data_path(const CfgSection& s, const std::string& key, const std::string& value);
+
+// Byte offset of the first invalid UTF-8 sequence in s, or std::string::npos. Text files
+// (cfg, tree) are checked with it: their contents become Python strings.
+size_t invalid_utf8_at(const std::string& s);
 
 std::vector<CfgSection> parse_cfg_text(const std::string& text, const std::string& file);
 std::vector<CfgSection> parse_cfg_file(const std::string& path);

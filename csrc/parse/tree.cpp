@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "parse/cfg.hpp"
 
 namespace dn {
 
@@ -73,6 +74,8 @@ WordTree parse_tree_text(const std::string& text, const std::string& file) {
   int run_start = 0;
   for (size_t i = 0; i < count; ++i) {
     const int line_no = (int)i + 1;
+    if (invalid_utf8_at(lines[i]) != std::string::npos)
+      fail(file, ":", line_no, ": not UTF-8 text (node names become Python strings)");
     std::istringstream ls(lines[i]);
     std::string name, parent_token, extra;
     if (!(ls >> name)) fail(file, ":", line_no, ": blank line inside the tree (expected 'name parent_index')");

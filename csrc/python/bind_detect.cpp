@@ -160,6 +160,7 @@ void bind_detect(py::module_& m) {
         Detections d;
         {
           py::gil_scoped_release release;
+          auto guard = net.lock();
           d = get_network_boxes(net, image_w, image_h, thresh, hier_thresh, map ? &*map : nullptr, letterbox,
                                 relative, batch_index);
         }
@@ -197,6 +198,11 @@ void bind_detect(py::module_& m) {
   m.def(
       "region_layers",
       [](Network& net) {
+        std::unique_lock<std::recursive_mutex> guard;
+        {
+          py::gil_scoped_release release;  // never wait for a network's lock holding the GIL
+          guard = net.lock();
+        }
         py::list out;
         for (auto& layer : net.layers)
           if (auto* r = dynamic_cast<RegionLayer*>(layer.get())) out.append(region_info(*r));

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "layers/convolutional.hpp"
+#include "core/limits.hpp"
 #include "network.hpp"
 #include "python/bind.hpp"
 
@@ -16,13 +17,33 @@ namespace {
 
 using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
-// A numpy view over a blob's host copy that keeps the owning Python network alive. On a
-// GPU network the view pulls the newest data and marks the host copy newest, so what is
-// written through it is uploaded before the next device use; a view kept across a later
-// GPU step sees stale data (take a new one).
-py::array view(const Blob& b, py::handle owner) {
+// A numpy view over a blob's host copy. The array owns a reference to the storage itself
+// (Buffer::host_keepalive), not just to the network: if a later resize, batch change or
+// set_training reallocates the buffer, the view keeps valid, detached memory instead of
+// dangling (take a new view to see the new buffer). On a GPU network the view pulls the
+// newest data and marks the host copy newest, so what is written through it is uploaded
+// before the next device use; a view kept across a later GPU step sees stale data.
+py::array view(const Blob& b) {
   std::vector<py::ssize_t> shape(b.shape.begin(), b.shape.end());
-  return py::array_t<float>(shape, b.buffer->host(), owner);
+  float* data = b.buffer->host();
+  std::shared_ptr<void> keep = b.buffer->host_keepalive();
+  if (!keep) {  // lent (pooled) memory has no owner to share: hand out a copy
+    py::array_t<float> a(shape);
+    if (b.count()) std::memcpy(a.mutable_data(), data, 4 * b.count());
+    return a;
+  }
+  py::capsule owner(new std::shared_ptr<void>(std::move(keep)),
+                    [](void* p) { delete static_cast<std::shared_ptr<void>*>(p); });
+  return py::array_t<float>(shape, data, owner);
+}
+
+// Takes the network's lock (Network's concurrency contract) with the GIL released while
+// waiting: the thread holding the lock may need the GIL to finish, so waiting for the lock
+// while holding the GIL could deadlock. Every binding that calls into a Network with the
+// GIL held goes through this first.
+std::unique_lock<std::recursive_mutex> lock_net(const Network& n) {
+  py::gil_scoped_release release;
+  return n.lock();
 }
 
 py::array copy_map(const FloatBuffer& v, int batch, int c, int h, int w) {
@@ -91,6 +112,20 @@ const float* prepare_truth(Network& net, const py::object& truth, FloatArray& ho
 }  // namespace
 
 void bind_network(py::module_& m) {
+  m.def("memory_limit", &memory_limit,
+        "Bytes a network's buffers may add up to (default 32 GiB; DARKNET_PY_MEMORY_LIMIT seeds it).");
+  m.def(
+      "set_memory_limit",
+      [](const py::object& limit) {
+        if (limit.is_none()) return set_memory_limit(0);
+        if (py::isinstance<py::str>(limit)) return set_memory_limit(parse_byte_size(limit.cast<std::string>()));
+        const long long v = limit.cast<long long>();
+        if (v <= 0) fail("memory limit must be > 0 bytes, got ", v);
+        set_memory_limit((uint64_t)v);
+      },
+      py::arg("limit"),
+      "Set the memory limit for networks built or reshaped afterwards: bytes, a string such as '8G', or None "
+      "for the default.");
   py::class_<Layer>(m, "Layer")
       .def_readonly("type", &Layer::type)
       .def_readonly("index", &Layer::index)
@@ -130,7 +165,9 @@ void bind_network(py::module_& m) {
           "set_exec_options",
           [](Network& n, const py::object& device, const py::object& isa, const py::object& winograd,
              const py::object& reference_kernels, const py::object& threads) {
-            n.set_options(with_changes(n.options(), device, isa, winograd, reference_kernels, threads));
+            const ExecOptions o = with_changes(n.options(), device, isa, winograd, reference_kernels, threads);
+            py::gil_scoped_release release;
+            n.set_options(o);
           },
           py::arg("device") = py::none(), py::arg("isa") = py::none(), py::arg("winograd") = py::none(),
           py::arg("reference_kernels") = py::none(), py::arg("threads") = py::none(),
@@ -161,7 +198,12 @@ void bind_network(py::module_& m) {
       .def_property_readonly("training", [](const Network& n) { return n.train; })
       .def_property_readonly("version",
                              [](const Network& n) { return py::make_tuple(n.major, n.minor, n.revision); })
-      .def_readwrite("seen", &Network::seen)
+      .def_property(
+          "seen", [](const Network& n) { return n.seen; },
+          [](Network& n, int64_t v) {
+            if (v < 0) fail("seen must be >= 0, got ", v);
+            n.seen = v;
+          })
       .def_readwrite("keep_outputs", &Network::keep_outputs,
                      "False: inference lends layer outputs from a liveness-planned pool (less memory); only "
                      "outputs no later layer overwrote stay readable")
@@ -170,6 +212,7 @@ void bind_network(py::module_& m) {
       .def_property(
           "reference_kernels", [](const Network& n) { return n.options().reference_kernels; },
           [](Network& n, bool on) {
+            py::gil_scoped_release release;
             ExecOptions o = n.options();
             o.reference_kernels = on;
             n.set_options(o);
@@ -210,11 +253,34 @@ void bind_network(py::module_& m) {
                                return d;
                              })
       .def("layer", [](Network& n, int i) -> Layer& { return n.layer(i); }, py::return_value_policy::reference_internal)
-      .def("summary", &Network::summary)
+      .def("summary", &Network::summary, py::call_guard<py::gil_scoped_release>())
       .def("set_batch", &Network::set_batch, py::call_guard<py::gil_scoped_release>())
       .def("resize", &Network::resize, py::arg("width"), py::arg("height"), py::call_guard<py::gil_scoped_release>())
       .def("set_training", &Network::set_training, py::call_guard<py::gil_scoped_release>())
-      .def("set_seed", &Network::set_seed)
+      .def("set_seed", &Network::set_seed, py::call_guard<py::gil_scoped_release>())
+      .def(
+          "lock_functions",
+          [](const Network& n) {
+            // The network's lock as (acquire, release) for darknet_py.Network.lock(), a context
+            // manager that makes several calls one (forward, then decode its detections).
+            // Recursive: the calls inside take it again on the same thread.
+            auto holder = std::make_shared<std::unique_lock<std::recursive_mutex>>();
+            {
+              py::gil_scoped_release release;  // taking the lock here too: never with the GIL held
+              *holder = n.lock();
+            }
+            holder->unlock();  // bound to the network's mutex, released until acquire()
+            py::cpp_function acquire([holder]() {
+              py::gil_scoped_release release;
+              holder->lock();
+            });
+            py::cpp_function release([holder]() {
+              if (holder->owns_lock()) holder->unlock();
+            });
+            return py::make_tuple(acquire, release);
+          })
+      .def_property_readonly("planned_bytes", &Network::planned_bytes,
+                             "Bytes of every layer buffer plus the workspace, as checked against the memory limit.")
       .def(
           "randomize",
           [](Network& n, uint64_t seed, const std::string& init) {
@@ -228,6 +294,9 @@ void bind_network(py::module_& m) {
       .def(
           "forward",
           [](Network& net, const FloatArray& x, const py::object& truth) {
+            // One lock across batch change, forward and the copy of the output: another
+            // thread's forward cannot slip in between.
+            auto guard = lock_net(net);
             const float* in = prepare_input(net, x);
             FloatArray truth_holder;
             const float* t = prepare_truth(net, truth, truth_holder);
@@ -242,6 +311,7 @@ void bind_network(py::module_& m) {
       .def(
           "backward",
           [](Network& net, const FloatArray& x) {
+            auto guard = lock_net(net);
             const float* in = prepare_input(net, x);
             py::gil_scoped_release release;
             net.backward(in);
@@ -250,6 +320,7 @@ void bind_network(py::module_& m) {
       .def(
           "backward_layer",
           [](Network& net, int i, const FloatArray& x) {
+            auto guard = lock_net(net);
             const float* in = prepare_input(net, x);
             py::gil_scoped_release release;
             net.backward_layer(i, in);
@@ -259,6 +330,7 @@ void bind_network(py::module_& m) {
       .def(
           "train_step",
           [](Network& net, const FloatArray& x, const py::object& truth, bool update) {
+            auto guard = lock_net(net);
             const float* in = prepare_input(net, x);
             FloatArray truth_holder;
             const float* t = prepare_truth(net, truth, truth_holder);
@@ -299,6 +371,7 @@ void bind_network(py::module_& m) {
            py::call_guard<py::gil_scoped_release>())
       .def("layer_output",
            [](Network& n, int i) {
+             auto guard = lock_net(n);
              Layer& l = n.layer(i);
              if (!n.output_kept(i < 0 ? i + (int)n.layers.size() : i))
                fail("layer ", i, "'s output was overwritten by a later layer (keep_outputs is False: inference "
@@ -307,12 +380,14 @@ void bind_network(py::module_& m) {
            })
       .def("layer_delta",
            [](Network& n, int i) -> py::object {
+             auto guard = lock_net(n);
              Layer& l = n.layer(i);
              if (l.delta.empty()) return py::none();
              return copy_map(l.delta, l.batch, l.out_c, l.out_h, l.out_w);
            })
       .def("set_layer_delta",
            [](Network& n, int i, const FloatArray& d) {
+             auto guard = lock_net(n);
              Layer& l = n.layer(i);
              if (l.delta.empty()) fail("layer ", i, " has no delta (enable training first)");
              if ((size_t)d.size() != l.delta.size())
@@ -323,8 +398,9 @@ void bind_network(py::module_& m) {
           "layer_params",
           [](py::object self, int i) {
             Network& n = self.cast<Network&>();
+            auto guard = lock_net(n);
             py::dict d;
-            for (const Blob& b : n.layer(i).params()) d[py::str(b.name)] = view(b, self);
+            for (const Blob& b : n.layer(i).params()) d[py::str(b.name)] = view(b);
             return d;
           },
           "Parameters of layer i in weights-file order, as writable numpy views.")
@@ -332,8 +408,9 @@ void bind_network(py::module_& m) {
           "layer_buffers",
           [](py::object self, int i) {
             Network& n = self.cast<Network&>();
+            auto guard = lock_net(n);
             py::dict d;
-            for (const Blob& b : n.layer(i).buffers()) d[py::str(b.name)] = view(b, self);
+            for (const Blob& b : n.layer(i).buffers()) d[py::str(b.name)] = view(b);
             return d;
           },
           "Training buffers of layer i (updates, BN statistics) as writable numpy views.");

@@ -145,6 +145,7 @@ void bind_perf(py::module_& m) {
         const bool was_training = net.train;
         {
           py::gil_scoped_release r;
+          auto guard = net.lock();  // the whole profile is one use of the network
           net.set_batch(n);
           if (backward) net.set_training(true);
           std::vector<float> truth;

@@ -11,7 +11,17 @@ PYBIND11_MODULE(_core, m) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const dn::DarknetError& e) {
-      py::set_error(error, e.what());
+      // Decoded leniently: a message quoting bytes from a file must not turn into a
+      // UnicodeDecodeError on the way to Python.
+      const std::string msg = e.what();
+      PyObject* text = PyUnicode_DecodeUTF8(msg.data(), (Py_ssize_t)msg.size(), "backslashreplace");
+      if (!text) {
+        PyErr_Clear();
+        py::set_error(error, "DarknetError (message not decodable)");
+        return;
+      }
+      PyErr_SetObject(error.ptr(), text);
+      Py_DECREF(text);
     }
   });
   dn::bind_network(m);

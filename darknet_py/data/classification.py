@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -30,7 +30,7 @@ from darknet_py import _core
 from darknet_py._core import DarknetError
 from darknet_py.image import load_image
 
-from .dataset import _image_problem, _read_text_lines, _resolve_relative, read_data_cfg, read_names
+from .dataset import _read_text_lines, image_problems_of, _resolve_relative, read_data_cfg, read_names
 from .loader import PrefetchLoader, sample_seed
 
 __all__ = [
@@ -98,7 +98,7 @@ def _label_problem(path: str, labels: Sequence[str], matches: List[int]) -> str:
 
 
 def check_classification_dataset(entries: Sequence[Tuple[str, str]], labels: Sequence[str],
-                                 check_images: bool = True, raise_on_error: bool = True,
+                                 check_images: Union[bool, str] = True, raise_on_error: bool = True,
                                  max_listed: int = 200) -> Tuple[np.ndarray, List[str]]:
     """Class of every image by the path rule, checking ALL images before training.
 
@@ -111,16 +111,16 @@ def check_classification_dataset(entries: Sequence[Tuple[str, str]], labels: Seq
     classes = np.full(len(entries), -1, dtype=np.int64)
     if not entries:
         problems.append("the image list is empty")
+    # Decoded fully (threaded): a truncated JPEG is found here, not mid-training.
+    image_problems = image_problems_of([actual for _, actual in entries], check_images)
     for i, (written, actual) in enumerate(entries):
         matches = _matching_labels(written, labels)
         if len(matches) == 1:
             classes[i] = matches[0]
         else:
             problems.append(_label_problem(written, labels, matches))
-        if check_images:
-            problem = _image_problem(actual, decode=False)
-            if problem:
-                problems.append(problem)
+        if image_problems[i]:
+            problems.append(image_problems[i])
     if problems and raise_on_error:
         listed = problems[:max_listed]
         more = len(problems) - len(listed)

@@ -245,6 +245,14 @@ class DatasetReport:
         return f"DatasetReport(images={self.images}, boxes={self.boxes}, problems={len(self.problems)})"
 
 
+def _class_only_problem(x: float, y: float) -> Optional[str]:
+    if x == 0 and y == 0:
+        return ("box centre (0, 0) is Darknet's classification-only marker: the box is dropped and the "
+                "label trains only the class, which needs a tree= region layer (pass class_only_labels=True "
+                "if that is meant)")
+    return None
+
+
 def _image_problem(path: str, decode: bool) -> Optional[str]:
     if not os.path.isfile(path):
         return f"{path}: image file not found"
@@ -265,16 +273,35 @@ def _image_problem(path: str, decode: bool) -> Optional[str]:
     return None
 
 
+def image_problems_of(paths: Sequence[str], check_images: Union[bool, str] = True) -> List[Optional[str]]:
+    """The problem with each image (None when fine). check_images: True/"decode" decodes
+    fully (a truncated JPEG passes Pillow's verify()), "verify" checks the header only,
+    False checks nothing. Pillow releases the GIL while decoding, so a few threads make the
+    full decode affordable on long lists."""
+    if not check_images:
+        return [None] * len(paths)
+    decode = check_images != "verify"
+    workers = max(1, min(8, os.cpu_count() or 1)) if decode and len(paths) > 16 else 1
+    if workers == 1:
+        return [_image_problem(p, decode) for p in paths]
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda p: _image_problem(p, decode), paths))
+
+
 def validate_dataset(image_paths: Union[Iterable[PathLike], PathLike], classes: int, check_images: Union[bool, str] = True,
-                     raise_on_error: bool = True, max_listed: int = 200) -> DatasetReport:
+                     raise_on_error: bool = True, max_listed: int = 200,
+                     class_only_labels: bool = False) -> DatasetReport:
     """Check every image and label before training and report ALL problems.
 
     image_paths: a list of image paths, or the path of an image list file.
-    check_images: True checks that each image opens (header + verify), "decode"
-    decodes every image fully (slower, catches truncation), False skips images.
-    Problems found: missing/unreadable/empty images, missing label files,
+    check_images: True (or "decode") decodes every image fully, on a few threads, so a
+    truncated JPEG is found here and not in the middle of training; "verify" only reads
+    the header and Pillow's verify() (faster, misses truncation); False skips images.
+    Problems found: missing/unreadable/empty/truncated images, missing label files,
     malformed label lines, class >= classes, coordinates outside [0, 1],
-    w or h <= 0, each with file:line. With raise_on_error one DarknetError
+    w or h <= 0, a box at (0, 0) (Darknet's classification-only marker, accepted with
+    class_only_labels=True), each with file:line. With raise_on_error one DarknetError
     lists them all (at most max_listed lines, then a count); otherwise the
     report carries them.
     """
@@ -289,11 +316,10 @@ def validate_dataset(image_paths: Union[Iterable[PathLike], PathLike], classes: 
     boxes = 0
     if not image_paths:
         problems.append("the image list is empty")
-    for image in image_paths:
-        if check_images:
-            problem = _image_problem(image, decode=(check_images == "decode"))
-            if problem:
-                problems.append(problem)
+    image_problems = image_problems_of(image_paths, check_images)
+    for image, problem in zip(image_paths, image_problems):
+        if problem:
+            problems.append(problem)
         labels = label_path(image)
         if labels == image:
             problems.append(f"{image}: cannot derive a label path (no images/JPEGImages/raw directory "
@@ -320,7 +346,7 @@ def validate_dataset(image_paths: Union[Iterable[PathLike], PathLike], classes: 
             if cls >= classes:
                 problems.append(f"{where}: class {int(cls)} >= classes ({classes})")
                 continue
-            coordinate = _coordinate_problem(x, y, w, h)
+            coordinate = _coordinate_problem(x, y, w, h) or (None if class_only_labels else _class_only_problem(x, y))
             if coordinate:
                 problems.append(f"{where}: {coordinate}")
                 continue
