@@ -8,11 +8,13 @@ subdivisions, a NaN stop, running averages, a tqdm bar, the loss chart, checkpoi
 (`_last`, Darknet's numbered backups, `_final`), Ctrl-C and resume.
 
 A checkpoint is a weights file plus a `.state.npz` beside it (momentum buffers, `seen`
-and the weights file's SHA-256), written as one unit: both go to fsynced temp files, the
-state is renamed into place, then the weights. A crash between the two renames leaves a
-state that does not match the weights; resume sees that and restarts momentum from zero
-(as Darknet always does) instead of pairing momentum from one iteration with weights from
-another.
+and the weights file's SHA-256), written as one unit: both go to fsynced temp files; the
+old state is set aside as `.state.prev.npz`, the new state renamed into place, then the
+weights, then the set-aside state removed. Whenever the process dies, the weights file on
+disk has a matching state (the new one, or the set-aside old one), which resume finds by
+the SHA-256 and `seen`, so a resume after a kill at any point is exact. A state that
+matches neither (a file copied in by hand) is refused with a warning: momentum restarts
+from zero (as Darknet always does) instead of pairing two iterations.
 """
 from __future__ import annotations
 
@@ -34,6 +36,8 @@ from ._core import DarknetError
 from .network import Network
 
 CHECKPOINT_STATE_SUFFIX = ".state.npz"
+# The previous checkpoint's state while a new one is being renamed into place.
+CHECKPOINT_PREVIOUS_STATE_SUFFIX = ".state.prev.npz"
 # Temp files of an atomic write: `<target>.tmp.<pid>` (the core's save_weights uses the same form).
 _TEMP_NAME = re.compile(r"\.tmp\.(\d+)$")
 
@@ -103,6 +107,7 @@ def save_checkpoint(net: Network, path: str) -> str:
     pid = os.getpid()
     weights_tmp = f"{path}.tmp.{pid}"
     state_path = path + CHECKPOINT_STATE_SUFFIX
+    previous_state = path + CHECKPOINT_PREVIOUS_STATE_SUFFIX
     state_tmp = f"{state_path}.tmp.{pid}"
     try:
         net.save_weights(weights_tmp)  # fsynced by the core
@@ -113,8 +118,12 @@ def save_checkpoint(net: Network, path: str) -> str:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
+        if os.path.exists(state_path) and os.path.exists(path):
+            os.replace(state_path, previous_state)  # still matches the weights on disk
         os.replace(state_tmp, state_path)
         os.replace(weights_tmp, path)
+        if os.path.exists(previous_state):
+            os.remove(previous_state)
     finally:
         for leftover in (weights_tmp, state_tmp):
             if os.path.exists(leftover):
@@ -123,23 +132,37 @@ def save_checkpoint(net: Network, path: str) -> str:
     return path
 
 
+def _matching_state(weights_path: str, seen: int):
+    """The state file beside `weights_path` that belongs to it (by SHA-256 and seen), the
+    set-aside previous one if a save was interrupted between renames; else (None, reason)."""
+    digest = None
+    reasons = []
+    for path in (weights_path + CHECKPOINT_STATE_SUFFIX, weights_path + CHECKPOINT_PREVIOUS_STATE_SUFFIX):
+        if not os.path.exists(path):
+            continue
+        with np.load(path) as state:
+            if "weights_sha256" not in state.files:
+                warnings.warn(f"{path} predates checkpoint verification: its momentum is used unverified",
+                              stacklevel=4)
+                return path, None
+            digest = digest or _weights_digest(weights_path)
+            state_seen = int(state["seen"])
+            if str(state["weights_sha256"]) == digest and state_seen == seen:
+                return path, None
+            reasons.append(f"{path} belongs to other weights (seen={state_seen}, the weights have seen={seen})")
+    return None, "; ".join(reasons)
+
+
 def load_training_state(net: Network, weights_path: str) -> bool:
     """Momentum buffers saved beside `weights_path`, after the weights are loaded. Returns False
     (with a warning when a state exists) if there is none that belongs to these weights."""
     weights_path = str(weights_path)
-    path = weights_path + CHECKPOINT_STATE_SUFFIX
-    if not os.path.exists(path):
+    path, mismatch = _matching_state(weights_path, net.seen)
+    if path is None:
+        if mismatch:
+            warnings.warn(f"{mismatch}: momentum restarts from zero", stacklevel=3)
         return False
     with np.load(path) as state:
-        if "weights_sha256" in state.files:
-            digest, seen = str(state["weights_sha256"]), int(state["seen"])
-            if digest != _weights_digest(weights_path) or seen != net.seen:
-                warnings.warn(f"{path} belongs to other weights (seen={seen}, the weights have seen={net.seen}): "
-                              "an interrupted checkpoint write; momentum restarts from zero", stacklevel=3)
-                return False
-        else:
-            warnings.warn(f"{path} predates checkpoint verification: its momentum is used unverified",
-                          stacklevel=3)
         for layer in net.layers:
             for name, arr in layer.buffers.items():
                 key = f"L{layer.index:03d}_{name}"
@@ -213,7 +236,8 @@ def prepare_training(net: Network, weights: Optional[str], seed: int, clear: boo
     net.randomize(seed)  # from scratch, or the layers a partial weights file does not cover
     if weights:
         net.load_weights(weights)
-        if os.path.exists(str(weights) + CHECKPOINT_STATE_SUFFIX):
+        if any(os.path.exists(str(weights) + suffix)
+               for suffix in (CHECKPOINT_STATE_SUFFIX, CHECKPOINT_PREVIOUS_STATE_SUFFIX)):
             load_training_state(net, weights)
         else:
             warnings.warn(f"{weights}: no {CHECKPOINT_STATE_SUFFIX} beside it; momentum restarts from zero "
