@@ -16,6 +16,7 @@ from darknet_py.data.synthetic import generate
 from darknet_py.train import train
 from darknet_py.training import prepare_training
 
+from _isolated import PACKAGE_ROOT, child_environment
 from conftest import small_yolo_cfg
 
 TRIALS = 20
@@ -46,7 +47,8 @@ def _weights(net):
 
 def _kill_during_training(data, cfg, backup, rng):
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(data), str(cfg), str(backup)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=str(PACKAGE_ROOT),
+                             env=child_environment())
     last = backup / "tiny_last.weights"
     deadline = time.monotonic() + 120
     while not last.exists():

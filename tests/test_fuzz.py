@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from _isolated import REPO
+from _isolated import PACKAGE_ROOT, REPO, child_environment
 
 pytest.importorskip("hypothesis")
 
@@ -20,11 +20,11 @@ EXAMPLES = int(os.environ.get("DARKNET_PY_FUZZ_EXAMPLES", "60"))
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_fuzz_target_ends_in_success_or_darknet_error(target):
-    env = dict(os.environ, PYTHONPATH=str(REPO), DARKNET_PY_MEMORY_LIMIT="256M")
+    env = child_environment(DARKNET_PY_MEMORY_LIMIT="256M")
     cmd = [sys.executable, str(REPO / "tools" / "fuzz.py"), "--target", target, "--examples", str(EXAMPLES),
            "--seed", "13"]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env, cwd=str(REPO))
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env, cwd=str(PACKAGE_ROOT))
     except subprocess.TimeoutExpired:
         pytest.fail(f"fuzz target {target}: no result in 240 s (a hang)")
     if proc.returncode < 0:

@@ -16,7 +16,7 @@ import darknet_py
 from darknet_py import DarknetError
 from darknet_py.data.dataset import validate_dataset
 from darknet_py.image import load_image
-from _isolated import REPO, run_isolated
+from _isolated import PACKAGE_ROOT, child_environment, run_isolated
 
 NET = """[net]
 batch=1
@@ -80,7 +80,7 @@ def test_reorg_stride_65536_is_an_error_not_sigfpe(tmp_path):
         """)
         assert out.startswith("error:") and "[reorg]" in out, (name, out)
         cli = subprocess.run([sys.executable, "-m", "darknet_py.cli", "info", str(path)], capture_output=True, text=True,
-                             timeout=60, cwd=str(REPO), env={**os.environ, "PYTHONPATH": str(REPO)})
+                             timeout=60, cwd=str(PACKAGE_ROOT), env=child_environment())
         assert cli.returncode == 2 and "darknet-py: error:" in cli.stderr, (name, cli.returncode, cli.stderr)
 
 

@@ -396,7 +396,10 @@ def main(argv=None):
     ap.add_argument("--total", type=int, default=100_000)
     ap.add_argument("--json")
     args = ap.parse_args(argv)
-    sys.path.insert(0, str(REPO))
+    try:
+        import darknet_py  # noqa: F401  (the installed package, or one on PYTHONPATH)
+    except ImportError:
+        sys.path.insert(0, str(REPO))  # a checkout built in place
     if args.campaign:
         return campaign(args.total, args.json)
     if not args.target:
