@@ -30,6 +30,35 @@ namespace {
 // Element-wise loops below this many elements run on one thread (a team costs more).
 constexpr size_t kParallelMin = 65536;
 
+// region_softmax over one WordTree group at every cell of a plane at once. The
+// group's rows are whole planes, contiguous in memory, so each pass runs along
+// memory; the per-cell walk with stride `plane` touched one cache line per value,
+// and over yolo9000's 9418 classes that made the softmax ~8% of a 544 forward.
+// Per cell the operations and their order are region_softmax's, so the result
+// is bit-identical to it (and to the CUDA kernel's formula).
+void tree_group_softmax(const float* in, int size, int plane, float* out, std::vector<float>& largest,
+                        std::vector<float>& sum) {
+  largest.assign(plane, -INFINITY);
+  sum.assign(plane, 0.f);
+  for (int i = 0; i < size; ++i) {
+    const float* row = in + (size_t)i * plane;
+    for (int cell = 0; cell < plane; ++cell) largest[cell] = row[cell] > largest[cell] ? row[cell] : largest[cell];
+  }
+  for (int i = 0; i < size; ++i) {
+    const float* row = in + (size_t)i * plane;
+    float* out_row = out + (size_t)i * plane;
+    for (int cell = 0; cell < plane; ++cell) {
+      const float e = expf(row[cell] - largest[cell]);
+      sum[cell] += e;
+      out_row[cell] = e;
+    }
+  }
+  for (int i = 0; i < size; ++i) {
+    float* out_row = out + (size_t)i * plane;
+    for (int cell = 0; cell < plane; ++cell) out_row[cell] /= sum[cell];
+  }
+}
+
 // Darknet's reorg: gather dst[linear] = src[mapped], else scatter dst[mapped] = src[linear];
 // the linear index always runs over the INPUT dims (c, h, w), as Darknet passes them.
 void reorg_run(int batch, int c, int h, int w, int stride, const float* src, float* dst, bool gather,
@@ -292,6 +321,7 @@ class CpuBackend final : public Backend {
     for (int b = 0; b < s.batch; ++b) {
       for (int n = 0; n < s.num; ++n) {
         const int loc0 = n * plane;
+        std::vector<float> largest, sum;  // per cell of the plane, for the tree groups
         auto entry = [&](int e) { return region_entry_index(b, loc0, e, s.w, s.h, s.coords, s.classes, outputs); };
         auto logistic_planes = [&](int first_entry, int planes) {
           float* p = output + entry(first_entry);
@@ -305,11 +335,10 @@ class CpuBackend final : public Backend {
         if (s.tree) {
           const float* in_cls = input + entry(s.coords + 1);
           float* out_cls = output + entry(s.coords + 1);
-          for (int cell = 0; cell < plane; ++cell)
-            for (int g = 0; g < s.tree->groups(); ++g) {
-              const int off = s.tree->group_offset[g] * plane + cell;
-              region_softmax(in_cls + off, s.tree->group_size[g], plane, out_cls + off);
-            }
+          for (int g = 0; g < s.tree->groups(); ++g) {
+            const int off = s.tree->group_offset[g] * plane;
+            tree_group_softmax(in_cls + off, s.tree->group_size[g], plane, out_cls + off, largest, sum);
+          }
         } else if (s.softmax) {
           const int first = entry(s.coords + !s.background);
           for (int cell = 0; cell < plane; ++cell)
