@@ -123,11 +123,7 @@ def test_training_step_at_288_without_nan(reference_files, tmp_path, monkeypatch
 def test_tree_softmax_matches_the_per_cell_formula(tree, reference_files, w, h, batch):
     """The [region] tree softmax per group at every cell: exp(x - max) / sum in float32, as
     kernels/region_formulas.hpp region_softmax (rtol covers numpy's exp vs expf)."""
-    cfg = Path(reference_files["cfg"]).read_text()
-    region = cfg[cfg.index("[region]"):].replace("tree=data/9k.tree", f"tree={reference_files['tree']}")
-    region = region.replace("map = data/coco9k.map", f"map = {reference_files['map']}")
-    net = darknet_py.Network.from_text(f"[net]\nwidth={w}\nheight={h}\nchannels={3 * (5 + 9418)}\n{region}",
-                                       "region_only.cfg", batch=batch)
+    net = region_only_net(reference_files, w, h, batch)
     x = np.random.default_rng(w * h).normal(0, 4, (batch, 3 * (5 + 9418), h, w)).astype(np.float32)
     out = net.forward(x)
     planes = x.reshape(batch, 3, 5 + 9418, h * w)
@@ -139,3 +135,32 @@ def test_tree_softmax_matches_the_per_cell_formula(tree, reference_files, w, h, 
         e = np.exp(group - group.max(axis=2, keepdims=True))
         np.testing.assert_allclose(got[:, :, 5 + offset:5 + offset + size], e / e.sum(axis=2, keepdims=True),
                                    rtol=2e-5, atol=1e-7, err_msg=f"group at {offset} ({size} nodes), {w}x{h}")
+
+
+def region_only_net(reference_files, w, h, batch):
+    cfg = Path(reference_files["cfg"]).read_text()
+    region = cfg[cfg.index("[region]"):].replace("tree=data/9k.tree", f"tree={reference_files['tree']}")
+    region = region.replace("map = data/coco9k.map", f"map = {reference_files['map']}")
+    return darknet_py.Network.from_text(f"[net]\nwidth={w}\nheight={h}\nchannels={3 * (5 + 9418)}\n{region}",
+                                        "region_only.cfg", batch=batch)
+
+
+def test_profile_times_the_loss_on_given_truth(reference_files):
+    """profile_network(truth=...) trains the timed passes on those boxes (the default is
+    no boxes, which times only the region layer's no-object loss)."""
+    from darknet_py import DarknetError
+    from darknet_py.profile import profile_network
+    net = region_only_net(reference_files, 3, 3, 2)
+    truth = np.zeros((2, net.region["truths"]), np.float32)
+    truth[0, :10] = [.5, .5, .3, .4, COCO_DOG, .2, .7, .2, .2, 0]
+    truth[1, :5] = [CLASSIFICATION_ONLY_COORD, CLASSIFICATION_ONLY_COORD, 1, 1, net.region["map"][COCO_DOG]]
+    prof = profile_network(net, runs=1, warmup=0, backward=True, truth=truth)
+    assert prof.layers[0].backward_ms is not None
+    stats = net.region["stats"]
+    assert (stats["count"], stats["class_count"]) == (2, 3)
+    profile_network(net, runs=1, warmup=0, backward=True)
+    assert net.region["stats"]["count"] == 0
+    with pytest.raises(DarknetError, match="truth must be"):
+        profile_network(net, runs=1, warmup=0, backward=True, truth=truth[:, :10])
+    with pytest.raises(DarknetError, match="only with backward"):
+        profile_network(net, runs=1, warmup=0, truth=truth)
