@@ -292,11 +292,15 @@ class Network:
         over the accumulated gradients."""
         self._net.update()
 
-    def time_layers(self, x: np.ndarray, runs: int, warmup: int, backward: bool) -> dict:
+    def time_layers(self, x: np.ndarray, runs: int, warmup: int, backward: bool,
+                    truth: Optional[np.ndarray] = None) -> dict:
         """Raw per-layer wall times (seconds) of `runs` passes over x after `warmup`:
-        {"layers", "total", and with backward "backward_layers", "total_backward"}."""
+        {"layers", "total", and with backward "backward_layers", "total_backward"}.
+        truth (backward only, (N, truths)): the loss layers' truth; default all zero (no boxes)."""
+        if truth is not None:
+            truth = np.ascontiguousarray(truth, dtype=np.float32)
         return _core.profile_network(self._net, np.ascontiguousarray(x, dtype=np.float32), int(runs),
-                                     int(warmup), bool(backward))
+                                     int(warmup), bool(backward), truth)
 
     def predict_image(self, image, letterbox: bool = True) -> np.ndarray:
         """Forward one image (path, PIL image or float32 (3,H,W) in [0,1]) sized as Darknet does."""

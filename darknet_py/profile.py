@@ -175,14 +175,16 @@ def _gpu_name() -> str:
 
 
 def profile_network(net, runs: int = 20, warmup: int = 2, backward: bool = False, x: Optional[np.ndarray] = None,
-                    batch: Optional[int] = None, seed: int = 0) -> Profile:
+                    batch: Optional[int] = None, seed: int = 0, truth: Optional[np.ndarray] = None) -> Profile:
     """Times every layer of `net` (a darknet_py.Network) over `runs` passes after `warmup`,
-    on the network's device (see the module notes for CUDA)."""
+    on the network's device (see the module notes for CUDA). truth (with backward): the
+    (batch, truths) boxes the loss layer trains on; default none, so a [region] layer then
+    times only its no-object loss."""
     b = batch or net.batch
     if x is None:
         x = np.random.default_rng(seed).random((b, net.channels, net.height, net.width), dtype=np.float32)
     x = np.ascontiguousarray(x, dtype=np.float32)
-    raw = net.time_layers(x, runs, warmup, backward)
+    raw = net.time_layers(x, runs, warmup, backward, truth=truth)
     opts = net.exec_options
     device = str(opts["device"])
     threads = int(opts["threads"]) or _core.get_num_threads()

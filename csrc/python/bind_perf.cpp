@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstring>
 #include <immintrin.h>
+#include <optional>
 
 #include "core/options.hpp"
 #include "network.hpp"
@@ -132,12 +133,20 @@ void bind_perf(py::module_& m) {
   // {"total": [runs], "layers": [[runs] per layer], "backward_layers": ...}.
   m.def(
       "profile_network",
-      [](Network& net, const FloatArray& x, int runs, int warmup, bool backward) {
+      [](Network& net, const FloatArray& x, int runs, int warmup, bool backward,
+         std::optional<FloatArray> truth_boxes) {
         if (x.ndim() != 4 || x.shape(1) != net.channels() || x.shape(2) != net.height() ||
             x.shape(3) != net.width())
           fail("profile: input must be (N, C, H, W) matching the network");
         if (runs <= 0 || warmup < 0) fail("profile: runs must be > 0 and warmup >= 0");
         const int n = (int)x.shape(0);
+        if (truth_boxes && !backward) fail("profile: truth is used only with backward=True");
+        if (truth_boxes && (truth_boxes->ndim() != 2 || truth_boxes->shape(0) != n ||
+                            truth_boxes->shape(1) != net.truths()))
+          fail("profile: truth must be (", n, ", ", net.truths(), "), got ",
+               truth_boxes->ndim() == 2 ? std::to_string(truth_boxes->shape(0)) + ", " +
+                                              std::to_string(truth_boxes->shape(1))
+                                        : std::to_string(truth_boxes->ndim()) + " dimensions");
         const float* in = x.data();
         const int L = (int)net.layers.size();
         std::vector<std::vector<double>> fwd(L), bwd(L);
@@ -148,8 +157,11 @@ void bind_perf(py::module_& m) {
           auto guard = net.lock();  // the whole profile is one use of the network
           net.set_batch(n);
           if (backward) net.set_training(true);
+          // Without truth boxes the loss is the no-object term alone; with them (a
+          // detector's real case) the box, objectness and class deltas are timed too.
           std::vector<float> truth;
-          if (backward) truth.assign((size_t)n * net.truths(), 0.f);
+          if (truth_boxes) truth.assign(truth_boxes->data(), truth_boxes->data() + truth_boxes->size());
+          else if (backward) truth.assign((size_t)n * net.truths(), 0.f);
           std::vector<double> times;
           try {
             for (int it = 0; it < warmup + runs; ++it) {
@@ -189,7 +201,8 @@ void bind_perf(py::module_& m) {
         }
         return d;
       },
-      py::arg("net"), py::arg("x"), py::arg("runs") = 20, py::arg("warmup") = 2, py::arg("backward") = false);
+      py::arg("net"), py::arg("x"), py::arg("runs") = 20, py::arg("warmup") = 2, py::arg("backward") = false,
+      py::arg("truth") = py::none());
 }
 
 }  // namespace dn
