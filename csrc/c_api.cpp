@@ -176,6 +176,32 @@ void publish_detections(const dn_network* h, const dn_detection** detections, in
   *count = (int)h->detections.size();
 }
 
+// The shared body of the two detect entry points: arguments checked, then `to_image`
+// turns the caller's buffer (`size` `unit`s of a `kind` image) into the image detected.
+template <typename Element, typename ToImage>
+int detect_buffer(const char* function, dn_network* net, const Element* data, const char* data_name,
+                  const char* unit, const char* kind, size_t size, int width, int height, float thresh,
+                  float hier_thresh, float nms, const dn_detection** detections, int* count, ToImage to_image) {
+  clear_out(detections);
+  if (count) *count = 0;
+  return guarded(function, [&] {
+    require_pointer(net, "net");
+    require_pointer(data, data_name);
+    require_pointer(detections, "detections");
+    require_pointer(count, "count");
+    check_image_args(width, height, thresh, hier_thresh, nms);
+    const size_t expected = (size_t)width * (size_t)height * 3;
+    if (size != expected)
+      bad_argument(std::string(data_name) + " has " + std::to_string(size) + " " + unit + ", a " +
+                   std::to_string(width) + "x" + std::to_string(height) + " " + kind + " image has " +
+                   std::to_string(expected));
+    HandleUse use(net);
+    net->detections.clear();
+    detect_image(net, to_image(expected), thresh, hier_thresh, nms);
+    publish_detections(net, detections, count);
+  });
+}
+
 }  // namespace
 
 extern "C" {
@@ -457,46 +483,19 @@ int dn_network_layer_output(dn_network* net, int index, const float** data, int*
 
 int dn_network_detect_rgb8(dn_network* net, const unsigned char* pixels, size_t size, int width, int height,
                            float thresh, float hier_thresh, float nms, const dn_detection** detections, int* count) {
-  clear_out(detections);
-  if (count) *count = 0;
-  return guarded(__func__, [&] {
-    require_pointer(net, "net");
-    require_pointer(pixels, "pixels");
-    require_pointer(detections, "detections");
-    require_pointer(count, "count");
-    check_image_args(width, height, thresh, hier_thresh, nms);
-    const size_t expected = (size_t)width * (size_t)height * 3;
-    if (size != expected)
-      bad_argument("pixels has " + std::to_string(size) + " bytes, a " + std::to_string(width) + "x" +
-                   std::to_string(height) + " RGB8 image has " + std::to_string(expected));
-    HandleUse use(net);
-    net->detections.clear();
-    detect_image(net, dn::image_from_hwc_uint8(pixels, width, height, 3), thresh, hier_thresh, nms);
-    publish_detections(net, detections, count);
-  });
+  return detect_buffer(__func__, net, pixels, "pixels", "bytes", "RGB8", size, width, height, thresh, hier_thresh,
+                       nms, detections, count,
+                       [&](size_t) { return dn::image_from_hwc_uint8(pixels, width, height, 3); });
 }
 
 int dn_network_detect_float(dn_network* net, const float* planes, size_t size, int width, int height, float thresh,
                             float hier_thresh, float nms, const dn_detection** detections, int* count) {
-  clear_out(detections);
-  if (count) *count = 0;
-  return guarded(__func__, [&] {
-    require_pointer(net, "net");
-    require_pointer(planes, "planes");
-    require_pointer(detections, "detections");
-    require_pointer(count, "count");
-    check_image_args(width, height, thresh, hier_thresh, nms);
-    const size_t expected = (size_t)width * (size_t)height * 3;
-    if (size != expected)
-      bad_argument("planes has " + std::to_string(size) + " floats, a " + std::to_string(width) + "x" +
-                   std::to_string(height) + " 3-channel image has " + std::to_string(expected));
-    HandleUse use(net);
-    net->detections.clear();
-    dn::Image image(width, height, 3);
-    std::copy(planes, planes + expected, image.data.begin());
-    detect_image(net, image, thresh, hier_thresh, nms);
-    publish_detections(net, detections, count);
-  });
+  return detect_buffer(__func__, net, planes, "planes", "floats", "3-channel", size, width, height, thresh,
+                       hier_thresh, nms, detections, count, [&](size_t n) {
+                         dn::Image image(width, height, 3);
+                         std::copy(planes, planes + n, image.data.begin());
+                         return image;
+                       });
 }
 
 int dn_network_train_step(dn_network* net, const float* input, size_t input_count, const float* truth,

@@ -532,23 +532,25 @@ DetectionSample augment_detection(const ImageView& orig, const std::vector<BoxLa
   DetectionSample out;
   DetectionAugmentDraws& d = out.draws;
   float correction[4];  // dx, dy, sx, sy for correct_boxes
+  auto distort = [&] {
+    d.dhue = rng.uniform(-p.hue, p.hue);
+    d.dsat = rng.rand_scale(p.saturation);
+    d.dexp = rng.rand_scale(p.exposure);
+    distort_image(out.image, d.dhue, d.dsat, d.dexp);
+  };
+  auto maybe_flip = [&] {
+    d.flipped = p.flip && rng.coin();
+    if (d.flipped) flip_image(out.image);
+  };
+  // Each era's Darknet draws flip and distortion in its own order (same seed, same draws).
   if (p.style == JitterStyle::Crop) {
     jitter_by_crop(orig, p, rng, d, out.image, correction);
-    // YOLOv2-era order: flip drawn before the distortion
-    d.flipped = p.flip && rng.coin();
-    if (d.flipped) flip_image(out.image);
-    d.dhue = rng.uniform(-p.hue, p.hue);
-    d.dsat = rng.rand_scale(p.saturation);
-    d.dexp = rng.rand_scale(p.exposure);
-    distort_image(out.image, d.dhue, d.dsat, d.dexp);
+    maybe_flip();
+    distort();
   } else {
     jitter_by_placing(orig, p, rng, d, out.image, correction);
-    d.dhue = rng.uniform(-p.hue, p.hue);
-    d.dsat = rng.rand_scale(p.saturation);
-    d.dexp = rng.rand_scale(p.exposure);
-    distort_image(out.image, d.dhue, d.dsat, d.dexp);
-    d.flipped = p.flip && rng.coin();
-    if (d.flipped) flip_image(out.image);
+    distort();
+    maybe_flip();
   }
 
   // Darknet's randomize_boxes: swap each position with a random one.

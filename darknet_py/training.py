@@ -132,12 +132,17 @@ def save_checkpoint(net: Network, path: str) -> str:
     return path
 
 
+def _state_paths(weights_path: str) -> List[str]:
+    """Where a checkpoint's state may be: beside the weights, or set aside mid-save."""
+    return [weights_path + CHECKPOINT_STATE_SUFFIX, weights_path + CHECKPOINT_PREVIOUS_STATE_SUFFIX]
+
+
 def _matching_state(weights_path: str, seen: int):
     """The state file beside `weights_path` that belongs to it (by SHA-256 and seen), the
     set-aside previous one if a save was interrupted between renames; else (None, reason)."""
     digest = None
     reasons = []
-    for path in (weights_path + CHECKPOINT_STATE_SUFFIX, weights_path + CHECKPOINT_PREVIOUS_STATE_SUFFIX):
+    for path in _state_paths(weights_path):
         if not os.path.exists(path):
             continue
         with np.load(path) as state:
@@ -236,8 +241,7 @@ def prepare_training(net: Network, weights: Optional[str], seed: int, clear: boo
     net.randomize(seed)  # from scratch, or the layers a partial weights file does not cover
     if weights:
         net.load_weights(weights)
-        if any(os.path.exists(str(weights) + suffix)
-               for suffix in (CHECKPOINT_STATE_SUFFIX, CHECKPOINT_PREVIOUS_STATE_SUFFIX)):
+        if any(os.path.exists(path) for path in _state_paths(str(weights))):
             load_training_state(net, weights)
         else:
             warnings.warn(f"{weights}: no {CHECKPOINT_STATE_SUFFIX} beside it; momentum restarts from zero "

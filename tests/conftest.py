@@ -83,6 +83,16 @@ def assert_close(actual, expected, atol, rtol, what=""):
             f"worst at {i}: got {actual[i]}, expected {expected[i]}, max abs err {err.max():.3g}")
 
 
+def momentum_buffers(net) -> dict:
+    """Copies of every layer's *_updates buffer (SGD momentum), keyed by layer index and name."""
+    return {f"{l.index}{k}": v.copy() for l in net.layers for k, v in l.buffers.items() if k.endswith("_updates")}
+
+
+def parameters(net) -> dict:
+    """Copies of every layer's parameters, keyed by layer index and name."""
+    return {f"{l.index}{k}": v.copy() for l in net.layers for k, v in l.params.items()}
+
+
 def small_yolo_cfg(size=64, batch=8, subdivisions=1, lr=0.001, random=0, filters=(8, 16, 32, 32),
                    max_batches=200, classes=5):
     """A small YOLOv2-style detector cfg (BN convs + maxpools, 1x1 head, [region])."""

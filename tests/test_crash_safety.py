@@ -17,7 +17,7 @@ from darknet_py.train import train
 from darknet_py.training import prepare_training
 
 from _isolated import PACKAGE_ROOT, child_environment
-from conftest import small_yolo_cfg
+from conftest import momentum_buffers, parameters, small_yolo_cfg
 
 TRIALS = 20
 CHILD = """
@@ -35,14 +35,6 @@ def setup(tmp_path_factory):
     cfg = root / "tiny.cfg"
     cfg.write_text(small_yolo_cfg(size=64, batch=4, filters=(4, 8, 8, 8)))
     return data, cfg
-
-
-def _momentum(net):
-    return {f"{l.index}{k}": v.copy() for l in net.layers for k, v in l.buffers.items() if k.endswith("_updates")}
-
-
-def _weights(net):
-    return {f"{l.index}{k}": v.copy() for l in net.layers for k, v in l.params.items()}
 
 
 def _kill_during_training(data, cfg, backup, rng):
@@ -86,10 +78,11 @@ def test_kill_minus_9_always_leaves_a_consistent_checkpoint_that_resumes_exactly
             prepare_training(a, res.last_weights, 0, clear=False)
             prepare_training(b, straight.last_weights, 0, clear=False)
             assert a.seen == b.seen
-            for k, v in _weights(b).items():
-                np.testing.assert_array_equal(_weights(a)[k], v, err_msg=f"trial {trial}: {k}")
-            for k, v in _momentum(b).items():
-                np.testing.assert_array_equal(_momentum(a)[k], v, err_msg=f"trial {trial}: {k}")
+            for state_of in (parameters, momentum_buffers):
+                resumed, straight_run = state_of(a), state_of(b)
+                assert resumed.keys() == straight_run.keys()
+                for k, v in straight_run.items():
+                    np.testing.assert_array_equal(resumed[k], v, err_msg=f"trial {trial}: {k}")
             resumed_exactly += 1
         leftovers = [p.name for p in backup.iterdir() if ".tmp." in p.name]
         # temp files of the killed writer may stay until the next run in this directory removes them

@@ -15,7 +15,7 @@ from darknet_py import DarknetError
 from darknet_py.train import MultiScale, multiscale_sizes, pick_size, train
 from darknet_py.training import (CHECKPOINT_STATE_SUFFIX, TrainingStep, prepare_backup_dir, prepare_training,
                                  remove_stale_temp_files, run_training, save_checkpoint)
-from conftest import small_yolo_cfg
+from conftest import momentum_buffers, small_yolo_cfg
 
 PACKAGE = Path(darknet_py.__file__).resolve().parent
 
@@ -152,10 +152,6 @@ def _trained_net(tmp_path, seed=0):
     return cfg, net
 
 
-def _momentum(net):
-    return {f"{l.index}{k}": v.copy() for l in net.layers for k, v in l.buffers.items() if k.endswith("_updates")}
-
-
 def test_checkpoint_round_trip_restores_momentum(tmp_path):
     cfg, net = _trained_net(tmp_path)
     path = save_checkpoint(net, str(tmp_path / "w.weights"))
@@ -164,9 +160,9 @@ def test_checkpoint_round_trip_restores_momentum(tmp_path):
         assert int(state["seen"]) == 4 and len(str(state["weights_sha256"])) == 64
     resumed = darknet_py.Network.from_cfg(str(cfg), batch=0)
     prepare_training(resumed, path, 9, clear=False)
-    saved = _momentum(net)
+    saved = momentum_buffers(net)
     assert any(np.any(v) for v in saved.values())
-    for k, v in _momentum(resumed).items():
+    for k, v in momentum_buffers(resumed).items():
         np.testing.assert_array_equal(v, saved[k])
 
 
@@ -182,7 +178,7 @@ def test_state_from_another_iteration_is_refused(tmp_path):
     resumed = darknet_py.Network.from_cfg(str(cfg), batch=0)
     with pytest.warns(UserWarning, match="belongs to other weights"):
         prepare_training(resumed, path, 0, clear=False)
-    assert resumed.seen == 4 and not any(np.any(v) for v in _momentum(resumed).values())
+    assert resumed.seen == 4 and not any(np.any(v) for v in momentum_buffers(resumed).values())
 
 
 def test_stale_temp_files_removed_live_ones_kept(tmp_path):

@@ -368,10 +368,11 @@ std::unique_ptr<Layer> make_region(const CfgSection& s, const LayerInput& in) {
   // jitter moves up to this fraction of each side: 1 or more leaves no image.
   l->jitter = s.get_float("jitter", .2f, 0.f, .99f);
   if (s.has("jitter_style")) {
-    const std::string style = s.get_str("jitter_style", "");
-    if (style != "crop" && style != "place")
-      s.fail_key("jitter_style", "must be 'crop' (YOLOv2-era Darknet) or 'place' (pjreddie master), got '" + style + "'");
-    l->jitter_style = parse_jitter_style(style);
+    try {
+      l->jitter_style = parse_jitter_style(s.get_str("jitter_style", ""));
+    } catch (const DarknetError& e) {
+      s.fail_key("jitter_style", e.what());  // the same message, with file:line and key
+    }
   }
   if (l->jitter_style == JitterStyle::Crop && !(l->jitter < .5f))
     s.fail_key("jitter", "must be below 0.5 with jitter_style=crop (each side moves by up to jitter)");

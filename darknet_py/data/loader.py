@@ -153,7 +153,8 @@ class PrefetchLoader:
     # ------------------------------------------------------------ workers
 
     def _sample(self, batch_index: int, slot: int, net_w: int, net_h: int) -> Tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError
+        """One (image, truth) slot; every concrete loader (detection, classification, joint) defines it."""
+        raise NotImplementedError(f"{type(self).__name__} does not define _sample")
 
     def _check_size(self, w: int, h: int) -> None:
         if int(w) <= 0 or int(h) <= 0:
