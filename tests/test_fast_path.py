@@ -302,8 +302,20 @@ def test_output_pool_same_results_and_kept_outputs():
         np.testing.assert_array_equal(net.layers[i].output, f)
 
 
+# Peak RSS of `darknet-py detect` on yolov2-voc 416 (random weights, 202.7 MB file), measured
+# on the shared 2-core VM (2026-11-27, three runs each, +-0.1 MB):
+#   the CLI as shipped (activation pool, Winograd "auto"): 327.3 MB
+#   pool, DARKNET_PY_WINOGRAD=off:                          305.0 MB
+#   without the pool (cli.py's keep_outputs = False removed): 376.4 MB, Winograd off: 356.5 MB
+# The bound, weights + 140 MB = 342.7 MB, sits between the two: 15 MB above the shipped CLI
+# (other numpy/Pillow builds on another machine) and 14 MB under the smallest run without
+# the pool, so a detect that keeps every layer's output fails it.
+RSS_ABOVE_WEIGHTS = 140e6
+
+
 def test_detect_peak_rss_yolov2_voc(weights_dir, tmp_path):
-    """Peak RSS of `darknet-py detect` on yolov2-voc 416 <= weights size + 150 MB (a memory bound, not timing)."""
+    """Peak RSS of `darknet-py detect` on yolov2-voc 416 <= weights size + 140 MB: holds with the
+    activation pool, fails without it (a memory bound, not timing)."""
     import subprocess
     import sys
     cfg = require_reference("cfg", "yolov2-voc.cfg")
@@ -319,5 +331,6 @@ def test_detect_peak_rss_yolov2_voc(weights_dir, tmp_path):
                                             "PYTHONPATH": str(Path(darknet_py.__file__).resolve().parents[1])})
     assert res.returncode == 0, res.stderr
     peak = int(res.stdout.strip().splitlines()[-1]) * 1024  # ru_maxrss is in KiB on Linux
-    bound = weights.stat().st_size + 150e6
-    assert peak <= bound, f"peak RSS {peak / 1e6:.1f} MB > weights {weights.stat().st_size / 1e6:.1f} MB + 150 MB"
+    bound = weights.stat().st_size + RSS_ABOVE_WEIGHTS
+    assert peak <= bound, (f"peak RSS {peak / 1e6:.1f} MB > weights {weights.stat().st_size / 1e6:.1f} MB + "
+                           f"{RSS_ABOVE_WEIGHTS / 1e6:.0f} MB")
