@@ -22,6 +22,10 @@ ALLOWED_SKIP_CATEGORIES = {
     # CUDA tests cannot run; everything else must. darknet_py.cuda_unavailable_reason()
     # follows the prefix.
     "CUDA not available:": "GPU absence (no CUDA device, driver or toolkit, or a build without CUDA)",
+    # The converse, on a GPU machine: tests of what happens WITHOUT a device (the reason
+    # --device cuda reports) cannot run where one is present. CI machines have no GPU, so
+    # these never skip there.
+    "CUDA available:": "GPU presence (a test of the no-device behaviour, on a machine with a device)",
 }
 
 
