@@ -1,19 +1,19 @@
 """The training step's fast CPU path (the raw convolution on the packed GEMM without an
-im2col buffer, the per-image weight gradients summed in image order, batch norm in one
-forward pass and two backward passes, maxpool's unchecked interior scan) against the
-plain path (`reference_kernels=True`: im2col + GEMM per image), on a net with every
+im2col buffer, batch norm in one forward pass and two backward passes, maxpool's
+unchecked interior scan) against the plain path (`reference_kernels=True`: im2col + GEMM
+per image for the convolution), on a net with every
 convolution shape the training path meets: 3x3 pad 1, stride 2, 5x5 pad 0, 1x1, groups,
 with and without batch norm, a maxpool with border windows (size 3 stride 2) and tiny
 yolo's size 2 stride 1, and a route that makes the 1x1 input gradient add up.
 
-Tolerances: the two paths sum the same products in different orders (GEMM blocking, the
-images summed after their own GEMMs), so they differ by float32 rounding: ~1e-7 relative
+Tolerances: the two paths sum the same products in different orders (GEMM blocking), so
+they differ by float32 rounding: ~1e-7 relative
 per value, grown through 3 SGD steps; 2e-5 relative to each tensor's largest value holds
 with a margin of ~4x (measured worst 4.6e-6). The scale has a floor of 1e-2: a conv followed by
 batch norm gets an exactly-zero bias gradient in exact arithmetic, so its biases, bias updates
 and the next layer's rolling mean are pure rounding noise (~1e-9 to 1e-7) that two correct
-summation orders do not reproduce. Thread counts must not change anything: the
-fast path's per-image split is fixed, so 1 and 2 threads give the same bits."""
+summation orders do not reproduce. Thread counts must not change anything: the threads
+split rows and columns of each GEMM, never a sum, so 1 and 2 threads give the same bits."""
 import numpy as np
 import pytest
 

@@ -153,13 +153,6 @@ class Backend {
     (void)l, (void)input, (void)output;
     return false;
   }
-  // Training: weight_updates += delta * columns^T summed over the batch. Returns false
-  // to run the layer's per-image im2col + GEMM loop.
-  virtual bool conv_weight_gradient(ConvolutionalLayer& l, const float* input, const float* delta,
-                                    float* weight_updates) {
-    (void)l, (void)input, (void)delta, (void)weight_updates;
-    return false;
-  }
   // Training batch norm after the batch statistics: x = out (kept for the backward),
   // x_norm = (x - mean) / sqrt(var + eps), out = act(x_norm * scales + biases). The
   // default runs the single ops above in that order; the CPU does it in one pass.

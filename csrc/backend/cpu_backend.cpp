@@ -29,8 +29,6 @@ namespace {
 
 // Element-wise loops below this many elements run on one thread (a team costs more).
 constexpr size_t kParallelMin = 65536;
-// Largest batch x weights held for the per-image weight gradients (16 MB).
-constexpr size_t kWeightGradientPartialFloats = (size_t)4 << 20;
 
 // region_softmax over one WordTree group at every cell of a plane at once. The
 // group's rows are whole planes, contiguous in memory, so each pass runs along
@@ -481,41 +479,6 @@ class CpuBackend final : public Backend {
   }
 
   // ------------------------------------------------------------ specialisations
-  // Training weight gradient for layers whose per-image gradients fit in memory (the
-  // wide early layers, where one image's GEMM has few rows and columns and a long K):
-  // the images' GEMMs run in parallel, one thread each, B packed straight from the image
-  // (no im2col), then summed in image order, so the result does not depend on the threads.
-  bool conv_weight_gradient(ConvolutionalLayer& l, const float* input, const float* delta,
-                            float* weight_updates) override {
-    if (options_.reference_kernels) return false;
-    const ConvShape s = l.shape();
-    const int cg = s.c / s.groups, m = s.filters / s.groups, k = s.size * s.size * cg;
-    const int spatial = s.out_h * s.out_w;
-    const size_t per_image = (size_t)s.filters * k;
-    if (s.batch < 2 || per_image * s.batch > kWeightGradientPartialFloats) return false;
-    require_cpu_isa(options_.isa);  // throws here, not inside the parallel region
-    weight_gradient_partials_.resize(per_image * s.batch);
-    float* partials = weight_gradient_partials_.data();
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int b = 0; b < s.batch; ++b)
-      for (int g = 0; g < s.groups; ++g) {
-        const float* d = delta + ((size_t)b * s.groups + g) * m * spatial;
-        const float* image = input + ((size_t)b * s.groups + g) * cg * s.h * s.w;
-        const PackB pack = [&s, image](int k0, int kc, int j0, int nr, int width, float* dst) {
-          pack_im2col_panel_transposed(s, image, k0, kc, j0, nr, width, dst);
-        };
-        gemm_packed(options_.isa, m, k, spatial, d, spatial, 1, pack, partials + b * per_image + (size_t)g * m * k,
-                    k, false, nullptr);
-      }
-#pragma omp parallel for schedule(static) if (per_image > 4096)
-    for (size_t i = 0; i < per_image; ++i) {
-      float sum = weight_updates[i];
-      for (int b = 0; b < s.batch; ++b) sum += partials[b * per_image + i];
-      weight_updates[i] = sum;
-    }
-    return true;
-  }
-
   // Training: the raw convolution on the packed GEMM, panels packed straight from the
   // image (the inference kernel with an empty epilogue), never Winograd (its extra
   // rounding is kept out of training).
@@ -555,11 +518,6 @@ class CpuBackend final : public Backend {
     conv_forward_fast(options_.isa, shape, input, weights, ep, output);
     return true;
   }
-
- private:
-  // Per-image weight gradients of conv_weight_gradient, kept between steps (no allocation
-  // in a warmed-up step); bounded by kWeightGradientPartialFloats.
-  std::vector<float> weight_gradient_partials_;
 };
 
 }  // namespace

@@ -212,22 +212,18 @@ void ConvolutionalLayer::backward(LayerContext& ctx) {
   }
   const float* wts = weights.read(dev);
   float* wu_all = weight_updates.write(dev);
-  const bool weights_done = be.conv_weight_gradient(*this, ctx.input, d_out, wu_all);
-  if (weights_done && !ctx.prev_delta) return;
   for (int b = 0; b < batch; ++b)
     for (int g = 0; g < groups; ++g) {
       const float* d = d_out + ((size_t)b * groups + g) * m * spatial;
       const float* im = ctx.input + ((size_t)b * groups + g) * (c / groups) * h * w;
       float* wu = wu_all + (size_t)g * m * k;
-      if (!weights_done) {
-        const float* col = im;
-        if (!is_1x1()) {
-          be.im2col(im, c / groups, h, w, size, stride, pad, ctx.workspace);
-          col = ctx.workspace;
-        }
-        // weight_updates += delta * columns^T
-        be.gemm(false, true, m, k, spatial, 1.f, d, spatial, col, spatial, 1.f, wu, k);
+      const float* col = im;
+      if (!is_1x1()) {
+        be.im2col(im, c / groups, h, w, size, stride, pad, ctx.workspace);
+        col = ctx.workspace;
       }
+      // weight_updates += delta * columns^T
+      be.gemm(false, true, m, k, spatial, 1.f, d, spatial, col, spatial, 1.f, wu, k);
       if (ctx.prev_delta) {
         float* prev = ctx.prev_delta + ((size_t)b * groups + g) * (c / groups) * h * w;
         const float* a = wts + (size_t)g * m * k;
