@@ -206,8 +206,18 @@ class Network:
 
     @property
     def current_batch(self) -> int:
-        """The training iteration: seen / (batch * subdivisions)."""
+        """The training iteration: seen / images_per_iteration (batch * subdivisions in one process)."""
         return self._net.current_batch
+
+    @property
+    def images_per_iteration(self) -> int:
+        """Images one update sums over (its divisor; current_batch = seen / this): batch * subdivisions,
+        unless a data-parallel job set its global batch here (0 restores the default)."""
+        return self._net.images_per_iteration
+
+    @images_per_iteration.setter
+    def images_per_iteration(self, value: int):
+        self._net.images_per_iteration = int(value)
 
     @property
     def learning_rate(self) -> float:
