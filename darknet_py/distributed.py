@@ -182,7 +182,7 @@ class DataParallelStep(TrainingStep):
                            f"choose subdivisions so that batch/subdivisions divides {share}")
             per_forward = share  # more ranks than subdivisions: one forward of the rank's share
         self._shard = Shard(self.rank * share, share, per_forward)
-        self._net = net
+        self._prepared_net = net
         net.images_per_iteration = global_batch
         self._broadcast_state(net)
 
@@ -257,8 +257,10 @@ class DataParallelStep(TrainingStep):
             part = merged[offset:offset + a.size].reshape(a.shape).astype(np.float64)
             a[...] = keep ** (forwards * self.size) * before.astype(np.float64) + part
             offset += a.size
-        net.update()
+        # The whole global batch is seen before the update, as in one process: the learning rate
+        # (policy, burn-in) is the one of the iteration's end.
         net.seen = self._iteration_seen + net.images_per_iteration
+        net.update()
         # Darknet's loss of an iteration: the mean over its subdivisions of each one's summed cost.
         self._loss = float(bucket[-2]) / net.subdivisions
         if not np.isfinite(self._loss):
@@ -279,7 +281,8 @@ class DataParallelStep(TrainingStep):
     def failed(self, error: BaseException) -> None:
         """This rank failed mid-iteration: join the iteration's allreduce with the failure flag, so
         the others stop too, and share the message; the loop then re-raises `error` here."""
-        size = sum(a.size for a in _update_buffers(self._net) + _rolling_statistics(self._net))
+        net = self._prepared_net
+        size = sum(a.size for a in _update_buffers(net) + _rolling_statistics(net))
         bucket = np.zeros(size + 2, np.float32)
         bucket[-1] = 1.0
         self._allreduce(bucket)

@@ -69,7 +69,7 @@ def run_ranks(mpirun, n, cli_args, fault=("none", 0, 0)):
     """`mpirun -n N darknet-py ...` (through tests/_mpi_driver.py, which may put in a fault)."""
     cmd = mpirun + ["-n", str(n), sys.executable, str(HERE / "_mpi_driver.py"), *map(str, fault), "--",
                     *map(str, cli_args)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=MPI_TIMEOUT, env=_env())
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=MPI_TIMEOUT, env=_env(), stdin=subprocess.DEVNULL)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,9 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("distributed")
     data = generate(root / "data", n_train=24, n_valid=2, size=(80, 80), seed=5)
     cfg = root / "dp.cfg"
-    cfg.write_text(small_yolo_cfg(size=64, batch=16, subdivisions=2, filters=(8, 16, 16)))
+    # burn_in: the learning rate changes every iteration, so the schedule must count the global batch.
+    cfg.write_text(small_yolo_cfg(size=64, batch=16, subdivisions=2, filters=(8, 16, 16)).replace("burn_in=0",
+                                                                                                  "burn_in=4"))
     return root, data, cfg
 
 
@@ -235,3 +237,25 @@ def test_a_failing_rank_stops_every_rank_and_the_checkpoint_stays_whole(mpirun, 
     # The last good iteration: 2 (1 where the checkpoint of iteration 2 could not be written).
     assert seen == (16 if fault == "checkpoint" else 32), seen
     assert not (backup / "dp_final.weights").exists()
+
+
+def test_classifier_with_more_ranks_than_subdivisions(mpirun, tmp_path):
+    """classifier-train, batch 32 in 1 subdivision on 2 ranks: each rank runs one forward of its 16
+    images (the per-forward batch shrinks to the rank's share), the update still divides by 32 --
+    one process with batch 32 in 2 subdivisions of 16."""
+    from darknet_py.classifier import train_classifier
+    from darknet_py.data.synthetic_classes import generate_classes
+    from test_classifier_training import CFG
+    shapes = generate_classes(tmp_path / "shapes", n_train=16, n_valid=2, seed=1)
+    text = CFG.read_text().replace("width=64", "width=32").replace("height=64", "height=32")
+    text = text.replace("min_crop=64", "min_crop=32").replace("max_crop=80", "max_crop=40")
+    for name, subdivisions in (("one", 2), ("two", 1)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "cls.cfg").write_text(text.replace("subdivisions=1", f"subdivisions={subdivisions}"))
+    train_classifier(shapes, str(tmp_path / "one" / "cls.cfg"), max_batches=2, backup=str(tmp_path / "one"),
+                     progress=False, evaluate=False)
+    out = run_ranks(mpirun, 2, ["classifier-train", shapes, tmp_path / "two" / "cls.cfg", "--max-batches", 2,
+                                "--backup", tmp_path / "two"])
+    assert out.returncode == 0, out.stdout + out.stderr
+    setup = (tmp_path, shapes, tmp_path / "one" / "cls.cfg")
+    assert_same_training(setup, tmp_path / "two" / "cls_final.weights", tmp_path / "one" / "cls_final.weights")
