@@ -31,7 +31,7 @@ PACKAGE_ROOT = Path(darknet_py.__file__).resolve().parent.parent
 # gradients of 16 images x every pixel, with cancellation (elements near 0 out of terms of
 # size ~10), so their rounding scales with the buffer, not the element: atol + rtol*max|ref|.
 RTOL, ATOL = 1e-5, 1e-6
-MPI_TIMEOUT = 240
+MPI_TIMEOUT = 120  # a run takes seconds; a rank left waiting (a broken stop) fails here
 
 
 def _mpi_missing(reason: str):
@@ -259,3 +259,20 @@ def test_classifier_with_more_ranks_than_subdivisions(mpirun, tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     setup = (tmp_path, shapes, tmp_path / "one" / "cls.cfg")
     assert_same_training(setup, tmp_path / "two" / "cls_final.weights", tmp_path / "one" / "cls_final.weights")
+
+
+def test_joint_training_on_two_ranks(mpirun, tmp_path):
+    """YOLO9000's joint training (detection + classification-only slots, a tree region) through the
+    same step: which slots are classification-only is numbered in the global batch."""
+    from darknet_py.data.synthetic_joint import generate_joint
+    from test_joint import tree_cfg
+    data = generate_joint(tmp_path / "joint", n_detection=12, n_classification=12, n_valid=2, size=(64, 64), seed=2)
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        tree_cfg(tmp_path / name, data, batch=8, subdivisions=2)
+    train(data, str(tmp_path / "one" / "joint.cfg"), max_batches=2, backup=tmp_path / "one", progress=False)
+    out = run_ranks(mpirun, 2, ["train", data, tmp_path / "two" / "joint.cfg", "--max-batches", 2,
+                                "--backup", tmp_path / "two"])
+    assert out.returncode == 0, out.stdout + out.stderr
+    setup = (tmp_path, data, tmp_path / "one" / "joint.cfg")
+    assert_same_training(setup, tmp_path / "two" / "joint_final.weights", tmp_path / "one" / "joint_final.weights")
