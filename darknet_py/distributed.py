@@ -136,7 +136,11 @@ def stop_all_ranks_on_error(step: Optional["DataParallelStep"]):
     try:
         yield
     except BaseException as e:
-        if step is None or step.stopped_together or isinstance(e, SystemExit):
+        if step is None or isinstance(e, SystemExit):
+            raise
+        if step.stopped_together:  # every rank raises: say which one this is
+            if isinstance(e, DarknetError):
+                raise DarknetError(f"rank {step.rank} of {step.size}: {e}") from e
             raise
         print(f"darknet-py: rank {step.rank} of {step.size}: error: {e or type(e).__name__}\n"
               f"darknet-py: rank {step.rank}: aborting every rank (the checkpoints on disk are whole: each is "
