@@ -276,3 +276,17 @@ def test_joint_training_on_two_ranks(mpirun, tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     setup = (tmp_path, data, tmp_path / "one" / "joint.cfg")
     assert_same_training(setup, tmp_path / "two" / "joint_final.weights", tmp_path / "one" / "joint_final.weights")
+
+
+def test_without_a_launcher_no_mpi_is_needed_and_with_one_mpi4py_is(monkeypatch, setup):
+    """One process never imports mpi4py; a launcher's process without it gets an error that says what to install."""
+    from darknet_py import distributed
+    for name in distributed._LAUNCHER_VARIABLES + ("DARKNET_PY_MPI",):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # import mpi4py now raises ImportError
+    assert distributed.data_parallel_step() is None
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
+    with pytest.raises(darknet_py.DarknetError, match=r"mpi4py cannot be imported .*pip install 'darknet_py\[mpi\]'"):
+        distributed.data_parallel_step()
+    monkeypatch.setenv("DARKNET_PY_MPI", "0")
+    assert distributed.data_parallel_step() is None
