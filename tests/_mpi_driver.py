@@ -4,7 +4,8 @@
 
 FAULT: none; data (the rank's loader raises for global batch BATCH); nan (the rank's images
 of batch BATCH are NaN); kill (the rank is SIGKILLed in its first forward of batch BATCH);
-checkpoint (the rank cannot write the checkpoint of iteration BATCH: an error only it knows of).
+checkpoint (the rank cannot write the checkpoint of iteration BATCH: an error only it knows of);
+interrupt (the rank alone gets Ctrl-C in its first forward of batch BATCH).
 """
 import os
 import signal
@@ -33,15 +34,15 @@ if MPI.COMM_WORLD.Get_rank() == fault_rank and fault != "none":
 
     DetectionLoader.make_sample = DetectionLoader._sample = faulty_sample
 
-    if fault == "kill":
+    if fault in ("kill", "interrupt"):
         accumulate = distributed.DataParallelStep.accumulate
 
-        def dying_accumulate(self, net, x, truth):
-            if net.current_batch == fault_batch:
-                os.kill(os.getpid(), signal.SIGKILL)
+        def signalled_accumulate(self, net, x, truth):
+            if net.current_batch == fault_batch and self._forward == 0:
+                os.kill(os.getpid(), signal.SIGKILL if fault == "kill" else signal.SIGINT)
             return accumulate(self, net, x, truth)
 
-        distributed.DataParallelStep.accumulate = dying_accumulate
+        distributed.DataParallelStep.accumulate = signalled_accumulate
 
     if fault == "checkpoint":
         save_checkpoint = training.save_checkpoint

@@ -290,3 +290,15 @@ def test_without_a_launcher_no_mpi_is_needed_and_with_one_mpi4py_is(monkeypatch,
         distributed.data_parallel_step()
     monkeypatch.setenv("DARKNET_PY_MPI", "0")
     assert distributed.data_parallel_step() is None
+
+
+def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_iteration(mpirun, setup):
+    """Only rank 1 gets the Ctrl-C (in iteration 3): the ranks vote after each iteration, so both
+    finish iteration 3 and stop there, and rank 0 writes _last (no rank is left waiting)."""
+    root, _, _ = setup
+    backup = root / "interrupted"
+    out = run_ranks(mpirun, 2, _train_args(setup, backup, 6), fault=("interrupt", 1, 2))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "stopped: interrupted after 3 iterations" in out.stdout, out.stdout + out.stderr
+    assert assert_checkpoint_whole(setup, backup / "dp_last.weights") == 48
+    assert not (backup / "dp_final.weights").exists()
