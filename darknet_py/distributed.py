@@ -165,7 +165,6 @@ class DataParallelStep(TrainingStep):
         self._rolling_before: List[np.ndarray] = []
         self._losses: List[float] = []
         self._loss = float("nan")
-        self.bytes_per_iteration = 0  # payload of the iteration's collectives (gradients, statistics, stop vote)
 
     # ------------------------------------------------------------ setup
 
@@ -253,7 +252,7 @@ class DataParallelStep(TrainingStep):
         self._forward = 0
         if failures:
             net.seen = self._iteration_seen
-            self._stop_after_failure(net, None)
+            self._stop_after_failure(net)
         _unpack(bucket[:n_grad], grads)
         merged = bucket[n_grad:n_grad + n_rolling]
         offset = 0
@@ -277,7 +276,6 @@ class DataParallelStep(TrainingStep):
         """Sum `bucket` over the ranks in place; returns how many ranks flagged a failure."""
         from mpi4py import MPI
         self.comm.Allreduce(MPI.IN_PLACE, bucket, op=MPI.SUM)
-        self.bytes_per_iteration = bucket.nbytes + 8
         return int(round(float(bucket[-1])))
 
     # ------------------------------------------------------------ stopping together
@@ -294,8 +292,9 @@ class DataParallelStep(TrainingStep):
         self.stopped_together = True
         self.comm.allgather(f"{type(error).__name__}: {error}")
 
-    def _stop_after_failure(self, net: Network, own: Optional[str]) -> None:
-        messages = self.comm.allgather(own)
+    def _stop_after_failure(self, net: Network) -> None:
+        """Another rank flagged a failure: gather the failed ranks' messages (failed() sends them) and raise."""
+        messages = self.comm.allgather(None)
         self.stopped_together = True
         failed = [(r, m) for r, m in enumerate(messages) if m is not None]
         detail = "; ".join(f"rank {r}: {m}" for r, m in failed)
