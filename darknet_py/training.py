@@ -345,9 +345,9 @@ def run_training(net: Network, loader, limit: int, backup_dir, base: str, *,
     loader: `next_batch() -> (x, truth)` with this process's share of each batch at the network's
     size (`step.shard(net)`: batch*subdivisions images in one process), `close()`; it is closed
     when the loop ends. step: the iteration's phases (TrainingStep; distributed.DataParallelStep
-    for a rank of an MPI job, which also decides who writes and when every rank stops). before_iteration(iteration, net, loader) runs
-    before each batch is drawn (multi-scale resizing). on_iteration(iteration, loss, avg_loss)
-    after each. The network is back at its starting size when the checkpoints at the end are
+    for a rank of an MPI job, which also decides who writes and when every rank stops).
+    before_iteration(iteration, net, loader) runs before each batch is drawn (multi-scale
+    resizing); on_iteration(iteration, loss, avg_loss) after each. The network is back at its starting size when the checkpoints at the end are
     written. Returns `result` (a TrainResult, or the caller's subclass) filled in.
     """
     result = result if result is not None else TrainResult()

@@ -69,7 +69,8 @@ def run_ranks(mpirun, n, cli_args, fault=("none", 0, 0)):
     """`mpirun -n N darknet-py ...` (through tests/_mpi_driver.py, which may put in a fault)."""
     cmd = mpirun + ["-n", str(n), sys.executable, str(HERE / "_mpi_driver.py"), *map(str, fault), "--",
                     *map(str, cli_args)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=MPI_TIMEOUT, env=_env(), stdin=subprocess.DEVNULL)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=MPI_TIMEOUT, env=_env(),
+                          stdin=subprocess.DEVNULL)
 
 
 @pytest.fixture(scope="module")
