@@ -6,8 +6,9 @@ for 8 machines (README "Data-parallel training on MPI").
 
 1. Throughput of `darknet-py train` on the demo detector (cfg/demo.cfg at 160x160, multi-scale
    off, global batch 32) on the synthetic shapes: 1 rank x 2 threads against
-   `mpirun -n 2` x 1 thread, run alternately `--repeats` times (the machine may be shared:
-   read the pairs, not one number). Threads are the core's DARKNET_PY_THREADS.
+   `mpirun -n 2` x 1 thread (and 1 rank x 1 thread, the baseline both scale from), run
+   alternately `--repeats` times (the machine may be shared: read the rows, not one number).
+   Threads are the core's DARKNET_PY_THREADS.
 2. Bytes one rank sends into the iteration's allreduce (gradients + BN rolling statistics +
    loss and failure flag, float32) and the stop vote, for the demo net and yolov2-voc at 416.
 3. The measured time of that allreduce on 2 ranks here, against the measured compute time
@@ -100,15 +101,18 @@ def main():
         cfg.write_text((REPO / "cfg" / "demo.cfg").read_text().replace("random=1", "random=0"))
         train = ["-m", "darknet_py.cli", "train", data, str(cfg), "--max-batches", str(args.iterations),
                  "--checkpoint-every", "0", "--backup"]
-        one, two = [], []
+        single, one, two = [], [], []
         for r in range(args.repeats):
+            single.append(images_per_second([sys.executable] + train + [str(work / f"single{r}")], threads=1))
             one.append(images_per_second([sys.executable] + train + [str(work / f"one{r}")], threads=2))
             two.append(images_per_second(launcher() + ["-n", "2", sys.executable] + train + [str(work / f"two{r}")],
                                          threads=1))
-            print(f"repeat {r}: 1 rank x 2 threads {one[-1]:.1f} images/s, 2 ranks x 1 thread {two[-1]:.1f} images/s",
-                  flush=True)
-        print(f"median: 1 rank x 2 threads {statistics.median(one):.1f} images/s; 2 ranks x 1 thread "
-              f"{statistics.median(two):.1f} images/s; ratio {statistics.median(two) / statistics.median(one):.2f}")
+            print(f"repeat {r}: 1 rank x 1 thread {single[-1]:.1f}, 1 rank x 2 threads {one[-1]:.1f}, "
+                  f"2 ranks x 1 thread {two[-1]:.1f} images/s", flush=True)
+        base = statistics.median(single)
+        print(f"median: 1 rank x 1 thread {base:.1f}; 1 rank x 2 threads {statistics.median(one):.1f} "
+              f"({statistics.median(one) / base:.2f}x); 2 ranks x 1 thread {statistics.median(two):.1f} images/s "
+              f"({statistics.median(two) / base:.2f}x)")
 
         demo_bytes, demo_flops = bucket_bytes(str(cfg), 160)
         yolo_bytes, yolo_flops = bucket_bytes(str(REPO / "cfg" / "yolov2-voc.cfg"), 416)
