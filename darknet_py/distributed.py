@@ -319,7 +319,7 @@ def _update_buffers(net: Network) -> List[np.ndarray]:
     """Every layer's update buffers (weights, biases, BN scales): the iteration's gradients
     added to the momentum carried from the last update. Fresh views (on a GPU a view pulls the
     newest data, and what is written through it is uploaded before the next use)."""
-    return [a for layer in net.layers for name, a in layer.buffers.items() if name.endswith("_updates")]
+    return [a for layer in net.layers for a in layer.update_buffers.values()]
 
 
 def _rolling_statistics(net: Network) -> List[np.ndarray]:

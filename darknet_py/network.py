@@ -74,6 +74,12 @@ class LayerView:
         """Training buffers (weight/bias/scale updates, BN mean/variance, x, x_norm)."""
         return self._net._net.layer_buffers(self.index)
 
+    @property
+    def update_buffers(self) -> dict:
+        """The `*_updates` buffers alone (the gradients added to the momentum; what a checkpoint
+        and a data-parallel step read and write): on a GPU, the activations are not pulled."""
+        return self._net._net.layer_update_buffers(self.index)
+
     def describe(self) -> str:
         return self._layer.describe()
 

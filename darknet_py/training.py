@@ -127,9 +127,8 @@ def _fsync_dir(directory: str) -> None:
 def _momentum_arrays(net: Network) -> dict:
     arrays = {}
     for layer in net.layers:
-        for name, arr in layer.buffers.items():
-            if name.endswith("_updates"):
-                arrays[f"L{layer.index:03d}_{name}"] = arr
+        for name, arr in layer.update_buffers.items():
+            arrays[f"L{layer.index:03d}_{name}"] = arr
     return arrays
 
 
@@ -201,7 +200,7 @@ def load_training_state(net: Network, weights_path: str) -> bool:
         return False
     with np.load(path) as state:
         for layer in net.layers:
-            for name, arr in layer.buffers.items():
+            for name, arr in layer.update_buffers.items():
                 key = f"L{layer.index:03d}_{name}"
                 if key in state.files:
                     src = state[key]

@@ -186,6 +186,19 @@ def test_images_per_iteration_sets_the_divisor_and_the_iteration(setup):
         half.images_per_iteration = -1
 
 
+def test_update_buffers_are_the_updates_of_buffers(setup):
+    """What the step and checkpoints read: the *_updates buffers alone, views of the same memory."""
+    net = darknet_py.Network.from_cfg(str(setup[2]), batch=0)
+    net.training = True
+    for layer in net.layers:
+        updates, everything = layer.update_buffers, layer.buffers
+        assert list(updates) == [k for k in everything if k.endswith("_updates")]
+        for name, view in updates.items():
+            view[...] = layer.index + 1
+            assert (everything[name] == layer.index + 1).all()
+    assert sum(len(layer.update_buffers) for layer in net.layers) == 3 * 3 + 2  # BN convs: 3 each; the head: 2
+
+
 def test_the_one_process_step_takes_the_whole_batch(setup):
     _, _, cfg = setup
     net = darknet_py.Network.from_cfg(str(cfg), batch=0)

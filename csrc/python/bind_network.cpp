@@ -425,7 +425,23 @@ void bind_network(py::module_& m) {
             for (const Blob& b : n.layer(i).buffers()) d[py::str(b.name)] = view(b);
             return d;
           },
-          "Training buffers of layer i (updates, BN statistics) as writable numpy views.");
+          "Training buffers of layer i (updates, BN statistics) as writable numpy views.")
+      .def(
+          "layer_update_buffers",
+          [](py::object self, int i) {
+            Network& n = self.cast<Network&>();
+            auto guard = lock_net(n);
+            py::dict d;
+            const std::string suffix = "_updates";
+            for (const Blob& b : n.layer(i).buffers()) {
+              const std::string name = b.name;
+              if (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+                d[py::str(name)] = view(b);
+            }
+            return d;
+          },
+          "The update (gradient + momentum) buffers of layer i alone, as writable numpy views: on a GPU\n"
+          "only these are pulled to the host, not the layer's activations.");
 }
 
 }  // namespace dn
