@@ -149,6 +149,8 @@ def cmd_train(args):
 
 def cmd_demo(args):
     from .demo import run_demo, run_joint_demo
+    from .distributed import require_one_process
+    require_one_process("demo")
     if args.joint:
         run_joint_demo(out=args.out if args.out != "darknet_py_demo" else "darknet_py_joint_demo", quick=args.quick,
                        seed=args.seed, max_batches=args.max_batches, device=args.device)

@@ -4,8 +4,8 @@ training alike: they all run training.run_training, whose step this module repla
 Batch semantics. The cfg's `batch` is the global batch: N ranks together draw the images one
 process would (the loaders' slots are pure functions of seed, batch index and slot), rank r
 taking the contiguous slots r*batch/N .. (r+1)*batch/N - 1 of every batch. Each rank runs its
-share as forwards of the cfg's per-forward mini-batch (batch/subdivisions), or of its whole
-share when that is smaller (more ranks than subdivisions). The update's divisor, `seen`, the
+share as forwards of the cfg's per-forward mini-batch (batch/subdivisions), or as one forward
+of its whole share when the share is smaller (more ranks than subdivisions). The update's divisor, `seen`, the
 iteration, the learning-rate policy and burn-in all count the global batch
 (Network.images_per_iteration = batch), so N ranks follow the schedule of one process; `seen`
 at each forward is the one the same forward has in one process (the region layer's
@@ -17,6 +17,8 @@ gives momentum + the gradients of the whole global batch; every rank then applie
 update and holds the same weights, momentum, statistics and `seen`. The gradients (weights,
 biases, BN scales), the BN rolling statistics, the loss and a failure flag travel in one flat
 float32 buffer: one collective per iteration, plus one integer allreduce for the stop decision.
+The allreduce follows the backward (no overlap: the backward is one core call; README has the
+measured share of communication).
 
 Batch norm. Batch statistics are per forward, over the rank's own mini-batch (as Darknet's
 multi-GPU training and PyTorch DDP compute them). The rolling mean and variance are merged at
