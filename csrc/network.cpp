@@ -597,7 +597,7 @@ void Network::randomize(uint64_t seed, WeightInit init) {
   for (auto& l : layers) l->randomize(init_rng, init);
 }
 
-int64_t Network::current_batch() const { return seen / ((int64_t)opt.batch * opt.subdivisions); }
+int64_t Network::current_batch() const { return seen / images_per_iteration(); }
 
 float Network::current_learning_rate() const {
   const int64_t batch_num = current_batch();
@@ -633,7 +633,7 @@ void Network::update() {
   // Without training mode there are no update (momentum) buffers to apply.
   check(train, "update needs the network in training mode (set_training(true))");
   UpdateArgs a;
-  a.batch = opt.batch * opt.subdivisions;
+  a.batch = (int)images_per_iteration();
   a.learning_rate = current_learning_rate();
   a.momentum = opt.momentum;
   a.decay = opt.decay;

@@ -147,7 +147,14 @@ class Network {
   // truth in training mode, backward, update when a full batch is accumulated.
   float train_step(const float* input, const float* truth);
 
-  int64_t current_batch() const;         // seen / (batch * subdivisions)
+  // Images one update sums its gradients over: batch * subdivisions in one process. A data-parallel
+  // job sets iteration_images to its global batch (each process runs only a share of it), so the
+  // update's divisor, current_batch() and the learning-rate schedule follow the whole job. 0: unset.
+  int64_t iteration_images = 0;
+  int64_t images_per_iteration() const {
+    return iteration_images > 0 ? iteration_images : (int64_t)opt.batch * opt.subdivisions;
+  }
+  int64_t current_batch() const;         // seen / images_per_iteration()
   float current_learning_rate() const;   // policy + burn_in at current_batch()
   double total_flops() const;
 

@@ -143,7 +143,7 @@ def evaluate_classifier(net: Network, data, size: Optional[int] = None, batch: i
 # ---------------------------------------------------------------- training
 
 def _make_loader(net: Network, data, seed: int, workers: int, start: int, images_per_iteration: int,
-                 tree, base_w: Optional[int] = None):
+                 tree, base_w: Optional[int] = None, shard=None):
     from .data.classification import ClassificationLoader
     opts = net.options
     base_w = base_w or net.width
@@ -153,7 +153,8 @@ def _make_loader(net: Network, data, seed: int, workers: int, start: int, images
                                 max_crop=opts["max_crop"] * net.width // base_w, angle=opts["angle"],
                                 aspect=opts["aspect"], hue=opts["hue"], saturation=opts["saturation"],
                                 exposure=opts["exposure"], flip=bool(opts.get("flip", 1)),
-                                center=bool(opts.get("center", 0)), seed=seed, workers=workers, start_batch=start)
+                                center=bool(opts.get("center", 0)), seed=seed, workers=workers, start_batch=start,
+                                shard=shard)
 
 
 def train_classifier(data, cfg: str, weights: Optional[str] = None, *, max_batches: Optional[int] = None,
@@ -183,15 +184,20 @@ def train_classifier(data, cfg: str, weights: Optional[str] = None, *, max_batch
     net = Network.from_cfg(str(cfg), batch=0, names=data_obj.names)
     _check_outputs(net, data_obj, cfg)
     tree = softmax_tree(net)
-    backup_dir = prepare_backup_dir(backup or data_obj.backup or "backup")
-    prepare_training(net, weights, seed, clear, device)
+    step = step or TrainingStep()
+    backup_dir = backup or data_obj.backup or "backup"
+    backup_dir = prepare_backup_dir(backup_dir) if step.writes else Path(backup_dir)
+    prepare_training(net, weights if step.writes else None, seed, clear, device)  # as train.py
+    step.prepare(net)
     limit = training_limit(net, max_batches, cfg)
-    loader = _make_loader(net, data_obj, seed, workers, net.current_batch, net.batch * net.subdivisions, tree)
+    shard = step.shard(net)
+    loader = _make_loader(net, data_obj, seed, workers, net.current_batch, net.images_per_iteration, tree,
+                          shard=(shard.first, shard.images))
     result = run_training(net, loader, limit, backup_dir, Path(cfg).stem, result=ClassifierTrainResult(size=net.width),
                           chart_path=chart, progress=progress, desc="classifier", chart_every=chart_every,
                           checkpoint_every=checkpoint_every, time_limit=time_limit, on_iteration=on_iteration,
                           step=step)
-    if evaluate and data_obj.valid:
+    if evaluate and data_obj.valid and step.writes:  # rank 0 evaluates a data-parallel job
         acc = evaluate_classifier(net, data_obj, top=data_obj.top)
         result.top1, result.top5 = acc["top1"], acc["top5"]
     return (result, net) if return_net else result
@@ -250,11 +256,14 @@ def _names_for(args_names) -> Optional[List[str]]:
 
 
 def cmd_classifier_train(args):
-    from .cli import print_training_result
-    res = train_classifier(args.data, args.cfg, args.weights, max_batches=args.max_batches, seed=args.seed,
-                           backup=args.backup, clear=args.clear, workers=args.workers,
-                           checkpoint_every=args.checkpoint_every, time_limit=args.time_limit,
-                           device=args.device)
+    from .cli import print_training_result, training_ranks
+    with training_ranks(args.device) as step:
+        res = train_classifier(args.data, args.cfg, args.weights, max_batches=args.max_batches, seed=args.seed,
+                               backup=args.backup, clear=args.clear, workers=args.workers,
+                               checkpoint_every=args.checkpoint_every, time_limit=args.time_limit,
+                               device=args.device, step=step)
+    if step is not None and not step.writes:
+        return 0  # rank 0 reports
     print_training_result(res)
     if res.top1 is not None:
         print(f"valid: top-1 {res.top1:.4f}, top-5 {res.top5:.4f}")
@@ -263,6 +272,8 @@ def cmd_classifier_train(args):
 
 
 def cmd_classifier_finetune(args):
+    from .distributed import require_one_process
+    require_one_process("classifier-finetune")
     res = fine_tune_highres(args.data, args.cfg, args.weights, scale=args.scale, size=args.size,
                             max_batches=args.max_batches, lr_scale=args.lr_scale, seed=args.seed,
                             backup=args.backup, device=args.device)

@@ -6,6 +6,7 @@ DARKNET_PY_DEVICE environment variable, else cpu)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -51,6 +52,17 @@ def add_training_arguments(parser) -> None:
     parser.add_argument("--checkpoint-every", type=int, default=100)
     parser.add_argument("--time-limit", type=float, help="stop after this many seconds (weights saved)")
     add_device_argument(parser)
+
+
+@contextlib.contextmanager
+def training_ranks(device: str):
+    """The step of a training command: None in one process; started by an MPI launcher with
+    N > 1 processes, this rank's distributed.DataParallelStep (an error only this rank knows of
+    then aborts the job instead of leaving the others waiting)."""
+    from .distributed import data_parallel_step, stop_all_ranks_on_error
+    step = data_parallel_step(device)
+    with stop_all_ranks_on_error(step):
+        yield step
 
 
 def print_training_result(res) -> None:
@@ -123,9 +135,13 @@ def cmd_partial(args):
 
 def cmd_train(args):
     from .train import train
-    res = train(args.data, args.cfg, args.weights, max_batches=args.max_batches, seed=args.seed,
-                backup=args.backup, clear=args.clear, workers=args.workers,
-                checkpoint_every=args.checkpoint_every, time_limit=args.time_limit, device=args.device)
+    with training_ranks(args.device) as step:
+        res = train(args.data, args.cfg, args.weights, max_batches=args.max_batches, seed=args.seed,
+                    backup=args.backup, clear=args.clear, workers=args.workers,
+                    checkpoint_every=args.checkpoint_every, time_limit=args.time_limit, device=args.device,
+                    step=step)
+    if step is not None and not step.writes:
+        return 0  # rank 0 reports
     print_training_result(res)
     print(f"weights: {res.final_weights or res.last_weights}; loss chart: {res.chart}")
     return 0
@@ -133,6 +149,8 @@ def cmd_train(args):
 
 def cmd_demo(args):
     from .demo import run_demo, run_joint_demo
+    from .distributed import require_one_process
+    require_one_process("demo")
     if args.joint:
         run_joint_demo(out=args.out if args.out != "darknet_py_demo" else "darknet_py_joint_demo", quick=args.quick,
                        seed=args.seed, max_batches=args.max_batches, device=args.device)

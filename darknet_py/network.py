@@ -74,6 +74,12 @@ class LayerView:
         """Training buffers (weight/bias/scale updates, BN mean/variance, x, x_norm)."""
         return self._net._net.layer_buffers(self.index)
 
+    @property
+    def update_buffers(self) -> dict:
+        """The `*_updates` buffers alone (the gradients added to the momentum; what a checkpoint
+        and a data-parallel step read and write): on a GPU, the activations are not pulled."""
+        return self._net._net.layer_update_buffers(self.index)
+
     def describe(self) -> str:
         return self._layer.describe()
 
@@ -206,8 +212,18 @@ class Network:
 
     @property
     def current_batch(self) -> int:
-        """The training iteration: seen / (batch * subdivisions)."""
+        """The training iteration: seen / images_per_iteration (batch * subdivisions in one process)."""
         return self._net.current_batch
+
+    @property
+    def images_per_iteration(self) -> int:
+        """Images one update sums over (its divisor; current_batch = seen / this): batch * subdivisions,
+        unless a data-parallel job set its global batch here (0 restores the default)."""
+        return self._net.images_per_iteration
+
+    @images_per_iteration.setter
+    def images_per_iteration(self, value: int):
+        self._net.images_per_iteration = int(value)
 
     @property
     def learning_rate(self) -> float:

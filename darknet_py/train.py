@@ -107,6 +107,7 @@ def train(data: str, cfg: str, weights: Optional[str] = None, *, max_batches: Op
     from .data.joint import JointLoader, is_joint_data
     from .data.loader import DetectionLoader
 
+    step = step or TrainingStep()
     data_cfg = read_data_cfg(data)
     net = Network.from_cfg(str(cfg), batch=0)
     region = net.region
@@ -120,11 +121,16 @@ def train(data: str, cfg: str, weights: Optional[str] = None, *, max_batches: Op
     classes = int(data_cfg.get("classes", region["classes"]))
     if classes != region["classes"]:
         raise DarknetError(f"{data}: classes={classes} but {cfg}'s region layer has classes={region['classes']}")
-    backup_dir = prepare_backup_dir(backup or (data_cfg.resolve("backup") if "backup" in data_cfg else "backup"))
+    backup_dir = backup or (data_cfg.resolve("backup") if "backup" in data_cfg else "backup")
+    backup_dir = prepare_backup_dir(backup_dir) if step.writes else Path(backup_dir)
     if validate and joint is None:
         validate_dataset(paths, classes)
 
-    prepare_training(net, weights, seed, clear, device)
+    # The writing process (rank 0 of a data-parallel job) reads the start weights; step.prepare
+    # hands its state to the other ranks, which need no copy of the checkpoint directory.
+    prepare_training(net, weights if step.writes else None, seed, clear, device)
+    step.prepare(net)
+    shard = step.shard(net)
     opts = net.options
     limit = training_limit(net, max_batches, cfg)
     use_multiscale = bool(region["random"]) if multiscale is None else bool(multiscale)
@@ -133,8 +139,8 @@ def train(data: str, cfg: str, weights: Optional[str] = None, *, max_batches: Op
     augmentation = dict(jitter=region["jitter"], hue=opts["hue"], saturation=opts["saturation"],
                         exposure=opts["exposure"], max_boxes=region["max_boxes"], seed=seed, workers=workers,
                         flip=bool(opts.get("flip", 1)), start_batch=net.current_batch,
-                        jitter_style=region["jitter_style"])
-    images_per_iteration = net.batch * net.subdivisions
+                        jitter_style=region["jitter_style"], shard=(shard.first, shard.images))
+    images_per_iteration = net.images_per_iteration  # the global batch; this process draws its shard
     if joint is None:
         loader = DetectionLoader(paths, net.width, net.height, images_per_iteration, classes=classes, **augmentation)
     else:

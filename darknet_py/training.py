@@ -55,17 +55,49 @@ class TrainResult:
     sizes: List[int] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Shard:
+    """This process's share of every global batch: slots first..first+images-1, run as
+    forwards of `per_forward` images."""
+    first: int
+    images: int
+    per_forward: int
+
+
 class TrainingStep:
     """One iteration's arithmetic in the two phases the loop calls in turn: `accumulate` for
     each sub-batch (forward and backward; gradients add up in the layers' update buffers),
     then `update` once (SGD with the iteration's learning rate). A data-parallel trainer
-    overrides `update` to sum the gradients across ranks before calling this one's."""
+    (distributed.DataParallelStep) overrides them to sum the gradients across ranks, and the
+    hooks below to take its share of each batch and to stop every rank together.
+
+    This one is one process: the whole batch, in the cfg's subdivisions."""
+
+    # Whether this process writes checkpoints, the loss chart and the progress bar.
+    writes = True
+
+    def prepare(self, net: Network) -> None:
+        """After prepare_training, before the loader is built (data-parallel: rank 0's state to all)."""
+
+    def shard(self, net: Network) -> Shard:
+        return Shard(0, net.images_per_iteration, net.batch)
 
     def accumulate(self, net: Network, x: np.ndarray, truth: np.ndarray) -> float:
         return net.accumulate(x, truth)
 
     def update(self, net: Network) -> None:
         net.update()
+
+    def iteration_loss(self, net: Network, losses: List[float]) -> float:
+        """The iteration's loss from this process's sub-batch losses: their mean."""
+        return sum(losses) / len(losses)
+
+    def failed(self, error: BaseException) -> None:
+        """This process failed mid-iteration (data, forward); the caller re-raises `error`."""
+
+    def agree_stop(self, reason: Optional[str]) -> Optional[str]:
+        """Whether to stop after this iteration ("interrupted", "time_limit" or None): one process decides."""
+        return reason
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -95,9 +127,8 @@ def _fsync_dir(directory: str) -> None:
 def _momentum_arrays(net: Network) -> dict:
     arrays = {}
     for layer in net.layers:
-        for name, arr in layer.buffers.items():
-            if name.endswith("_updates"):
-                arrays[f"L{layer.index:03d}_{name}"] = arr
+        for name, arr in layer.update_buffers.items():
+            arrays[f"L{layer.index:03d}_{name}"] = arr
     return arrays
 
 
@@ -169,7 +200,7 @@ def load_training_state(net: Network, weights_path: str) -> bool:
         return False
     with np.load(path) as state:
         for layer in net.layers:
-            for name, arr in layer.buffers.items():
+            for name, arr in layer.update_buffers.items():
                 key = f"L{layer.index:03d}_{name}"
                 if key in state.files:
                     src = state[key]
@@ -180,14 +211,16 @@ def load_training_state(net: Network, weights_path: str) -> bool:
 
 
 def save_scheduled_checkpoints(net: Network, iteration: int, backup_dir: Path, base: str,
-                               checkpoint_every: int) -> Optional[str]:
+                               checkpoint_every: int, save: Optional[Callable[[str], str]] = None) -> Optional[str]:
     """`_last` every checkpoint_every iterations (returns its path) and Darknet's numbered
-    backups (every 100 below 1000, then every 10000)."""
+    backups (every 100 below 1000, then every 10000). save(path): how one is written
+    (default save_checkpoint; a data-parallel rank other than 0 writes nothing)."""
+    save = save or (lambda path: save_checkpoint(net, path))
     last = None
     if checkpoint_every and iteration % checkpoint_every == 0:
-        last = save_checkpoint(net, str(backup_dir / f"{base}_last.weights"))
+        last = save(str(backup_dir / f"{base}_last.weights"))
     if iteration % 10000 == 0 or (iteration < 1000 and iteration % 100 == 0):
-        save_checkpoint(net, str(backup_dir / f"{base}_{iteration}.weights"))
+        save(str(backup_dir / f"{base}_{iteration}.weights"))
     return last
 
 
@@ -308,22 +341,30 @@ def run_training(net: Network, loader, limit: int, backup_dir, base: str, *,
                  step: Optional[TrainingStep] = None) -> TrainResult:
     """Train `net` (prepared: training mode, weights, device) from its current iteration to `limit`.
 
-    loader: `next_batch() -> (x, truth)` with batch*subdivisions images at the network's size,
-    `close()`; it is closed when the loop ends. before_iteration(iteration, net, loader) runs
-    before each batch is drawn (multi-scale resizing). on_iteration(iteration, loss, avg_loss)
-    after each. The network is back at its starting size when the checkpoints at the end are
+    loader: `next_batch() -> (x, truth)` with this process's share of each batch at the network's
+    size (`step.shard(net)`: batch*subdivisions images in one process), `close()`; it is closed
+    when the loop ends. step: the iteration's phases (TrainingStep; distributed.DataParallelStep
+    for a rank of an MPI job, which also decides who writes and when every rank stops).
+    before_iteration(iteration, net, loader) runs before each batch is drawn (multi-scale
+    resizing); on_iteration(iteration, loss, avg_loss) after each. The network is back at its starting size when the checkpoints at the end are
     written. Returns `result` (a TrainResult, or the caller's subclass) filled in.
     """
     result = result if result is not None else TrainResult()
     step = step or TrainingStep()
     backup_dir = Path(backup_dir)
     chart_path = chart_path or str(backup_dir / f"{base}_loss.png")
-    batch, subdivisions = net.batch, net.subdivisions
-    images_per_iteration = batch * subdivisions
+    shard = step.shard(net)
+    forwards = shard.images // shard.per_forward
+    images_per_iteration = net.images_per_iteration  # the whole job's, for the images/s figure
     start_w, start_h = net.width, net.height
     start = net.current_batch
+    writes = step.writes
+
+    def checkpoint(path: str) -> str:
+        return save_checkpoint(net, path) if writes else path
+
     bar = None
-    if progress:
+    if progress and writes:
         from tqdm import tqdm
         bar = tqdm(total=limit, initial=start, unit="batch", dynamic_ncols=True, desc=desc)
     avg_loss = -1.0
@@ -339,23 +380,27 @@ def run_training(net: Network, loader, limit: int, backup_dir, base: str, *,
                 try:
                     x, truth = loader.next_batch()
                 except Exception as e:
-                    # Nothing of this iteration has run: the weights are whole, keep them.
-                    if iteration > start:
+                    step.failed(e)  # data-parallel: the other ranks learn of it and stop too
+                    # Nothing of this iteration has run here: the weights are whole, keep them.
+                    if iteration > start and writes:
                         if (net.width, net.height) != (start_w, start_h):
                             net.resize(start_w, start_h)
                         saved = save_checkpoint(net, str(backup_dir / f"{base}_last.weights"))
                         if hasattr(e, "add_note"):
                             e.add_note(f"training stopped at iteration {iteration}; {saved} holds its weights")
                     raise
-                if x.shape[2:] != (net.height, net.width):
-                    raise DarknetError(f"loader produced {x.shape[3]}x{x.shape[2]} images, network is "
-                                       f"{net.width}x{net.height}")
-                loss = 0.0
-                for s in range(subdivisions):
-                    sl = slice(s * batch, (s + 1) * batch)
-                    loss += step.accumulate(net, x[sl], truth[sl])
+                try:
+                    if x.shape[2:] != (net.height, net.width):
+                        raise DarknetError(f"loader produced {x.shape[3]}x{x.shape[2]} images, network is "
+                                           f"{net.width}x{net.height}")
+                    losses = [step.accumulate(net, x[sl], truth[sl])
+                              for sl in (slice(s * shard.per_forward, (s + 1) * shard.per_forward)
+                                         for s in range(forwards))]
+                except Exception as e:
+                    step.failed(e)
+                    raise
                 step.update(net)
-                loss /= subdivisions
+                loss = step.iteration_loss(net, losses)
                 iteration = net.current_batch
                 images_done += images_per_iteration
                 if not math.isfinite(loss):
@@ -372,14 +417,16 @@ def run_training(net: Network, loader, limit: int, backup_dir, base: str, *,
                     bar.set_postfix(loss=f"{loss:.3f}", avg=f"{avg_loss:.3f}", lr=f"{net.learning_rate:.2e}",
                                     img_s=f"{rate:.1f}", size=net.width)
                     bar.update(iteration - bar.n)
-                if chart_every and iteration % chart_every == 0:
+                if chart_every and iteration % chart_every == 0 and writes:
                     write_chart(chart_path, result, start)
-                last_good = save_scheduled_checkpoints(net, iteration, backup_dir, base, checkpoint_every) or last_good
-                if interrupt.hit:
-                    result.stopped = "interrupted"
-                    break
-                if time_limit is not None and time.perf_counter() - t_start > time_limit:
-                    result.stopped = "time_limit"
+                last_good = save_scheduled_checkpoints(net, iteration, backup_dir, base, checkpoint_every,
+                                                       save=checkpoint) or last_good
+                stop = "interrupted" if interrupt.hit else None
+                if stop is None and time_limit is not None and time.perf_counter() - t_start > time_limit:
+                    stop = "time_limit"
+                stop = step.agree_stop(stop)  # data-parallel: every rank stops after the same iteration
+                if stop:
+                    result.stopped = stop
                     break
     finally:
         loader.close()
@@ -389,10 +436,10 @@ def run_training(net: Network, loader, limit: int, backup_dir, base: str, *,
     result.images_per_second = images_done / max(time.perf_counter() - t_start, 1e-9)
     if (net.width, net.height) != (start_w, start_h):
         net.resize(start_w, start_h)
-    result.last_weights = save_checkpoint(net, str(backup_dir / f"{base}_last.weights"))
+    result.last_weights = checkpoint(str(backup_dir / f"{base}_last.weights"))
     if result.stopped in ("max_batches", "time_limit"):
-        result.final_weights = save_checkpoint(net, str(backup_dir / f"{base}_final.weights"))
-    if result.losses:
+        result.final_weights = checkpoint(str(backup_dir / f"{base}_final.weights"))
+    if result.losses and writes:
         write_chart(chart_path, result, start)
         result.chart = chart_path
     return result

@@ -22,8 +22,14 @@ DN_HD float bn_normalize(float x, float mean, float variance) {
 DN_HD float bn_inv_std(float variance) { return 1.f / sqrtf(variance + kBatchNormEpsilon); }
 // Normalisation with the per-filter factor above: (x - mean) * inv_std.
 DN_HD float bn_apply(float x, float mean, float inv_std) { return (x - mean) * inv_std; }
-// Rolling statistics as Darknet: 0.99 * old + 0.01 * batch value.
-DN_HD float bn_rolling(float old_value, float batch_value) { return .99f * old_value + .01f * batch_value; }
+// Rolling statistics as Darknet: 0.99 * old + 0.01 * batch value. The two factors are named so a
+// data-parallel job can compose several processes' updates (darknet_py/distributed.py); the 0.01
+// stays its own literal (1 - 0.99f rounds to another float).
+constexpr float kBatchNormRollingKeep = .99f;
+constexpr float kBatchNormRollingTake = .01f;
+DN_HD float bn_rolling(float old_value, float batch_value) {
+  return kBatchNormRollingKeep * old_value + kBatchNormRollingTake * batch_value;
+}
 // Darknet's mean_delta / variance_delta from the per-filter sums
 // sum(delta) and sum(delta * (x - mean)) (accumulated in double).
 DN_HD float bn_mean_delta(double delta_sum, float variance) {

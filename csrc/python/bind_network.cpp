@@ -8,6 +8,7 @@
 
 #include "layers/convolutional.hpp"
 #include "core/limits.hpp"
+#include "kernels/batchnorm.hpp"
 #include "network.hpp"
 #include "python/bind.hpp"
 
@@ -112,6 +113,7 @@ const float* prepare_truth(Network& net, const py::object& truth, FloatArray& ho
 }  // namespace
 
 void bind_network(py::module_& m) {
+  m.attr("bn_rolling_keep") = kBatchNormRollingKeep;  // rolling = keep * rolling + (1 - keep) * batch value
   m.def("memory_limit", &memory_limit,
         "Bytes a network's buffers may add up to (default 32 GiB; DARKNET_PY_MEMORY_LIMIT seeds it).");
   m.def(
@@ -350,6 +352,16 @@ void bind_network(py::module_& m) {
           "Darknet's train_network_datum: seen += batch, forward with truth, backward, and with update\n"
           "(default) the SGD update when a full batch is accumulated. Returns the loss.")
       .def_property_readonly("current_batch", &Network::current_batch)
+      .def_property(
+          "images_per_iteration", [](const Network& n) { return n.images_per_iteration(); },
+          [](Network& n, int64_t v) {
+            if (v < 0 || v > (int64_t)kMaxBatch * kMaxBatch)
+              fail("images_per_iteration must be in [0, ", (int64_t)kMaxBatch * kMaxBatch, "], got ", v);
+            auto guard = lock_net(n);
+            n.iteration_images = v;
+          },
+          "Images one update sums over (its divisor; current_batch = seen / this): batch * subdivisions\n"
+          "unless set (a data-parallel job sets its global batch); 0 restores the default.")
       .def_property_readonly("learning_rate", &Network::current_learning_rate)
       .def_property(
           "base_learning_rate", [](const Network& n) { return n.opt.learning_rate; },
@@ -413,7 +425,23 @@ void bind_network(py::module_& m) {
             for (const Blob& b : n.layer(i).buffers()) d[py::str(b.name)] = view(b);
             return d;
           },
-          "Training buffers of layer i (updates, BN statistics) as writable numpy views.");
+          "Training buffers of layer i (updates, BN statistics) as writable numpy views.")
+      .def(
+          "layer_update_buffers",
+          [](py::object self, int i) {
+            Network& n = self.cast<Network&>();
+            auto guard = lock_net(n);
+            py::dict d;
+            const std::string suffix = "_updates";
+            for (const Blob& b : n.layer(i).buffers()) {
+              const std::string name = b.name;
+              if (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+                d[py::str(name)] = view(b);
+            }
+            return d;
+          },
+          "The update (gradient + momentum) buffers of layer i alone, as writable numpy views: on a GPU\n"
+          "only these are pulled to the host, not the layer's activations.");
 }
 
 }  // namespace dn

@@ -217,7 +217,8 @@ class ClassificationLoader(PrefetchLoader):
                  outputs: Optional[int] = None, *, tree=None, train: bool = True, min_crop: Optional[int] = None,
                  max_crop: Optional[int] = None, angle: float = 0.0, aspect: float = 1.0, hue: float = 0.0,
                  saturation: float = 1.0, exposure: float = 1.0, flip: bool = True, center: bool = False,
-                 seed: int = 0, workers: int = 2, start_batch: int = 0, prefetch: Optional[int] = None):
+                 seed: int = 0, workers: int = 2, start_batch: int = 0, prefetch: Optional[int] = None,
+                 shard: Optional[Tuple[int, int]] = None):
         self.image_paths = [os.fspath(p) for p in image_paths]
         self.class_ids = np.asarray(class_ids, dtype=np.int64)
         if not self.image_paths:
@@ -236,7 +237,7 @@ class ClassificationLoader(PrefetchLoader):
         self.hue, self.saturation, self.exposure = float(hue), float(saturation), float(exposure)
         self.flip, self.center = bool(flip), bool(center)
         self.seed = int(seed)
-        self._start(batch, net_w, net_h, self.outputs, workers, prefetch, start_batch)
+        self._start(batch, net_w, net_h, self.outputs, workers, prefetch, start_batch, shard)
 
     # ------------------------------------------------------------ public
     @property

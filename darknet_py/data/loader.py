@@ -48,18 +48,26 @@ class PrefetchLoader:
     ``_sample(batch_index, slot, net_w, net_h) -> (image (3,h,w), truth row)``,
     which must be a pure function of its arguments (and the loader's seed), so
     batch i is the same whatever the thread timing or worker count.
+
+    shard=(first, count): produce only slots first..first+count-1 of each batch of `batch`
+    (a data-parallel rank's share; `batch` stays the global batch the slots are numbered in,
+    so the shards of all ranks together are the batch one process draws).
     """
 
     _name = "PrefetchLoader"
 
     def _start(self, batch: int, net_w: int, net_h: int, truth_size: int, workers: int,
-               prefetch: Optional[int], start_batch: int) -> None:
+               prefetch: Optional[int], start_batch: int, shard: Optional[Tuple[int, int]] = None) -> None:
         if int(batch) <= 0:
             raise DarknetError(f"{self._name}: batch must be positive, got {batch}")
+        first, count = (0, int(batch)) if shard is None else (int(shard[0]), int(shard[1]))
+        if count <= 0 or first < 0 or first + count > int(batch):
+            raise DarknetError(f"{self._name}: shard {first}..{first + count - 1} is not within a batch of {batch}")
         if int(workers) <= 0:
             raise DarknetError(f"{self._name}: workers must be positive, got {workers}")
         self._check_size(net_w, net_h)
         self.batch = int(batch)
+        self.shard_first, self.shard_count = first, count
         self.prefetch = int(prefetch) if prefetch is not None else int(workers) + 1
         if self.prefetch <= 0:
             raise DarknetError(f"{self._name}: prefetch must be positive, got {prefetch}")
@@ -172,9 +180,9 @@ class PrefetchLoader:
                 self._cond.wait()
             build = self._builds.get(batch_index)
             if build is None:
-                build = _BatchBuild(self.batch, self._net_w, self._net_h, self._truth_size)
+                build = _BatchBuild(self.shard_count, self._net_w, self._net_h, self._truth_size)
                 self._builds[batch_index] = build
-            self._schedule = (batch_index, slot + 1) if slot + 1 < self.batch else (batch_index + 1, 0)
+            self._schedule = (batch_index, slot + 1) if slot + 1 < self.shard_count else (batch_index + 1, 0)
             return self._generation, batch_index, slot, self._net_w, self._net_h, build
 
     def _work(self) -> None:
@@ -185,7 +193,7 @@ class PrefetchLoader:
             generation, batch_index, slot, net_w, net_h, build = claim
             error = None
             try:
-                image, truth = self._sample(batch_index, slot, net_w, net_h)
+                image, truth = self._sample(batch_index, self.shard_first + slot, net_w, net_h)
             except BaseException as e:  # handed to the consumer, never lost in a thread
                 error = e
             with self._cond:
@@ -215,6 +223,7 @@ class DetectionLoader(PrefetchLoader):
     "place" (pjreddie master: aspect jitter, shrunk onto grey); [region] jitter_style.
     flip: random left-right flips (Darknet always does them for detection).
     seed: with the same seed, batch i is identical across runs.
+    shard: (first slot, count) of each batch this loader produces (see PrefetchLoader).
     workers: background threads; prefetch: batches prepared ahead (default workers+1).
     classes: if given, labels with class >= classes raise.
 
@@ -228,7 +237,8 @@ class DetectionLoader(PrefetchLoader):
     def __init__(self, image_paths: Sequence[str], net_w: int, net_h: int, batch: int, jitter: float = 0.2,
                  hue: float = 0.0, saturation: float = 1.0, exposure: float = 1.0, max_boxes: int = 30,
                  seed: int = 0, workers: int = 2, prefetch: Optional[int] = None, flip: bool = True,
-                 classes: Optional[int] = None, start_batch: int = 0, jitter_style: str = "place"):
+                 classes: Optional[int] = None, start_batch: int = 0, jitter_style: str = "place",
+                 shard: Optional[Tuple[int, int]] = None):
         self.image_paths = [os.fspath(p) for p in image_paths]
         if not self.image_paths:
             raise DarknetError("DetectionLoader: the image list is empty")
@@ -254,7 +264,7 @@ class DetectionLoader(PrefetchLoader):
         self.flip = bool(flip)
         self.classes = classes
         self._labels: Dict[str, np.ndarray] = {}
-        self._start(batch, net_w, net_h, self.max_boxes * 5, workers, prefetch, start_batch)
+        self._start(batch, net_w, net_h, self.max_boxes * 5, workers, prefetch, start_batch, shard)
 
     # ------------------------------------------------------------ one sample
 
