@@ -144,8 +144,7 @@ def test_activation_gradient(act):
     assert y.shape == x.shape
 
 
-@pytest.mark.parametrize("act", ["logistic", "loggy", "tanh", "elu", "selu", "relie", "ramp", "leaky", "plse",
-                                 "lhtan", "hardtan", "relu", "linear", "stair"])
+@pytest.mark.parametrize("act", sorted(ACTIVATIONS))
 def test_output_based_gradient_is_the_derivative_off_the_kinks(act):
     """The table's g(y) agrees with a central difference of f(x) away from kinks: a check of
     the expected values themselves (float64, numpy only)."""
@@ -328,3 +327,22 @@ def test_softmax_groups_temperature(groups, temperature):
     assert layer.cost == pytest.approx(expected_cost, rel=1e-5)
     got = backward_into_probe(net, 1, layer.delta, x)
     np.testing.assert_allclose(got.reshape(2, -1), truth - p.reshape(2, -1), rtol=SOFTMAX_RTOL, atol=SOFTMAX_ATOL)
+
+
+def test_dropout_generator_state_round_trip():
+    """rng_state (what a training checkpoint saves) restores the draws exactly; a state that
+    is not one is refused and leaves the generator as it was."""
+    net = probed_net("[dropout]\nprobability=0.5\n", 4, 10, 12)
+    net.set_seed(5)
+    x = dropout_input()
+    net.forward(x)
+    saved = net.rng_state
+    second = net.forward(x) != 0
+    third = net.forward(x) != 0
+    assert not np.array_equal(second, third)
+    net.rng_state = saved
+    np.testing.assert_array_equal(net.forward(x) != 0, second)
+    for bad in ("", "12 34", saved + " 7"):
+        with pytest.raises(darknet_py.DarknetError, match="set_rng_state"):
+            net.rng_state = bad
+    np.testing.assert_array_equal(net.forward(x) != 0, third)
