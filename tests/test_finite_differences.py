@@ -21,9 +21,10 @@ loss, written here from Darknet's definitions and evaluated on the layer's own o
   classes:    class_scale * cross-entropy: softmax (softmax=1), or logistic binary
               cross-entropy per class (softmax=0: the class delta t - o is not scaled by the
               logistic gradient, which is exactly BCE's gradient)
-All of these are checked as exact gradients (thresh=1 so no prediction's no-object term is
-dropped by its IoU: that switch is piecewise constant and would only add kinks; bias_match=1
-so the anchor that takes a truth does not depend on the predictions).
+All of these are checked as exact gradients. Switches are held away from: thresh=1 (no
+prediction's no-object term dropped) except in one case whose thresh sits in a gap of the
+predictions' best IoUs, so the terms it drops (best IoU > thresh) stay dropped within eps;
+bias_match=1 so the anchor that takes a truth does not depend on the predictions.
 """
 import numpy as np
 import pytest
@@ -152,11 +153,11 @@ SCALES = dict(object_scale=5.0, noobject_scale=0.5, class_scale=1.5, coord_scale
 TRUTH = [[(.2, .3, .4, .5, 2), (.75, .8, .5, .2, 0)], [(.5, .45, .3, .3, 1)]]
 
 
-def region_cfg(softmax, rescore):
+def region_cfg(softmax, rescore, thresh=1.0):
     anchors = ", ".join(f"{a},{b}" for a, b in ANCHORS)
     scales = "".join(f"{k}={v}\n" for k, v in SCALES.items())
     return (f"[region]\nanchors={anchors}\nbias_match=1\nclasses={CLASSES}\ncoords=4\nnum={NUM}\n"
-            f"softmax={softmax}\njitter=.2\nrescore={rescore}\nthresh=1\nrandom=0\nmax=4\n{scales}")
+            f"softmax={softmax}\njitter=.2\nrescore={rescore}\nthresh={thresh}\nrandom=0\nmax=4\n{scales}")
 
 
 def truth_array():
@@ -196,7 +197,19 @@ def iou(a, b):
     return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
-def region_terms(o, softmax, rescore, seen, frozen_iou=None):
+def best_ious(o):
+    """Each prediction's best IoU with any truth of its image, {(b, n, row, col): iou}."""
+    out = {}
+    for b in range(2):
+        for n in range(NUM):
+            for row in range(REGION_H):
+                for col in range(REGION_W):
+                    box = pred_box(np.asarray(o, np.float64), b, n, row, col)
+                    out[(b, n, row, col)] = max(iou(box, t[:4]) for t in TRUTH[b])
+    return out
+
+
+def region_terms(o, softmax, rescore, seen, frozen_iou=None, thresh=1.0, frozen_best=None):
     """Every term of the surrogate loss at output o (float64): a list of
     (scale, target, output value) for squared terms and the class loss separately.
     Returns (surrogate loss, sum of squared forward deltas = Darknet's reported cost, ious)."""
@@ -218,7 +231,10 @@ def region_terms(o, softmax, rescore, seen, frozen_iou=None):
                     terms = []  # (scale, target, value)
                     truth = assigned.get((b, n, row, col))
                     if truth is None:
-                        terms.append((SCALES["noobject_scale"], 0.0, e[4]))
+                        # no no-object term for a prediction that already overlaps a truth by
+                        # more than thresh (decided at the base point: piecewise constant)
+                        if frozen_best is None or frozen_best[(b, n, row, col)] <= thresh:
+                            terms.append((SCALES["noobject_scale"], 0.0, e[4]))
                         if seen < 12800:
                             for k, tk in enumerate([.5, .5, 0.0, 0.0]):
                                 terms.append((.01, tk, e[k]))
@@ -254,7 +270,10 @@ REGION_CASES = {
     "softmax_prior_pull": dict(softmax=1, rescore=0, seen=0),
     "logistic_classes": dict(softmax=0, rescore=0, seen=100000),
     "rescore_iou_frozen": dict(softmax=1, rescore=1, seen=100000),
+    # thresh below some predictions' best IoU: their no-object terms are dropped
+    "thresh_drops_noobject": dict(softmax=1, rescore=0, seen=100000, thresh="gap"),
 }
+IOU_MARGIN = 0.02  # no prediction's best IoU within this of thresh: eps moves IoUs by ~1e-3
 # float32 deltas squared and summed in double, stored as float (6e-8); measured <= 7e-8
 REGION_COST_RTOL = 1e-6
 
@@ -263,14 +282,30 @@ REGION_COST_RTOL = 1e-6
 def test_region_input_gradient(name):
     case = REGION_CASES[name]
     c = NUM * (5 + CLASSES)
-    net = probed_net(region_cfg(case["softmax"], case["rescore"]), c, REGION_H, REGION_W)
-    truth = truth_array()
     rng = np.random.default_rng(23)
     x = rng.normal(0, 1, (2, c, REGION_H, REGION_W)).astype(np.float32)
+    thresh, best = 1.0, None
+    if case.get("thresh") == "gap":
+        # the widest gap between the predictions' best IoUs (logistic/exp of x, as the layer
+        # computes them) puts thresh away from every switch, with predictions on both sides
+        o = x.astype(np.float64).copy()
+        for n in range(NUM):
+            o[:, n * (5 + CLASSES):n * (5 + CLASSES) + 2] = logistic(o[:, n * (5 + CLASSES):n * (5 + CLASSES) + 2])
+        values = np.sort(list(best_ious(o).values()))
+        gaps = np.diff(values)
+        k = int(np.argmax(np.where(values[1:] > .05, gaps, 0)))
+        thresh = float((values[k] + values[k + 1]) / 2)
+        assert gaps[k] > 2 * IOU_MARGIN and (values > thresh).sum() >= 2, values
+    net = probed_net(region_cfg(case["softmax"], case["rescore"], thresh), c, REGION_H, REGION_W)
+    truth = truth_array()
 
     net.seen = case["seen"]
     out = net.forward(x, truth)
-    base_loss, expected_cost, base_ious = region_terms(out, case["softmax"], case["rescore"], case["seen"])
+    if thresh < 1:
+        best = best_ious(out)
+        assert all(abs(v - thresh) > IOU_MARGIN for v in best.values())
+    base_loss, expected_cost, base_ious = region_terms(out, case["softmax"], case["rescore"], case["seen"],
+                                                       thresh=thresh, frozen_best=best)
     # Darknet's reported cost: the sum of the squared forward deltas.
     assert net.layers[1].cost == pytest.approx(expected_cost, rel=REGION_COST_RTOL), name
     net._net.set_layer_delta(0, np.zeros(x.size, np.float32))
@@ -280,7 +315,8 @@ def test_region_input_gradient(name):
     def loss(xx):
         net.seen = case["seen"]
         o = net.forward(xx, truth)
-        return region_terms(o, case["softmax"], case["rescore"], case["seen"], frozen_iou=base_ious)[0]
+        return region_terms(o, case["softmax"], case["rescore"], case["seen"], frozen_iou=base_ious,
+                            thresh=thresh, frozen_best=best)[0]
 
     numeric = central_differences(x.copy(), loss, eps=1e-2)
     check(analytic, -numeric, f"[region] {name}")
