@@ -285,6 +285,19 @@ def test_cost_values_and_deltas(kind, scale):
                                err_msg=f"{kind} backward, scale {scale}")
 
 
+def test_cost_gpu_only_options_do_not_change_the_cpu_values():
+    """ratio=, thresh= and noobject_scale= act only in Darknet's GPU cost path; the parser
+    accepts them (no unknown-key warning) and the values are Darknet's CPU ones."""
+    x, truth = cost_inputs("sse")
+    body = "[cost]\ntype=sse\nratio=.5\nthresh=.3\nnoobject_scale=3\n"
+    net = probed_net(body, COST_C, COST_H, COST_W)
+    assert not net._net.warnings
+    net.forward(x, truth.reshape(2, -1))
+    error, delta = cost_expected("sse", x, truth)
+    np.testing.assert_allclose(net.layers[1].output, error, rtol=COST_RTOL, atol=COST_ATOL)
+    np.testing.assert_allclose(net.layers[1].delta, delta, rtol=COST_RTOL, atol=COST_ATOL)
+
+
 def test_cost_type_names_are_darknets():
     """Darknet's [cost] reads type= (sse, masked, L1, smooth); anything else is an error."""
     for kind in ("sse", "masked", "L1", "smooth"):
