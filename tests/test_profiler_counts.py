@@ -164,9 +164,10 @@ def test_raw_layer_times_fit_inside_each_pass(net, backward):
         assert (layers > 0).all()
         sums = layers.sum(axis=0)
         assert (sums <= totals).all(), (layers_key, sums, totals)
-        # Fraction of each pass spent in layers: > 0.5 even on a loaded machine (preemption
-        # lands inside a layer as often as outside); measured ~0.9.
-        assert statistics.median(sums / totals) > 0.5, (layers_key, sums / totals)
+        # Fraction of each pass spent in layers: measured 0.98-1.0 (2-core VM, with and
+        # without a compile running beside it); 0.75 leaves room for preemption outside
+        # the layers in up to half the passes.
+        assert statistics.median(sums / totals) > 0.75, (layers_key, sums / totals)
 
 
 def test_profile_reduces_raw_times_as_documented(net, monkeypatch):
