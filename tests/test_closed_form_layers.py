@@ -10,7 +10,8 @@ Darknet's definitions (never by calling the project's kernels):
 - [cost] type=sse / masked / L1 / smooth with scale=: per-element error, layer cost,
   the layer's delta and what its backward adds to the previous layer;
 - [softmax] with groups= and temperature=: the output and the cross-entropy delta t - p
-  and cost.
+  and cost; with tree= (WordTree): one softmax per sibling group, unlabelled groups
+  (-1234) get no delta and no loss.
 
 Each layer under test sits behind a "probe": a 1x1 linear convolution with identity
 weights and zero bias, so the layer's input is exactly the network input and the
@@ -365,3 +366,34 @@ def test_dropout_generator_state_round_trip():
         with pytest.raises(darknet_py.DarknetError, match="set_rng_state"):
             net.rng_state = bad
     np.testing.assert_array_equal(net.forward(x) != 0, third)
+
+
+# Darknet's tree file: "name parent_index" per node; a softmax group is a maximal run of
+# consecutive nodes with the same parent.
+TREE = [("a", -1), ("b", -1), ("c", 0), ("d", 0), ("e", 0), ("f", 1), ("g", 1)]
+TREE_GROUPS = [[0, 1], [2, 3, 4], [5, 6]]
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.5])
+def test_tree_softmax_per_group_with_temperature(tmp_path, temperature):
+    tree = tmp_path / "tiny.tree"
+    tree.write_text("".join(f"{n} {p}\n" for n, p in TREE))
+    body = f"[softmax]\ngroups=1\ntemperature={temperature}\ntree={tree}\n"
+    net = probed_net(body, len(TREE), 1, 1, training=False)
+    x = np.random.default_rng(12).normal(0, 2, (2, len(TREE), 1, 1)).astype(np.float32)
+    expected = np.zeros((2, len(TREE)))
+    for g in TREE_GROUPS:
+        z = x.reshape(2, -1)[:, g].astype(np.float64) / temperature
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        expected[:, g] = e / e.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(net.forward(x).reshape(2, -1), expected, rtol=SOFTMAX_RTOL, atol=SOFTMAX_ATOL)
+    # Training with WordTree truth: the path to leaf "d" (a, then d among c/d/e) labelled,
+    # the b-group {f, g} unlabelled (-1234): no delta and no loss there.
+    net.training = True
+    truth = np.array([[1, 0, 0, 1, 0, -1234, -1234]] * 2, np.float32)
+    net.forward(x, truth)
+    labelled = truth != -1234
+    delta = net.layers[1].delta.reshape(2, -1)
+    np.testing.assert_allclose(delta[labelled], (truth - expected)[labelled], rtol=SOFTMAX_RTOL, atol=SOFTMAX_ATOL)
+    assert (delta[~labelled] == 0).all()
+    assert net.layers[1].cost == pytest.approx(-np.log(expected[truth == 1]).sum(), rel=1e-5)
