@@ -216,8 +216,9 @@ def test_dropout_inference_is_identity():
     net = probed_net("[dropout]\nprobability=0.7\n", 4, 10, 12, training=False)
     x = dropout_input()
     np.testing.assert_array_equal(net.forward(x), x)
-    net.training = True  # a training net in an inference-only forward is also the identity
-    net.training = False
+    net.training = True  # dropping in training...
+    assert (net.forward(x) == 0).any()
+    net.training = False  # ...and the identity again once back in inference
     np.testing.assert_array_equal(net.forward(x), x)
 
 
