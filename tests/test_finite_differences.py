@@ -20,7 +20,9 @@ loss, written here from Darknet's definitions and evaluated on the layer's own o
   prior pull: 1/2 .01 sum (t_prior - o)^2 for boxes not assigned a truth while seen < 12800
   classes:    class_scale * cross-entropy: softmax (softmax=1), or logistic binary
               cross-entropy per class (softmax=0: the class delta t - o is not scaled by the
-              logistic gradient, which is exactly BCE's gradient)
+              logistic gradient, which is exactly BCE's gradient), or with tree= the sum
+              over the groups on the label's path to the root of each group's softmax
+              cross-entropy with the path node as its label
 All of these are checked as exact gradients. Switches are held away from: thresh=1 (no
 prediction's no-object term dropped) except in one case whose thresh sits in a gap of the
 predictions' best IoUs, so the terms it drops (best IoU > thresh) stay dropped within eps;
@@ -153,18 +155,28 @@ SCALES = dict(object_scale=5.0, noobject_scale=0.5, class_scale=1.5, coord_scale
 TRUTH = [[(.2, .3, .4, .5, 2), (.75, .8, .5, .2, 0)], [(.5, .45, .3, .3, 1)]]
 
 
-def region_cfg(softmax, rescore, thresh=1.0):
+# A WordTree (Darknet's "name parent" lines; groups are runs of siblings) for the tree case:
+# groups {a, b}, {c, d, e} under a, {f, g} under b; the truths' classes become leaves.
+TREE = [("a", -1), ("b", -1), ("c", 0), ("d", 0), ("e", 0), ("f", 1), ("g", 1)]
+TREE_GROUPS = [[0, 1], [2, 3, 4], [5, 6]]
+TREE_LEAF = {0: 3, 1: 2, 2: 6}  # TRUTH class -> leaf node
+
+
+def region_cfg(softmax, rescore, thresh=1.0, classes=CLASSES, tree_file=None):
     anchors = ", ".join(f"{a},{b}" for a, b in ANCHORS)
     scales = "".join(f"{k}={v}\n" for k, v in SCALES.items())
-    return (f"[region]\nanchors={anchors}\nbias_match=1\nclasses={CLASSES}\ncoords=4\nnum={NUM}\n"
-            f"softmax={softmax}\njitter=.2\nrescore={rescore}\nthresh={thresh}\nrandom=0\nmax=4\n{scales}")
+    tree = f"tree={tree_file}\n" if tree_file else ""
+    return (f"[region]\nanchors={anchors}\nbias_match=1\nclasses={classes}\ncoords=4\nnum={NUM}\n"
+            f"softmax={softmax}\njitter=.2\nrescore={rescore}\nthresh={thresh}\nrandom=0\nmax=4\n{tree}{scales}")
 
 
-def truth_array():
+def truth_array(tree=False):
     t = np.zeros((2, 4 * 5), np.float32)
     for b, boxes in enumerate(TRUTH):
         for i, box in enumerate(boxes):
             t[b, 5 * i:5 * i + 5] = box
+            if tree:
+                t[b, 5 * i + 4] = TREE_LEAF[box[4]]
     return t
 
 
@@ -183,8 +195,8 @@ def best_anchor(w, h):
     return int(np.argmax(ious))
 
 
-def pred_box(o, b, n, row, col):
-    e = o[b, n * (5 + CLASSES):(n + 1) * (5 + CLASSES), row, col]
+def pred_box(o, b, n, row, col, classes=CLASSES):
+    e = o[b, n * (5 + classes):(n + 1) * (5 + classes), row, col]
     return ((col + e[0]) / REGION_W, (row + e[1]) / REGION_H,
             np.exp(e[2]) * ANCHORS[n][0] / REGION_W, np.exp(e[3]) * ANCHORS[n][1] / REGION_H)
 
@@ -197,24 +209,25 @@ def iou(a, b):
     return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
-def best_ious(o):
+def best_ious(o, classes=CLASSES):
     """Each prediction's best IoU with any truth of its image, {(b, n, row, col): iou}."""
     out = {}
     for b in range(2):
         for n in range(NUM):
             for row in range(REGION_H):
                 for col in range(REGION_W):
-                    box = pred_box(np.asarray(o, np.float64), b, n, row, col)
+                    box = pred_box(np.asarray(o, np.float64), b, n, row, col, classes)
                     out[(b, n, row, col)] = max(iou(box, t[:4]) for t in TRUTH[b])
     return out
 
 
-def region_terms(o, softmax, rescore, seen, frozen_iou=None, thresh=1.0, frozen_best=None):
+def region_terms(o, softmax, rescore, seen, frozen_iou=None, thresh=1.0, frozen_best=None, tree=False):
     """Every term of the surrogate loss at output o (float64): a list of
     (scale, target, output value) for squared terms and the class loss separately.
     Returns (surrogate loss, sum of squared forward deltas = Darknet's reported cost, ious)."""
     o = np.asarray(o, np.float64)
-    size = 5 + CLASSES
+    classes = len(TREE) if tree else CLASSES
+    size = 5 + classes
     loss = 0.0
     cost = 0.0
     ious = {}
@@ -245,20 +258,30 @@ def region_terms(o, softmax, rescore, seen, frozen_iou=None, thresh=1.0, frozen_
                                    np.log(w * REGION_W / ANCHORS[n][0]), np.log(h * REGION_H / ANCHORS[n][1])]
                         for k in range(4):
                             terms.append((s, targets[k], e[k]))
-                        v = iou(pred_box(o, b, n, row, col), (x, y, w, h))
+                        v = iou(pred_box(o, b, n, row, col, classes), (x, y, w, h))
                         ious[(b, n, row, col)] = v
                         obj_target = 1.0
                         if rescore:
                             obj_target = frozen_iou[(b, n, row, col)] if frozen_iou else v
                         terms.append((SCALES["object_scale"], obj_target, e[4]))
-                        onehot = np.eye(CLASSES)[cls]
                         p = e[5:]
                         cs = SCALES["class_scale"]
-                        if softmax:
-                            loss += cs * -np.log(p[cls])
+                        if tree:
+                            # every group on the leaf's path to the root: cross-entropy of its
+                            # softmax with the path node as the label
+                            node = TREE_LEAF[cls]
+                            while node >= 0:
+                                group = next(g for g in TREE_GROUPS if node in g)
+                                loss += cs * -np.log(p[node])
+                                cost += sum((cs * ((i == node) - p[i])) ** 2 for i in group)
+                                node = TREE[node][1]
                         else:
-                            loss += cs * -np.sum(onehot * np.log(p) + (1 - onehot) * np.log(1 - p))
-                        cost += np.sum((cs * (onehot - p)) ** 2)
+                            onehot = np.eye(CLASSES)[cls]
+                            if softmax:
+                                loss += cs * -np.log(p[cls])
+                            else:
+                                loss += cs * -np.sum(onehot * np.log(p) + (1 - onehot) * np.log(1 - p))
+                            cost += np.sum((cs * (onehot - p)) ** 2)
                     for s, tk, v in terms:
                         loss += .5 * s * (tk - v) ** 2
                         cost += (s * (tk - v)) ** 2
@@ -272,6 +295,8 @@ REGION_CASES = {
     "rescore_iou_frozen": dict(softmax=1, rescore=1, seen=100000),
     # thresh below some predictions' best IoU: their no-object terms are dropped
     "thresh_drops_noobject": dict(softmax=1, rescore=0, seen=100000, thresh="gap"),
+    # WordTree classes: one softmax per sibling group, labels along the leaf's path
+    "tree_classes": dict(softmax=1, rescore=0, seen=100000, tree=True),
 }
 IOU_MARGIN = 0.02  # no prediction's best IoU within this of thresh: eps moves IoUs by ~1e-3
 # float32 deltas squared and summed in double, stored as float (6e-8); measured <= 7e-8
@@ -279,9 +304,15 @@ REGION_COST_RTOL = 1e-6
 
 
 @pytest.mark.parametrize("name", sorted(REGION_CASES))
-def test_region_input_gradient(name):
+def test_region_input_gradient(name, tmp_path):
     case = REGION_CASES[name]
-    c = NUM * (5 + CLASSES)
+    tree = case.get("tree", False)
+    classes = len(TREE) if tree else CLASSES
+    tree_file = None
+    if tree:
+        tree_file = tmp_path / "tiny.tree"
+        tree_file.write_text("".join(f"{n} {p}\n" for n, p in TREE))
+    c = NUM * (5 + classes)
     rng = np.random.default_rng(23)
     x = rng.normal(0, 1, (2, c, REGION_H, REGION_W)).astype(np.float32)
     thresh, best = 1.0, None
@@ -290,22 +321,22 @@ def test_region_input_gradient(name):
         # computes them) puts thresh away from every switch, with predictions on both sides
         o = x.astype(np.float64).copy()
         for n in range(NUM):
-            o[:, n * (5 + CLASSES):n * (5 + CLASSES) + 2] = logistic(o[:, n * (5 + CLASSES):n * (5 + CLASSES) + 2])
-        values = np.sort(list(best_ious(o).values()))
+            o[:, n * (5 + classes):n * (5 + classes) + 2] = logistic(o[:, n * (5 + classes):n * (5 + classes) + 2])
+        values = np.sort(list(best_ious(o, classes).values()))
         gaps = np.diff(values)
         k = int(np.argmax(np.where(values[1:] > .05, gaps, 0)))
         thresh = float((values[k] + values[k + 1]) / 2)
         assert gaps[k] > 2 * IOU_MARGIN and (values > thresh).sum() >= 2, values
-    net = probed_net(region_cfg(case["softmax"], case["rescore"], thresh), c, REGION_H, REGION_W)
-    truth = truth_array()
+    net = probed_net(region_cfg(case["softmax"], case["rescore"], thresh, classes, tree_file), c, REGION_H, REGION_W)
+    truth = truth_array(tree)
 
     net.seen = case["seen"]
     out = net.forward(x, truth)
     if thresh < 1:
-        best = best_ious(out)
+        best = best_ious(out, classes)
         assert all(abs(v - thresh) > IOU_MARGIN for v in best.values())
     base_loss, expected_cost, base_ious = region_terms(out, case["softmax"], case["rescore"], case["seen"],
-                                                       thresh=thresh, frozen_best=best)
+                                                       thresh=thresh, frozen_best=best, tree=tree)
     # Darknet's reported cost: the sum of the squared forward deltas.
     assert net.layers[1].cost == pytest.approx(expected_cost, rel=REGION_COST_RTOL), name
     net._net.set_layer_delta(0, np.zeros(x.size, np.float32))
@@ -316,7 +347,7 @@ def test_region_input_gradient(name):
         net.seen = case["seen"]
         o = net.forward(xx, truth)
         return region_terms(o, case["softmax"], case["rescore"], case["seen"], frozen_iou=base_ious,
-                            thresh=thresh, frozen_best=best)[0]
+                            thresh=thresh, frozen_best=best, tree=tree)[0]
 
     numeric = central_differences(x.copy(), loss, eps=1e-2)
     check(analytic, -numeric, f"[region] {name}")
