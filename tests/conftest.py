@@ -1,4 +1,5 @@
 """Shared test helpers: locating Darknet reference data and regenerating weights."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -9,6 +10,93 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------ skips in CI
+# Under DARKNET_PY_REQUIRE_REFERENCE=1 (CI: .ci/run) a test may skip only for a reason in an
+# allowed category; any other skip is turned into a failure (pytest_runtest_makereport
+# below) and every skip reason is listed at the end of the run (pytest_terminal_summary).
+# A category is a prefix the skip message must start with.
+ALLOWED_SKIP_CATEGORIES = {
+    # No CUDA device, driver or toolkit on this machine (or a build without CUDA): the
+    # CUDA tests cannot run; everything else must. darknet_py.cuda_unavailable_reason()
+    # follows the prefix.
+    "CUDA not available:": "GPU absence (no CUDA device, driver or toolkit, or a build without CUDA)",
+    # The converse, on a GPU machine: tests of what happens WITHOUT a device (the reason
+    # --device cuda reports) cannot run where one is present. CI machines have no GPU, so
+    # these never skip there.
+    "CUDA available:": "GPU presence (a test of the no-device behaviour, on a machine with a device)",
+}
+
+
+_SKIPS = pytest.StashKey[list]()
+_DESELECTED_TORCH = pytest.StashKey[list]()
+
+
+def require_everything() -> bool:
+    return os.environ.get("DARKNET_PY_REQUIRE_REFERENCE") == "1"
+
+
+def _skip_reason(report) -> str:
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+    return reason[len("Skipped: "):] if reason.startswith("Skipped: ") else reason
+
+
+def skip_allowed(reason: str) -> bool:
+    return any(reason.startswith(prefix) for prefix in ALLOWED_SKIP_CATEGORIES)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if not report.skipped or hasattr(report, "wasxfail"):
+        return
+    reason = _skip_reason(report)
+    item.config.stash.setdefault(_SKIPS, []).append((item.nodeid, reason))
+    if require_everything() and not skip_allowed(reason):
+        report.outcome = "failed"
+        report.longrepr = (f"skipped for a reason that is not an allowed category under "
+                           f"DARKNET_PY_REQUIRE_REFERENCE=1: {reason!r}\nallowed skip reasons start with: "
+                           + ", ".join(repr(p) for p in ALLOWED_SKIP_CATEGORIES))
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "torch_reference: compares with the PyTorch reference (bench/torch_reference.py); "
+                   "deselected, with a line in the summary, where torch is not installed")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The PyTorch-reference tests need torch, an optional peer that the package and CI never
+    install: where it is missing they are deselected (not skipped) and the summary says so.
+    DARKNET_PY_TORCH_REFERENCE=1 keeps them selected (a missing torch then fails them)."""
+    if importlib.util.find_spec("torch") is not None or os.environ.get("DARKNET_PY_TORCH_REFERENCE") == "1":
+        return
+    torch_items = [i for i in items if i.get_closest_marker("torch_reference")]
+    if torch_items:
+        config.hook.pytest_deselected(items=torch_items)
+        items[:] = [i for i in items if not i.get_closest_marker("torch_reference")]
+        config.stash[_DESELECTED_TORCH] = [i.nodeid for i in torch_items]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    skips = config.stash.get(_SKIPS, [])
+    torch_items = config.stash.get(_DESELECTED_TORCH, [])
+    if torch_items:
+        terminalreporter.write_sep("-", f"{len(torch_items)} PyTorch-reference tests deselected: torch is not "
+                                        "installed (optional peer; pip install torch)")
+    if not skips:
+        return
+    by_reason = {}
+    for nodeid, reason in skips:
+        by_reason.setdefault(reason, []).append(nodeid)
+    terminalreporter.write_sep("-", f"skip reasons ({len(skips)} skips)")
+    for reason, ids in sorted(by_reason.items(), key=lambda kv: -len(kv[1])):
+        verdict = "allowed" if skip_allowed(reason) else (
+            "NOT ALLOWED (failed)" if require_everything() else "not allowed in CI")
+        terminalreporter.write_line(f"{len(ids):4d} x [{verdict}] {reason}   e.g. {ids[0]}")
 
 
 def reference_root() -> Path:

@@ -1,10 +1,16 @@
 """The core as an installed C/C++ library: CMake builds and installs it into a temporary
 prefix, the example host builds as a separate project with find_package(darknet_py) and
-detects what the Python API detects, the pure C example links with nothing but the
-pkg-config flags, and the C API tests run under AddressSanitizer + UBSan.
+detects what the Python API detects (and, within the stated image-loading tolerance, what
+Darknet detects), the pure C example links with nothing but the
+pkg-config flags, and the C API tests run under AddressSanitizer + UBSan. A C host
+(tests/c_api/net_ops.c) runs full original networks through the C API and its outputs are
+compared elementwise with Darknet's full-net fixtures (the bound of test_full_nets.py),
+after a full load, a partial load (cutoff), a save and reload, and a resize.
 
 Everything builds CPU-only (-DDARKNET_PY_CUDA=OFF): the CUDA sources are compiled (with
 -Werror) by the package build and tests/test_cuda_parity.py."""
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -12,10 +18,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import darknet_py
-from conftest import REPO, make_weights, require_reference
+from conftest import REPO, load_case, make_weights, require_reference
 
 JOBS = str(os.cpu_count() or 2)
 
@@ -162,6 +169,36 @@ def test_host_detects_like_python(host_binary, detector, tmp_path):
     with Image.open(out_image) as annotated, Image.open(detector["ppm"]) as original:
         assert annotated.size == original.size
         assert annotated.tobytes() != original.tobytes()  # boxes were drawn
+
+
+def test_host_detections_match_darknet(host_binary, detector):
+    """The C++ host's detections on dog.jpg against Darknet's list (fixtures/full_nets/
+    yolov2-tiny-voc_416, same cfg and seeded weights), with test_full_nets.py's stated
+    tolerance for our own image loading (Pillow's JPEG decoder differs from stb_image by a
+    few levels): each labelled box above thresh + 0.05 has a host box of the same class
+    within 2% of the image size + 3% of the value, its probability within 0.05; the count
+    within max(1, 20%)."""
+    case = load_case("fixtures", "full_nets", "yolov2-tiny-voc_416")
+    gen = case.manifest["weights_generation"]
+    assert (gen["cfg"], gen["seed"]) == ("cfg/yolov2-tiny-voc.cfg", 1)
+    assert hashlib.sha256(detector["weights"].read_bytes()).hexdigest() == gen["sha256"]
+    ref = json.loads((case.files_dir / "detections.json").read_text())
+    r = _run([host_binary, detector["cfg"], detector["weights"], detector["ppm"], "--names", detector["names"],
+              "--thresh", str(ref["thresh"]), "--hier-thresh", str(ref["hier_thresh"]), "--nms", str(ref["nms"]),
+              "--precise"])
+    _, ours = _host_detections(r.stdout)
+    w, h = ref["image_w"], ref["image_h"]
+    labelled = [d for d in ref["detections"] if d["labels"]]
+    strong = [d for d in labelled if max(d["prob"]) > ref["thresh"] + 0.05]
+    assert strong
+    for d in strong:
+        box = np.array(d["bbox_xywh"]) * [w, h, w, h]
+        cls = int(np.argmax(d["prob"]))
+        match = min(ours, key=lambda o: np.abs(np.array(o[3:]) - box).max())
+        assert (np.abs(np.array(match[3:]) - box) <= 0.02 * max(w, h) + 0.03 * np.abs(box)).all(), (match, box)
+        assert match[0] == cls
+        assert abs(match[1] - max(d["prob"])) <= 0.05
+    assert abs(len(ours) - len(labelled)) <= max(1, len(labelled) // 5), (len(ours), len(labelled))
 
 
 @pytest.mark.parametrize("hier_thresh", [.5, .2])
@@ -345,3 +382,144 @@ def test_c_api_failed_resize_keeps_network_and_warnings_retrievable(prefix, tmp_
     assert "bytes after the last layer's weights were not used" in proc.stdout
     assert "resize rc 1:" in proc.stdout and "not divisible by stride 2" in proc.stdout
     assert "shape 32x32" in proc.stdout and "same 1" in proc.stdout
+
+
+# ---------------------------------------------------------------- full networks vs Darknet, through the C API
+
+# test_full_nets.py's bound: |ours - darknet| <= 1e-4 * max(1, |darknet|) for every value.
+FULL_NETS_TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def net_ops(prefix, tmp_path_factory):
+    """tests/c_api/net_ops.c built against the installed library (C99, warnings as errors)."""
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if not cc:
+        pytest.skip("no C compiler")
+    exe = tmp_path_factory.mktemp("net_ops") / "net_ops"
+    _run([cc, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic", REPO / "tests" / "c_api" / "net_ops.c",
+          f"-I{prefix / 'include'}", f"-L{prefix / 'lib'}", "-ldarknet_py", f"-Wl,-rpath,{prefix / 'lib'}", "-o", exe])
+    return exe
+
+
+def _fixture_net(name, weights_dir):
+    """A full_nets case and its weights, regenerated and checked against the recorded sha256."""
+    case = load_case("fixtures", "full_nets", name)
+    gen = case.manifest["weights_generation"]
+    weights = make_weights(case.root / gen["cfg"], gen["seed"], weights_dir)
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == gen["sha256"], \
+        "make_weights.py did not reproduce the recorded weights"
+    return case, weights
+
+
+def _raw_input(case, path):
+    np.ascontiguousarray(case.array("input"), dtype=np.float32).tofile(path)
+    return path
+
+
+def _full_output(case):
+    full = [k for k in case.entries if k.endswith("_output_full")]
+    assert len(full) == 1, full
+    return case.array(full[0])
+
+
+def _assert_matches_darknet(got, want, what, tol=FULL_NETS_TOL):
+    got = np.asarray(got, np.float64).ravel()
+    want = np.asarray(want, np.float64).ravel()
+    assert got.size == want.size, f"{what}: {got.size} values, Darknet has {want.size}"
+    err = np.abs(got - want)
+    bad = err > tol * np.maximum(1.0, np.abs(want))
+    assert not bad.any(), (f"{what}: {bad.sum()} of {bad.size} values differ from Darknet by more than "
+                           f"{tol} * max(1, |v|); max err {err.max():.3g} at {int(np.argmax(err))}")
+
+
+def _ops(exe, cfg, *ops, cwd=None):
+    return _run([exe, cfg, *ops], cwd=cwd).stdout
+
+
+def _layer_outputs(prefix, count):
+    return [np.fromfile(f"{prefix}{i}.f32", np.float32) for i in range(count)]
+
+
+def test_c_api_full_network_matches_darknet(net_ops, weights_dir, tmp_path):
+    """yolov2-tiny-voc 416 with its recorded input: the C API's whole network output (all
+    125x13x13 values) and every layer's output (Darknet's strided samples) against the fixture."""
+    case, weights = _fixture_net("yolov2-tiny-voc_416", weights_dir)
+    x = _raw_input(case, tmp_path / "input.f32")
+    _ops(net_ops, case.root / case.manifest["cfg"], "weights", weights, "-1", "forward", x, tmp_path / "out.f32",
+         "layers", tmp_path / "L")
+    out = np.fromfile(tmp_path / "out.f32", np.float32)
+    _assert_matches_darknet(out, _full_output(case), "C API network output")
+    stride = case.manifest["strided_sample_stride"]
+    layers = _layer_outputs(tmp_path / "L", len(case.manifest["layer_stats"]))
+    for i, got in enumerate(layers):
+        _assert_matches_darknet(got[::stride], case.array(f"L{i:02d}_output_strided"), f"C API layer {i} output")
+
+
+def test_c_api_save_reloads_and_matches_python_and_the_file(net_ops, weights_dir, tmp_path):
+    """dn_network_save_weights after a full load writes the loaded file byte for byte (the
+    reference make_weights.py's Darknet-format file) and what the Python API saves; the saved
+    file loads back through the C API and gives the same output, bit for bit."""
+    case, weights = _fixture_net("yolov2-tiny-voc_416", weights_dir)
+    cfg = case.root / case.manifest["cfg"]
+    x = _raw_input(case, tmp_path / "input.f32")
+    saved = tmp_path / "saved.weights"
+    _ops(net_ops, cfg, "weights", weights, "-1", "forward", x, tmp_path / "out.f32", "save", saved)
+    python_saved = tmp_path / "python.weights"
+    darknet_py.load(cfg, weights).save_weights(python_saved)
+    assert saved.read_bytes() == weights.read_bytes()
+    assert saved.read_bytes() == python_saved.read_bytes()
+    _ops(net_ops, cfg, "weights", saved, "-1", "forward", x, tmp_path / "reloaded.f32")
+    reloaded = np.fromfile(tmp_path / "reloaded.f32", np.float32)
+    np.testing.assert_array_equal(reloaded, np.fromfile(tmp_path / "out.f32", np.float32))
+    _assert_matches_darknet(reloaded, _full_output(case), "reloaded network output")
+
+
+def test_c_api_partial_load_cutoff(net_ops, weights_dir, tmp_path):
+    """dn_network_load_weights with cutoff 8 on yolov2-tiny-voc: layers 0-7 (convs 0, 2, 4, 6)
+    come from the file and their outputs match Darknet's; layer 8 keeps the seeded
+    initialisation (its output does not match). Saved, the file holds the loaded file's
+    bytes up to the end of layer 7 and other bytes after it, as the Python API saves it."""
+    cutoff = 8
+    case, weights = _fixture_net("yolov2-tiny-voc_416", weights_dir)
+    cfg = case.root / case.manifest["cfg"]
+    x = _raw_input(case, tmp_path / "input.f32")
+    saved = tmp_path / "partial.weights"
+    _ops(net_ops, cfg, "weights", weights, str(cutoff), "forward", x, tmp_path / "out.f32", "layers", tmp_path / "L",
+         "save", saved)
+    stride = case.manifest["strided_sample_stride"]
+    layers = _layer_outputs(tmp_path / "L", len(case.manifest["layer_stats"]))
+    for i in range(cutoff):
+        _assert_matches_darknet(layers[i][::stride], case.array(f"L{i:02d}_output_strided"), f"layer {i} (loaded)")
+    with pytest.raises(AssertionError, match="differ from Darknet"):
+        _assert_matches_darknet(layers[cutoff][::stride], case.array(f"L{cutoff:02d}_output_strided"), "layer 8")
+    python = darknet_py.load(cfg, weights, cutoff=cutoff)
+    python_saved = tmp_path / "python_partial.weights"
+    python.save_weights(python_saved)
+    # Header (3 int32 + int64 seen) then each layer's parameters in file order, float32.
+    end_of_loaded = 20 + 4 * sum(v.size for l in python.layers[:cutoff] for v in l.params.values())
+    ours, source = saved.read_bytes(), weights.read_bytes()
+    assert len(ours) == len(source)
+    assert ours[:end_of_loaded] == source[:end_of_loaded]
+    assert ours[end_of_loaded:end_of_loaded + 4 * 64] != source[end_of_loaded:end_of_loaded + 4 * 64]
+    assert ours == python_saved.read_bytes()
+
+
+def test_c_api_resize_matches_darknet_at_both_sizes(net_ops, weights_dir, tmp_path):
+    """yolov2-voc.cfg (416) through the C API: the output at 416 matches Darknet's 416 fixture;
+    dn_network_resize to 608 then matches Darknet's 608 fixture (same weights file); resized
+    back to 416 the output is the first one, bit for bit."""
+    case416, weights = _fixture_net("yolov2-voc_416", weights_dir)
+    case608, weights608 = _fixture_net("yolov2-voc_608", weights_dir)
+    assert weights608 == weights  # one file: the two fixtures differ only in the input size
+    x416 = _raw_input(case416, tmp_path / "in416.f32")
+    x608 = _raw_input(case608, tmp_path / "in608.f32")
+    out = _ops(net_ops, case416.root / case416.manifest["cfg"], "weights", weights, "-1",
+               "forward", x416, tmp_path / "a416.f32", "resize", "608", "608", "forward", x608, tmp_path / "b608.f32",
+               "resize", "416", "416", "forward", x416, tmp_path / "c416.f32")
+    assert "forward 1x3x608x608" in out, out
+    a416 = np.fromfile(tmp_path / "a416.f32", np.float32)
+    _assert_matches_darknet(a416, _full_output(case416), "output at 416")
+    _assert_matches_darknet(np.fromfile(tmp_path / "b608.f32", np.float32), _full_output(case608),
+                            "output after resize to 608")
+    np.testing.assert_array_equal(np.fromfile(tmp_path / "c416.f32", np.float32), a416)

@@ -1,6 +1,9 @@
 """The README's main command, short: synthetic data -> k-means anchors -> training
 -> mAP -> detection picture. The full `darknet-py demo` (about 8 minutes) is marked
-slow; this short version runs in CI and asserts the loss falls and mAP > 0."""
+slow (run by the manual job `.ci/slow`, which records its output under measurements/);
+this short version runs in CI and asserts the loss falls and mAP > 0."""
+import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +41,24 @@ def test_demo_scores_every_class_above_threshold(tmp_path):
     assert res.ap[1] == pytest.approx(1.0) and res.map == pytest.approx(1.0)
 
 
+# What the README claims for the full demo: all 360 iterations of cfg/demo.cfg within the
+# 7-minute training budget on 2 cores, and 74.2% mAP@0.5 for the seeded run. The run is
+# deterministic for a given ISA, so the bound leaves 4 points for another kernel dispatch
+# (AVX2 vs AVX-512 rounding) rather than for chance.
+DEMO_ITERATIONS = 360
+DEMO_MIN_MAP = 0.70
+
+
 @pytest.mark.slow
 def test_demo_full(tmp_path):
     result = run_demo(out=str(tmp_path / "demo"), progress=False)
-    assert result["elapsed_s"] < 12 * 60
-    assert result["map"] > 0.3
+    record = os.environ.get("DARKNET_PY_MEASUREMENTS")
+    if record:  # .ci/slow keeps what the README's demo figures rest on
+        keep = {k: result[k] for k in ("map", "iterations", "elapsed_s", "images_per_second")}
+        keep.update(first_loss=result["losses"][0], last10_loss=float(np.mean(result["losses"][-10:])))
+        Path(record, "demo_full.json").write_text(json.dumps(keep, indent=1) + "\n")
+    assert result["iterations"] == DEMO_ITERATIONS, (
+        f"the demo ran {result['iterations']} of {DEMO_ITERATIONS} iterations in its 7-minute budget: "
+        "this machine is slower (or more loaded) than the README's figures assume")
+    assert result["elapsed_s"] < 9 * 60
+    assert result["map"] >= DEMO_MIN_MAP

@@ -1,8 +1,20 @@
 """The fast CPU inference path (folded BN, fused epilogue, packed GEMM micro-kernels,
 im2col-free packing, vectorised maxpool) against the plain reference path.
 
-Tolerance: |fast - reference| <= 1e-4 * max(1, |reference|) for every layer
-output (the full_nets bound). GEMM micro-kernels against gemm_reference (double
+Tolerance: |fast - reference| <= tol * max(1, |reference|) for every layer output,
+with tol measured (2026-11-27, this repo's shared 2-core VM, AVX2 and plain kernels):
+  full networks (the five full-net fixtures, up to 31 layers): worst 1.64e-5 (yolov2 /
+    yolov2-voc, a deep GEMM layer); 2.0e-7 on each first layer, where no earlier
+    difference has accumulated; the Winograd layers 9.0e-6; with Winograd off the worst
+    is still 1.47e-5 (the difference accumulates with depth, whatever the kernel).
+    FULL_NET_TOL = 3e-5.
+  the odd-shape nets (2-7 layers, every kernel family, batch 1 and 2): worst 1.53e-6
+    (maxpools, avx2); 2-3e-7 on each first layer (the GEMM path's own rounding).
+    ODD_NET_TOL = 5e-6 (margin for AVX-512, not measured here).
+  Winograd F(4x4,3x3) forced on every 3x3 layer of the odd shapes: worst 5.7e-5 on the
+    first layer with 300 input channels (2700-term sums), 1.4e-5 to 3.2e-5 with 17-40
+    channels, 3e-7 on the one-tile map. WINOGRAD_TOL = 1e-4.
+GEMM micro-kernels against gemm_reference (double
 accumulation) to 1e-5 * (sum of |a||b| terms), for every CPU kernel family this
 machine supports. No timing assertions here: benchmarks live in bench/.
 """
@@ -29,12 +41,17 @@ def kernel(request):
     _core.set_cpu_kernel("auto")
 
 
-def bound(ref):
-    return 1e-4 * np.maximum(1.0, np.abs(ref))
+FULL_NET_TOL = 3e-5
+ODD_NET_TOL = 5e-6
+WINOGRAD_TOL = 1e-4
 
 
-def compare_paths(net: darknet_py.Network, x: np.ndarray, what: str):
-    """Runs the fast and the reference path on x; checks every layer's output."""
+def bound(ref, tol):
+    return tol * np.maximum(1.0, np.abs(ref))
+
+
+def compare_paths(net: darknet_py.Network, x: np.ndarray, what: str, tol: float = ODD_NET_TOL):
+    """Runs the fast and the reference path on x; checks every layer's output to tol * max(1, |ref|)."""
     core = net._net
     core.reference_kernels = False
     net.forward(x)
@@ -47,9 +64,9 @@ def compare_paths(net: darknet_py.Network, x: np.ndarray, what: str):
         core.reference_kernels = False
     for i, (f, r) in enumerate(zip(fast, ref)):
         err = np.abs(f.astype(np.float64) - r)
-        bad = err > bound(r)
-        assert not bad.any(), (f"{what}: layer {i} ({net.layers[i].describe().strip()}): {bad.sum()} values off, "
-                               f"max err {err.max():.3g}")
+        bad = err > bound(r, tol)
+        assert not bad.any(), (f"{what}: layer {i} ({net.layers[i].describe().strip()}): {bad.sum()} values off "
+                               f"by more than {tol:g} * max(1, |ref|), max err {err.max():.3g}")
 
 
 # ---------------------------------------------------------------- full networks
@@ -59,7 +76,7 @@ def test_full_net_fast_equals_reference(name, weights_dir):
     gen = case.manifest["weights_generation"]
     weights = make_weights(case.root / gen["cfg"], gen["seed"], weights_dir)
     net = darknet_py.load(case.root / case.manifest["cfg"], weights)
-    compare_paths(net, case.array("input"), name)
+    compare_paths(net, case.array("input"), name, FULL_NET_TOL)
 
 
 # ---------------------------------------------------------------- odd shapes
@@ -249,7 +266,7 @@ def test_winograd_odd_shapes(shape, batch, winograd_on):
     assert all(net.layers[i].uses_winograd for i in range(3))
     for k in KERNELS:
         net.set_exec_options(isa=k)  # also reaches the Winograd transforms
-        compare_paths(net, x, f"winograd {shape} batch {batch} kernels {k}")
+        compare_paths(net, x, f"winograd {shape} batch {batch} kernels {k}", WINOGRAD_TOL)
 
 
 def test_winograd_sees_weight_changes(winograd_on):
@@ -261,7 +278,7 @@ def test_winograd_sees_weight_changes(winograd_on):
     before = net.forward(x).copy()
     w = net.layers[0].params["weights"]  # a view held across forwards
     w[3, 2, 1, 1] += 0.5
-    compare_paths(net, x, "after a one-float edit through a held view")
+    compare_paths(net, x, "after a one-float edit through a held view", WINOGRAD_TOL)
     assert not np.allclose(net.forward(x), before)
     w[...] = 0
     out = net.forward(x)
@@ -302,8 +319,20 @@ def test_output_pool_same_results_and_kept_outputs():
         np.testing.assert_array_equal(net.layers[i].output, f)
 
 
+# Peak RSS of `darknet-py detect` on yolov2-voc 416 (random weights, 202.7 MB file), measured
+# on the shared 2-core VM (2026-11-27, three runs each, +-0.1 MB):
+#   the CLI as shipped (activation pool, Winograd "auto"): 327.3 MB
+#   pool, DARKNET_PY_WINOGRAD=off:                          305.0 MB
+#   without the pool (cli.py's keep_outputs = False removed): 376.4 MB, Winograd off: 356.5 MB
+# The bound, weights + 140 MB = 342.7 MB, sits between the two: 15 MB above the shipped CLI
+# (other numpy/Pillow builds on another machine) and 14 MB under the smallest run without
+# the pool, so a detect that keeps every layer's output fails it.
+RSS_ABOVE_WEIGHTS = 140e6
+
+
 def test_detect_peak_rss_yolov2_voc(weights_dir, tmp_path):
-    """Peak RSS of `darknet-py detect` on yolov2-voc 416 <= weights size + 150 MB (a memory bound, not timing)."""
+    """Peak RSS of `darknet-py detect` on yolov2-voc 416 <= weights size + 140 MB: holds with the
+    activation pool, fails without it (a memory bound, not timing)."""
     import subprocess
     import sys
     cfg = require_reference("cfg", "yolov2-voc.cfg")
@@ -319,5 +348,6 @@ def test_detect_peak_rss_yolov2_voc(weights_dir, tmp_path):
                                             "PYTHONPATH": str(Path(darknet_py.__file__).resolve().parents[1])})
     assert res.returncode == 0, res.stderr
     peak = int(res.stdout.strip().splitlines()[-1]) * 1024  # ru_maxrss is in KiB on Linux
-    bound = weights.stat().st_size + 150e6
-    assert peak <= bound, f"peak RSS {peak / 1e6:.1f} MB > weights {weights.stat().st_size / 1e6:.1f} MB + 150 MB"
+    bound = weights.stat().st_size + RSS_ABOVE_WEIGHTS
+    assert peak <= bound, (f"peak RSS {peak / 1e6:.1f} MB > weights {weights.stat().st_size / 1e6:.1f} MB + "
+                           f"{RSS_ABOVE_WEIGHTS / 1e6:.0f} MB")

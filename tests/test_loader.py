@@ -129,12 +129,26 @@ def test_start_batch_resumes_the_sequence(dataset):
             np.testing.assert_array_equal(t, u)
 
 
+# Floor for the loader's throughput at 416x416 with 2 worker threads, in images/s. Measured
+# on the shared 2-core VM (2026-11-27) under a load average of ~4.8 from other jobs: windows
+# of 16 images ran at 102-141 images/s (median 130), windows of 64 at 158-194 (median 174);
+# the README's figure is ~200 unloaded. The floor is what the README's claim needs: the
+# loader must outrun training, and the demo trains at 40-50 images/s (at 160x160, cheaper
+# to load than 416): 50 is below half of the slowest loaded window measured. The best of
+# three windows is taken, so one descheduled window on a loaded CI machine does not decide.
+LOADER_FLOOR_416 = 50.0
+
+
 def test_loader_throughput_at_416(dataset):
-    """Images/s of the loader alone (printed with -s; asserts only that it runs)."""
+    """Images/s of the loader alone at 416x416, 2 workers (printed with -s): at least
+    LOADER_FLOOR_416 in the best of three windows of 16 images after a warm-up batch."""
     with DetectionLoader(dataset, 416, 416, batch=8, seed=0, workers=2, **AUG) as loader:
         loader.next_batch()
-        start = time.perf_counter()
-        take(loader, 2)
-        rate = 16 / (time.perf_counter() - start)
-    print(f"loader: {rate:.0f} images/s at 416x416 on 2 threads (small PNGs)")
-    assert rate > 0
+        rates = []
+        for _ in range(3):
+            start = time.perf_counter()
+            take(loader, 2)
+            rates.append(16 / (time.perf_counter() - start))
+    rate = max(rates)
+    print(f"loader: {rate:.0f} images/s at 416x416 on 2 threads (small PNGs; windows {[round(r) for r in rates]})")
+    assert rate >= LOADER_FLOOR_416, f"loader {rate:.0f} images/s < floor {LOADER_FLOOR_416:.0f} (windows {rates})"

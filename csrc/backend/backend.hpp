@@ -146,6 +146,48 @@ class Backend {
     (void)l, (void)input, (void)output;
     return false;
   }
+  // Training convolution, the raw sums only (no batch norm, bias or activation) for the
+  // whole batch (CPU: the packed GEMM reading the image in place, no im2col buffer).
+  // Returns false to run the layer's generic im2col + GEMM loop.
+  virtual bool conv_forward_raw(ConvolutionalLayer& l, const float* input, float* output) {
+    (void)l, (void)input, (void)output;
+    return false;
+  }
+  // Training: weight_updates += delta * columns^T summed over the batch. Returns false
+  // to run the layer's per-image im2col + GEMM loop.
+  virtual bool conv_weight_gradient(ConvolutionalLayer& l, const float* input, const float* delta,
+                                    float* weight_updates) {
+    (void)l, (void)input, (void)delta, (void)weight_updates;
+    return false;
+  }
+  // Training batch norm after the batch statistics: x = out (kept for the backward),
+  // x_norm = (x - mean) / sqrt(var + eps), out = act(x_norm * scales + biases). The
+  // default runs the single ops above in that order; the CPU does it in one pass.
+  virtual void bn_train_normalize(const float* mean, const float* variance, const float* scales,
+                                  const float* biases, int batch, int filters, int spatial, Activation act,
+                                  float* out, float* x, float* x_norm) {
+    const size_t n = (size_t)batch * filters * spatial;
+    copy(out, x, n);
+    bn_normalize(out, mean, variance, batch, filters, spatial);
+    copy(out, x_norm, n);
+    scale_bias(out, scales, batch, filters, spatial);
+    add_bias(out, biases, batch, filters, spatial);
+    activate(out, n, act);
+  }
+  // Training backward of activation + batch norm, given the output's delta: delta *=
+  // act'(y); bias and scale gradients added; delta *= scales; then Darknet's batch-norm
+  // input delta (mean_delta, variance_delta). The default runs the single ops in that
+  // order; the CPU does it in two passes per filter with the same arithmetic.
+  virtual void bn_train_backward(const float* y, Activation act, const float* x, const float* x_norm,
+                                 const float* mean, const float* variance, const float* scales, int batch,
+                                 int filters, int spatial, float* bias_updates, float* scale_updates,
+                                 float* mean_delta, float* variance_delta, float* delta) {
+    gradient(y, (size_t)batch * filters * spatial, act, delta);
+    backward_bias(bias_updates, delta, batch, filters, spatial);
+    backward_scale(x_norm, delta, batch, filters, spatial, scale_updates);
+    scale_bias(delta, scales, batch, filters, spatial);
+    bn_backward_delta(x, mean, variance, batch, filters, spatial, mean_delta, variance_delta, delta);
+  }
 
  protected:
   ExecOptions options_;

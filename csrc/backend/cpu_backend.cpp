@@ -29,6 +29,8 @@ namespace {
 
 // Element-wise loops below this many elements run on one thread (a team costs more).
 constexpr size_t kParallelMin = 65536;
+// Largest batch x weights held for the per-image weight gradients (16 MB).
+constexpr size_t kWeightGradientPartialFloats = (size_t)4 << 20;
 
 // region_softmax over one WordTree group at every cell of a plane at once. The
 // group's rows are whole planes, contiguous in memory, so each pass runs along
@@ -183,6 +185,79 @@ class CpuBackend final : public Backend {
     ::dn::bn_backward_delta(x, mean, variance, batch, filters, spatial, mean_delta, variance_delta, delta);
   }
 
+  // One pass instead of six: each element is read once and x, x_norm and the output
+  // written once, with the same per-element arithmetic as the single ops.
+  void bn_train_normalize(const float* mean, const float* variance, const float* scales, const float* biases,
+                          int batch, int filters, int spatial, Activation act, float* out, float* x,
+                          float* x_norm) override {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < batch; ++b)
+      for (int f = 0; f < filters; ++f) {
+        const size_t off = ((size_t)b * filters + f) * spatial;
+        float* p = out + off;
+        float* px = x + off;
+        float* pn = x_norm + off;
+        const float m = mean[f], inv = bn_inv_std(variance[f]), scale = scales[f], bias = biases[f];
+        if (act == Activation::Leaky) {
+#pragma omp simd
+          for (int i = 0; i < spatial; ++i) {
+            const float v = p[i], normalized = bn_apply(v, m, inv);
+            px[i] = v;
+            pn[i] = normalized;
+            const float y = normalized * scale + bias;
+            p[i] = y > 0 ? y : .1f * y;
+          }
+        } else {
+          for (int i = 0; i < spatial; ++i) {
+            const float v = p[i], normalized = bn_apply(v, m, inv);
+            px[i] = v;
+            pn[i] = normalized;
+            p[i] = ::dn::activate(normalized * scale + bias, act);
+          }
+        }
+      }
+  }
+
+  // Two passes per filter instead of six over the batch: the same float products and the
+  // same double sums in the same order as the single ops, so the result is bit-identical.
+  void bn_train_backward(const float* y, Activation act, const float* x, const float* x_norm, const float* mean,
+                         const float* variance, const float* scales, int batch, int filters, int spatial,
+                         float* bias_updates, float* scale_updates, float* mean_delta, float* variance_delta,
+                         float* delta) override {
+    const float n = (float)batch * spatial;
+#pragma omp parallel for schedule(static)
+    for (int f = 0; f < filters; ++f) {
+      const float m = mean[f], scale = scales[f];
+      double bias_sum = 0, scale_sum = 0, delta_sum = 0, centered_sum = 0;
+      for (int b = 0; b < batch; ++b) {
+        const size_t off = ((size_t)b * filters + f) * spatial;
+        float* d = delta + off;
+        const float *py = y + off, *px = x + off, *pn = x_norm + off;
+        for (int i = 0; i < spatial; ++i) {
+          const float through_act = d[i] * ::dn::gradient(py[i], act);
+          bias_sum += through_act;
+          scale_sum += (double)through_act * pn[i];
+          const float scaled = through_act * scale;
+          d[i] = scaled;
+          delta_sum += scaled;
+          centered_sum += (double)scaled * (px[i] - m);
+        }
+      }
+      bias_updates[f] += (float)bias_sum;
+      scale_updates[f] += (float)scale_sum;
+      const float md = bn_mean_delta(delta_sum, variance[f]), vd = bn_variance_delta(centered_sum, variance[f]);
+      mean_delta[f] = md;
+      variance_delta[f] = vd;
+      const float inv_std = bn_inv_std(variance[f]);
+      for (int b = 0; b < batch; ++b) {
+        const size_t off = ((size_t)b * filters + f) * spatial;
+        float* d = delta + off;
+        const float* px = x + off;
+        for (int i = 0; i < spatial; ++i) d[i] = bn_input_delta(d[i], inv_std, vd, px[i], m, md, n);
+      }
+    }
+  }
+
   // ------------------------------------------------------------ pooling, reorg
   // Darknet's window: it starts at -padding/2; cells outside the input never win.
   void maxpool_forward(const MaxpoolShape& s, const float* input, float* output, int* argmax) override {
@@ -196,9 +271,27 @@ class CpuBackend final : public Backend {
     for (int b = 0; b < s.batch; ++b)
       for (int k = 0; k < c; ++k) {
         const float* in = input + ((size_t)b * c + k) * h * w;
+        const int plane = (int)(((size_t)b * c + k) * h * w);
         for (int i = 0; i < out_h; ++i)
           for (int j = 0; j < out_w; ++j) {
             const size_t out_index = (((size_t)b * c + k) * out_h + i) * out_w + j;
+            const int y0 = offset + i * s.stride, x0 = offset + j * s.stride;
+            if (y0 >= 0 && y0 + s.size <= h && x0 >= 0 && x0 + s.size <= w) {
+              // Window inside the image (all but the border): the same scan without the checks.
+              float best = -FLT_MAX;
+              int best_index = -1;
+              for (int n = 0; n < s.size; ++n)
+                for (int m = 0; m < s.size; ++m) {
+                  const float v = in[(y0 + n) * w + x0 + m];
+                  if (v > best) {  // first maximum wins
+                    best = v;
+                    best_index = plane + (y0 + n) * w + x0 + m;
+                  }
+                }
+              output[out_index] = best;
+              if (argmax) argmax[out_index] = best_index;
+              continue;
+            }
             float best = -FLT_MAX;
             int best_index = -1;
             for (int n = 0; n < s.size; ++n)
@@ -388,6 +481,50 @@ class CpuBackend final : public Backend {
   }
 
   // ------------------------------------------------------------ specialisations
+  // Training weight gradient for layers whose per-image gradients fit in memory (the
+  // wide early layers, where one image's GEMM has few rows and columns and a long K):
+  // the images' GEMMs run in parallel, one thread each, B packed straight from the image
+  // (no im2col), then summed in image order, so the result does not depend on the threads.
+  bool conv_weight_gradient(ConvolutionalLayer& l, const float* input, const float* delta,
+                            float* weight_updates) override {
+    if (options_.reference_kernels) return false;
+    const ConvShape s = l.shape();
+    const int cg = s.c / s.groups, m = s.filters / s.groups, k = s.size * s.size * cg;
+    const int spatial = s.out_h * s.out_w;
+    const size_t per_image = (size_t)s.filters * k;
+    if (s.batch < 2 || per_image * s.batch > kWeightGradientPartialFloats) return false;
+    require_cpu_isa(options_.isa);  // throws here, not inside the parallel region
+    weight_gradient_partials_.resize(per_image * s.batch);
+    float* partials = weight_gradient_partials_.data();
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int b = 0; b < s.batch; ++b)
+      for (int g = 0; g < s.groups; ++g) {
+        const float* d = delta + ((size_t)b * s.groups + g) * m * spatial;
+        const float* image = input + ((size_t)b * s.groups + g) * cg * s.h * s.w;
+        const PackB pack = [&s, image](int k0, int kc, int j0, int nr, int width, float* dst) {
+          pack_im2col_panel_transposed(s, image, k0, kc, j0, nr, width, dst);
+        };
+        gemm_packed(options_.isa, m, k, spatial, d, spatial, 1, pack, partials + b * per_image + (size_t)g * m * k,
+                    k, false, nullptr);
+      }
+#pragma omp parallel for schedule(static) if (per_image > 4096)
+    for (size_t i = 0; i < per_image; ++i) {
+      float sum = weight_updates[i];
+      for (int b = 0; b < s.batch; ++b) sum += partials[b * per_image + i];
+      weight_updates[i] = sum;
+    }
+    return true;
+  }
+
+  // Training: the raw convolution on the packed GEMM, panels packed straight from the
+  // image (the inference kernel with an empty epilogue), never Winograd (its extra
+  // rounding is kept out of training).
+  bool conv_forward_raw(ConvolutionalLayer& l, const float* input, float* output) override {
+    if (options_.reference_kernels) return false;
+    conv_forward_fast(options_.isa, l.shape(), input, l.weights.read(device()), ConvEpilogue{}, output);
+    return true;
+  }
+
   // Inference: BN folded into a per-filter scale/bias applied with the activation in
   // the GEMM epilogue; Winograd where the mode selects it, else the packed GEMM.
   bool conv_inference(ConvolutionalLayer& l, const float* input, float* output) override {
@@ -418,6 +555,11 @@ class CpuBackend final : public Backend {
     conv_forward_fast(options_.isa, shape, input, weights, ep, output);
     return true;
   }
+
+ private:
+  // Per-image weight gradients of conv_weight_gradient, kept between steps (no allocation
+  // in a warmed-up step); bounded by kWeightGradientPartialFloats.
+  std::vector<float> weight_gradient_partials_;
 };
 
 }  // namespace

@@ -22,7 +22,7 @@ struct ExecOptions {
   Device device = Device::Cpu;
   CpuIsa isa = CpuIsa::Plain;             // CPU kernel family (GEMM micro-kernels, Winograd transforms)
   WinogradMode winograd = WinogradMode::Auto;
-  bool reference_kernels = false;         // inference on the plain reference kernels (tests compare both)
+  bool reference_kernels = false;         // plain reference kernels: inference, and the training conv (tests compare both)
   int threads = 0;                        // OpenMP threads for this network's calls; 0 = the runtime's default
 
   // Defaults: best ISA, auto Winograd, fast kernels, CPU, all threads; then the environment.

@@ -67,6 +67,30 @@ void pack_im2col_panel(const ConvShape& s, const float* image, int k0, int kc, i
   }
 }
 
+void pack_im2col_panel_transposed(const ConvShape& s, const float* image, int k0, int kc, int j0, int nr, int width,
+                                  float* dst) {
+  const int ksz = s.size * s.size;
+  for (int col = 0; col < width; ++col) {
+    float* d = dst + col;
+    if (col >= nr) {
+      for (int r = 0; r < kc; ++r) d[(size_t)r * width] = 0.f;
+      continue;
+    }
+    const int k = j0 + col;
+    const int ch = k / ksz, rem = k % ksz, ky = rem / s.size, kx = rem % s.size;
+    const float* plane = image + (size_t)ch * s.h * s.w;
+    int oy = k0 / s.out_w, ox = k0 % s.out_w;
+    for (int r = 0; r < kc; ++r) {
+      const int iy = oy * s.stride - s.pad + ky, ix = ox * s.stride - s.pad + kx;
+      d[(size_t)r * width] = (iy >= 0 && iy < s.h && ix >= 0 && ix < s.w) ? plane[(size_t)iy * s.w + ix] : 0.f;
+      if (++ox == s.out_w) {
+        ox = 0;
+        ++oy;
+      }
+    }
+  }
+}
+
 void conv_forward_fast(CpuIsa isa, const ConvShape& s, const float* input, const float* weights,
                        const ConvEpilogue& ep, float* output) {
   const int spatial = s.out_w * s.out_h;

@@ -40,4 +40,9 @@ void conv_forward_fast(CpuIsa isa, const ConvShape& s, const float* input, const
 // Packs a kc x width panel of the virtual im2col matrix of one image/group.
 void pack_im2col_panel(const ConvShape& s, const float* image, int k0, int kc, int j0, int nr, int width, float* dst);
 
+// The same for the transposed matrix (rows: output pixels k0.., columns: im2col rows
+// j0..), the B operand of the weight gradient delta * columns^T.
+void pack_im2col_panel_transposed(const ConvShape& s, const float* image, int k0, int kc, int j0, int nr, int width,
+                                  float* dst);
+
 }  // namespace dn

@@ -285,7 +285,8 @@ void gemm_packed(CpuIsa isa, int M, int N, int K, const float* A, ptrdiff_t rs_a
   const Ukr* kernels = kKernels[(int)isa];
   const int strips = (M + MR - 1) / MR;
   const int panels = (N + NR - 1) / NR;
-  const int threads = std::max(1, omp_get_max_threads());
+  // Inside a caller's parallel region (per-image weight gradients) the caller owns the threads.
+  const int threads = omp_in_parallel() ? 1 : std::max(1, omp_get_max_threads());
   const Activation act = ep ? ep->act : Activation::Linear;
   // Even K blocks of at most KC (K up to KCmax stays one block): no thin tail
   // block that reloads and stores all of C for a few k steps.

@@ -158,33 +158,34 @@ void ConvolutionalLayer::forward(LayerContext& ctx) {
   const int spatial = out_w * out_h;
   const int m = filters / groups;            // output channels per group
   const int k = size * size * (c / groups);  // column rows
-  const float* wts = weights.read(dev);
-  for (int b = 0; b < batch; ++b)
-    for (int g = 0; g < groups; ++g) {
-      const float* a = wts + (size_t)g * m * k;
-      const float* im = ctx.input + ((size_t)b * groups + g) * (c / groups) * h * w;
-      float* o = out + ((size_t)b * groups + g) * m * spatial;
-      const float* col = im;
-      if (!is_1x1()) {
-        be.im2col(im, c / groups, h, w, size, stride, pad, ctx.workspace);
-        col = ctx.workspace;
+  if (!be.conv_forward_raw(*this, ctx.input, out)) {
+    const float* wts = weights.read(dev);
+    for (int b = 0; b < batch; ++b)
+      for (int g = 0; g < groups; ++g) {
+        const float* a = wts + (size_t)g * m * k;
+        const float* im = ctx.input + ((size_t)b * groups + g) * (c / groups) * h * w;
+        float* o = out + ((size_t)b * groups + g) * m * spatial;
+        const float* col = im;
+        if (!is_1x1()) {
+          be.im2col(im, c / groups, h, w, size, stride, pad, ctx.workspace);
+          col = ctx.workspace;
+        }
+        be.gemm(false, false, m, spatial, k, 1.f, a, k, col, spatial, 0.f, o, spatial);
       }
-      be.gemm(false, false, m, spatial, k, 1.f, a, k, col, spatial, 0.f, o, spatial);
-    }
+  }
 
   const size_t n = output.size();
   if (batch_normalize) {
     if (ctx.train) {
       float* batch_mean = mean.write(dev);
       float* batch_var = variance.write(dev);
-      be.copy(out, x.write(dev), n);
       be.bn_mean_variance(out, batch, filters, spatial, batch_mean, batch_var);
       be.bn_rolling_update(rolling_mean.write(dev), rolling_variance.write(dev), batch_mean, batch_var, filters);
-      be.bn_normalize(out, batch_mean, batch_var, batch, filters, spatial);
-      be.copy(out, x_norm.write(dev), n);
-    } else {
-      be.bn_normalize(out, rolling_mean.read(dev), rolling_variance.read(dev), batch, filters, spatial);
+      be.bn_train_normalize(batch_mean, batch_var, scales.read(dev), biases.read(dev), batch, filters, spatial,
+                            activation, out, x.write(dev), x_norm.write(dev));
+      return;
     }
+    be.bn_normalize(out, rolling_mean.read(dev), rolling_variance.read(dev), batch, filters, spatial);
     be.scale_bias(out, scales.read(dev), batch, filters, spatial);
   }
   be.add_bias(out, biases.read(dev), batch, filters, spatial);
@@ -199,30 +200,34 @@ void ConvolutionalLayer::backward(LayerContext& ctx) {
   const int m = filters / groups;
   const int k = size * size * (c / groups);
   float* d_out = delta.write(dev);
-  be.gradient(output.read(dev), output.size(), activation, d_out);
-  be.backward_bias(bias_updates.write(dev), d_out, batch, filters, spatial);
   if (batch_normalize) {
     const float* use_mean = ctx.train ? mean.read(dev) : rolling_mean.read(dev);
     const float* use_var = ctx.train ? variance.read(dev) : rolling_variance.read(dev);
-    be.backward_scale(x_norm.read(dev), d_out, batch, filters, spatial, scale_updates.write(dev));
-    be.scale_bias(d_out, scales.read(dev), batch, filters, spatial);
-    be.bn_backward_delta(x.read(dev), use_mean, use_var, batch, filters, spatial, mean_delta.write(dev),
-                         variance_delta.write(dev), d_out);
+    be.bn_train_backward(output.read(dev), activation, x.read(dev), x_norm.read(dev), use_mean, use_var,
+                         scales.read(dev), batch, filters, spatial, bias_updates.write(dev),
+                         scale_updates.write(dev), mean_delta.write(dev), variance_delta.write(dev), d_out);
+  } else {
+    be.gradient(output.read(dev), output.size(), activation, d_out);
+    be.backward_bias(bias_updates.write(dev), d_out, batch, filters, spatial);
   }
   const float* wts = weights.read(dev);
   float* wu_all = weight_updates.write(dev);
+  const bool weights_done = be.conv_weight_gradient(*this, ctx.input, d_out, wu_all);
+  if (weights_done && !ctx.prev_delta) return;
   for (int b = 0; b < batch; ++b)
     for (int g = 0; g < groups; ++g) {
       const float* d = d_out + ((size_t)b * groups + g) * m * spatial;
       const float* im = ctx.input + ((size_t)b * groups + g) * (c / groups) * h * w;
       float* wu = wu_all + (size_t)g * m * k;
-      const float* col = im;
-      if (!is_1x1()) {
-        be.im2col(im, c / groups, h, w, size, stride, pad, ctx.workspace);
-        col = ctx.workspace;
+      if (!weights_done) {
+        const float* col = im;
+        if (!is_1x1()) {
+          be.im2col(im, c / groups, h, w, size, stride, pad, ctx.workspace);
+          col = ctx.workspace;
+        }
+        // weight_updates += delta * columns^T
+        be.gemm(false, true, m, k, spatial, 1.f, d, spatial, col, spatial, 1.f, wu, k);
       }
-      // weight_updates += delta * columns^T
-      be.gemm(false, true, m, k, spatial, 1.f, d, spatial, col, spatial, 1.f, wu, k);
       if (ctx.prev_delta) {
         float* prev = ctx.prev_delta + ((size_t)b * groups + g) * (c / groups) * h * w;
         const float* a = wts + (size_t)g * m * k;

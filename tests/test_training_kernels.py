@@ -1,0 +1,121 @@
+"""The training step's fast CPU path (the raw convolution on the packed GEMM without an
+im2col buffer, the per-image weight gradients summed in image order, batch norm in one
+forward pass and two backward passes, maxpool's unchecked interior scan) against the
+plain path (`reference_kernels=True`: im2col + GEMM per image), on a net with every
+convolution shape the training path meets: 3x3 pad 1, stride 2, 5x5 pad 0, 1x1, groups,
+with and without batch norm, a maxpool with border windows (size 3 stride 2) and tiny
+yolo's size 2 stride 1, and a route that makes the 1x1 input gradient add up.
+
+Tolerances: the two paths sum the same products in different orders (GEMM blocking, the
+images summed after their own GEMMs), so they differ by float32 rounding: ~1e-7 relative
+per value, grown through 3 SGD steps; 2e-5 relative to each tensor's largest value holds
+with a margin of ~4x (measured worst 4.6e-6). The scale has a floor of 1e-2: a conv followed by
+batch norm gets an exactly-zero bias gradient in exact arithmetic, so its biases, bias updates
+and the next layer's rolling mean are pure rounding noise (~1e-9 to 1e-7) that two correct
+summation orders do not reproduce. Thread counts must not change anything: the
+fast path's per-image split is fixed, so 1 and 2 threads give the same bits."""
+import numpy as np
+import pytest
+
+import darknet_py
+
+NET = """[net]
+batch=3
+subdivisions=1
+width=27
+height=25
+channels=3
+momentum=0.9
+decay=0.0005
+learning_rate=0.02
+policy=constant
+
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+pad=1
+activation=leaky
+
+[maxpool]
+size=3
+stride=2
+
+[convolutional]
+filters=12
+size=5
+stride=1
+padding=0
+activation=leaky
+
+[convolutional]
+batch_normalize=1
+filters=12
+size=3
+stride=2
+pad=1
+groups=3
+activation=linear
+
+[convolutional]
+batch_normalize=1
+filters=10
+size=1
+activation=leaky
+
+[maxpool]
+size=2
+stride=1
+
+[route]
+layers=-1,-2
+
+[convolutional]
+filters=7
+size=1
+activation=linear
+
+[avgpool]
+
+[softmax]
+
+[cost]
+"""
+RELATIVE_TOL = 2e-5
+SCALE_FLOOR = 1e-2
+
+
+def _train(reference: bool, threads: int, steps: int = 3):
+    net = darknet_py.Network.from_text(NET, name="training_kernels.cfg", batch=3)
+    net.randomize(7)
+    net.training = True
+    net.set_exec_options(reference_kernels=reference, threads=threads)
+    rng = np.random.default_rng(5)
+    losses = []
+    for _ in range(steps):
+        x = rng.standard_normal((3, 3, 25, 27)).astype(np.float32)
+        truth = np.eye(7, dtype=np.float32)[rng.integers(0, 7, 3)]
+        losses.append(net.train_step(x, truth))
+    state = {f"{l.index}{k}": v.copy() for l in net.layers for k, v in l.params.items()}
+    state.update({f"{l.index}{k}": v.copy() for l in net.layers for k, v in l.buffers.items()
+                  if k.endswith("_updates")})
+    return losses, state
+
+
+def test_fast_training_path_matches_the_plain_one():
+    fast_losses, fast = _train(reference=False, threads=2)
+    ref_losses, ref = _train(reference=True, threads=2)
+    np.testing.assert_allclose(fast_losses, ref_losses, rtol=RELATIVE_TOL)
+    assert fast.keys() == ref.keys() and any(k.endswith("weight_updates") for k in fast)
+    for name in ref:
+        scale = max(float(np.abs(ref[name]).max()), SCALE_FLOOR)
+        err = float(np.abs(fast[name] - ref[name]).max()) / scale
+        assert err <= RELATIVE_TOL, f"{name}: fast vs plain training path differ by {err:.2e} of the tensor's max"
+
+
+def test_fast_training_path_does_not_depend_on_threads():
+    one_losses, one = _train(reference=False, threads=1)
+    two_losses, two = _train(reference=False, threads=2)
+    assert one_losses == two_losses
+    for name in one:
+        np.testing.assert_array_equal(one[name], two[name], err_msg=name)
