@@ -248,9 +248,12 @@ def bn_backward_reference(conv, x_norm, mean, var, n, scales, delta):
     return d, scale_updates
 
 
+# "fast": the CPU's training kernels (the weight gradient one packed GEMM per image, summed
+# in image order, where batch >= 2); "reference": the plain im2col + GEMM path.
+@pytest.mark.parametrize("kernels", ["fast", "reference"])
 @pytest.mark.parametrize("bn", [False, True], ids=["nobn", "bn"])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_training_forward_and_backward_match_direct(name, bn):
+def test_training_forward_and_backward_match_direct(name, bn, kernels):
     _, _, c, filters, size, stride, _, pad, groups = CASES[name]
     # A probe in front (1x1 identity, linear) so the input delta of the layer under test is readable.
     w, h = CASES[name][:2]
@@ -268,6 +271,7 @@ def test_training_forward_and_backward_match_direct(name, bn):
         net.layers[1].params[k][...] = v
     p = {k: np.asarray(v, np.float64).copy() for k, v in net.layers[1].params.items()}
     net.training = True
+    net.set_exec_options(reference_kernels=kernels == "reference")
     y = net.forward(x)
 
     conv = conv_direct(x, p["weights"], stride, pad, groups)
@@ -289,7 +293,7 @@ def test_training_forward_and_backward_match_direct(name, bn):
     else:
         pre = conv + per(p["biases"])
         out_mag = mag + per(np.abs(p["biases"]))
-    check_bound(y, leaky(pre), out_mag, GEMM_TOL, f"{name} bn={bn} training forward")
+    check_bound(y, leaky(pre), out_mag, GEMM_TOL, f"{name} bn={bn} {kernels} training forward")
 
     # backward: output delta r; the activation gradient comes from the layer's own output
     r = np.random.default_rng(1).normal(0, 1, y.shape)
@@ -319,8 +323,8 @@ def test_training_forward_and_backward_match_direct(name, bn):
                                                            stride, pad, groups)[0]
         dx_mag = dx_mag + scale_mag * conv_backward_direct(np.abs(x), np.abs(p["weights"]), np.ones_like(delta),
                                                            stride, pad, groups)[1]
-    check_bound(bufs["weight_updates"], dw, dw_mag, tol, f"{name} bn={bn} weight_updates")
-    check_bound(net.layers[0].delta, dx, dx_mag, tol, f"{name} bn={bn} input delta")
+    check_bound(bufs["weight_updates"], dw, dw_mag, tol, f"{name} bn={bn} {kernels} weight_updates")
+    check_bound(net.layers[0].delta, dx, dx_mag, tol, f"{name} bn={bn} {kernels} input delta")
 
 
 def test_direct_reference_is_a_convolution():
