@@ -591,6 +591,24 @@ void Network::run_backward_layer(int i, const float* input) {
   layers[i]->backward(ctx);
 }
 
+std::string Network::rng_state() const {
+  auto guard = lock();
+  std::ostringstream os;
+  os << rng;
+  return os.str();
+}
+
+void Network::set_rng_state(const std::string& state) {
+  auto guard = lock();
+  std::istringstream is(state);
+  std::mt19937_64 restored;
+  is >> restored;
+  check(!is.fail(), "set_rng_state: not a generator state (", state.size(), " characters)");
+  is >> std::ws;
+  check(is.eof(), "set_rng_state: trailing characters after the generator state");
+  rng = restored;
+}
+
 void Network::randomize(uint64_t seed, WeightInit init) {
   auto guard = lock();
   std::mt19937_64 init_rng(seed);

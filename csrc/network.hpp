@@ -115,6 +115,11 @@ class Network {
     auto guard = lock();
     rng.seed(seed);
   }
+  // The generator's full state as text (the standard's operator<< format), so a training
+  // checkpoint can resume the dropout draws where they stopped; set_rng_state refuses text
+  // that is not such a state and leaves the generator unchanged.
+  std::string rng_state() const;
+  void set_rng_state(const std::string& state);
 
   // Bytes of every buffer the layers hold (planned size, allocated or not) plus the shared
   // workspace: what the memory limit (core/limits.hpp) is checked against.

@@ -201,6 +201,16 @@ class Network:
         """Seed the generator of the network's own random choices during training (dropout)."""
         self._net.set_seed(int(seed))
 
+    @property
+    def rng_state(self) -> str:
+        """The state of that generator as text (training checkpoints save it, so a resumed run
+        drops the units a straight run would); assigning a saved state restores it."""
+        return self._net.rng_state
+
+    @rng_state.setter
+    def rng_state(self, state: str):
+        self._net.rng_state = str(state)
+
     def set_batch(self, batch: int) -> None:
         """Images per forward pass (forward/train_step also set it from their input)."""
         self._net.set_batch(int(batch))

@@ -7,8 +7,8 @@ The loop does what Darknet's train_detector / train_classifier do around the ari
 subdivisions, a NaN stop, running averages, a tqdm bar, the loss chart, checkpoints
 (`_last`, Darknet's numbered backups, `_final`), Ctrl-C and resume.
 
-A checkpoint is a weights file plus a `.state.npz` beside it (momentum buffers, `seen`
-and the weights file's SHA-256), written as one unit: both go to fsynced temp files; the
+A checkpoint is a weights file plus a `.state.npz` beside it (momentum buffers, `seen`,
+the network generator's state for the dropout draws, and the weights file's SHA-256), written as one unit: both go to fsynced temp files; the
 old state is set aside as `.state.prev.npz`, the new state renamed into place, then the
 weights, then the set-aside state removed. Whenever the process dies, the weights file on
 disk has a matching state (the new one, or the set-aside old one), which resume finds by
@@ -144,6 +144,7 @@ def save_checkpoint(net: Network, path: str) -> str:
         net.save_weights(weights_tmp)  # fsynced by the core
         arrays = _momentum_arrays(net)
         arrays["seen"] = np.int64(net.seen)
+        arrays["rng_state"] = np.array(net.rng_state)  # the dropout draws continue where they stopped
         arrays["weights_sha256"] = np.array(_weights_digest(weights_tmp))
         with open(state_tmp, "wb") as f:
             np.savez(f, **arrays)
@@ -207,6 +208,8 @@ def load_training_state(net: Network, weights_path: str) -> bool:
                     if src.shape != arr.shape:
                         raise DarknetError(f"{path}: {key} has shape {src.shape}, the network needs {arr.shape}")
                     arr[...] = src
+        if "rng_state" in state.files:  # older checkpoints: the generator stays seeded by `seed`
+            net.rng_state = str(state["rng_state"])
     return True
 
 

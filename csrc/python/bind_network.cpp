@@ -260,6 +260,9 @@ void bind_network(py::module_& m) {
       .def("resize", &Network::resize, py::arg("width"), py::arg("height"), py::call_guard<py::gil_scoped_release>())
       .def("set_training", &Network::set_training, py::call_guard<py::gil_scoped_release>())
       .def("set_seed", &Network::set_seed, py::call_guard<py::gil_scoped_release>())
+      .def_property("rng_state", &Network::rng_state, &Network::set_rng_state,
+                    "The training generator's state (dropout draws) as text; a checkpoint saves it so a "
+                    "resumed run draws what a straight run would.")
       .def(
           "lock_functions",
           [](const Network& n) {
