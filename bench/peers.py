@@ -96,18 +96,6 @@ def read_model(cfg: str, weights: str, size: int):
     return net, layers
 
 
-def reorg_source_index(c: int, h: int, w: int, stride: int):
-    """Flat input index of each flat output element of Darknet's [reorg] (see
-    torch_reference.darknet_reorg for the formula)."""
-    import numpy as np
-    k = np.arange(c)[:, None, None]
-    j = np.arange(h)[None, :, None]
-    i = np.arange(w)[None, None, :]
-    small_c = c // (stride * stride)
-    c2, offset = k % small_c, k // small_c
-    return (i * stride + offset % stride + w * stride * (j * stride + offset // stride + h * stride * c2)).reshape(-1)
-
-
 def shapes(layers, size):
     """(c, h, w) after each layer."""
     out, c, h, w = [], 3, size, size
@@ -136,6 +124,7 @@ def onnx_model(layers, size):
     import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
+    from torch_reference import reorg_source_index
 
     nodes, inits = [], []
     dims = shapes(layers, size)
@@ -205,6 +194,7 @@ def onnx_model(layers, size):
 def torch_module(layers, size):
     import torch
     import torch.nn.functional as F
+    from torch_reference import reorg_source_index
 
     dims = shapes(layers, size)
 
@@ -380,7 +370,7 @@ class Peer:
         self.proc.wait(timeout=60)
 
 
-def compare(mode, peers, label, runs, warmup, tmp):
+def compare(mode, peers, label, runs, warmup):
     import numpy as np
     for p in peers:
         p.ready()
@@ -459,7 +449,7 @@ def main(argv=None):
                 peers = [Peer(p, args.mode, str(cfg), str(weights), size, threads, batch,
                               str(Path(tmp) / f"{p}.npy")) for p in wanted]
                 try:
-                    ms = compare(args.mode, peers, label, runs, warmup, tmp)
+                    ms = compare(args.mode, peers, label, runs, warmup)
                 finally:
                     for p in peers:
                         if p.proc.poll() is None:

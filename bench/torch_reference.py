@@ -189,12 +189,12 @@ class DarknetBatchNormBackward(torch.autograd.Function if torch is not None else
         return dz, None, None
 
 
-def darknet_reorg(x, stride: int):
-    """Darknet's [reorg] (its reorg_cpu with forward=0): a fixed permutation of the flat
-    (C, H, W) input, output read as (C*s*s, H/s, W/s). Output position i + W*(j + H*k)
+def reorg_source_index(c: int, h: int, w: int, stride: int) -> np.ndarray:
+    """Darknet's [reorg] (its reorg_cpu with forward=0) as a gather: a fixed permutation of the
+    flat (C, H, W) input, output read as (C*s*s, H/s, W/s). Output position i + W*(j + H*k)
     (k < C, j < H, i < W) takes the input's flat element w2 + W*s*(h2 + H*s*c2) with
-    c2 = k mod C/s^2, offset = k div C/s^2, w2 = i*s + offset mod s, h2 = j*s + offset div s."""
-    batch, c, h, w = x.shape
+    c2 = k mod C/s^2, offset = k div C/s^2, w2 = i*s + offset mod s, h2 = j*s + offset div s.
+    Returns those flat input indices in output order."""
     k = np.arange(c)[:, None, None]
     j = np.arange(h)[None, :, None]
     i = np.arange(w)[None, None, :]
@@ -202,10 +202,15 @@ def darknet_reorg(x, stride: int):
     c2, offset = k % small_c, k // small_c
     w2 = i * stride + offset % stride
     h2 = j * stride + offset // stride
-    source = w2 + w * stride * (h2 + h * stride * c2)
+    return (w2 + w * stride * (h2 + h * stride * c2)).reshape(-1)
+
+
+def darknet_reorg(x, stride: int):
+    """Darknet's [reorg] on a (batch, C, H, W) tensor (see reorg_source_index)."""
+    batch, c, h, w = x.shape
     flat = x.reshape(batch, -1)
-    return flat[:, torch.as_tensor(source.reshape(-1))].reshape(batch, c * stride * stride, h // stride,
-                                                                 w // stride)
+    return flat[:, torch.as_tensor(reorg_source_index(c, h, w, stride))].reshape(batch, c * stride * stride,
+                                                                                h // stride, w // stride)
 
 
 # ------------------------------------------------------------------------------ region loss

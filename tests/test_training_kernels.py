@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import darknet_py
+from conftest import momentum_buffers, parameters
 
 NET = """[net]
 batch=3
@@ -96,10 +97,7 @@ def _train(reference: bool, threads: int, steps: int = 3):
         x = rng.standard_normal((3, 3, 25, 27)).astype(np.float32)
         truth = np.eye(7, dtype=np.float32)[rng.integers(0, 7, 3)]
         losses.append(net.train_step(x, truth))
-    state = {f"{l.index}{k}": v.copy() for l in net.layers for k, v in l.params.items()}
-    state.update({f"{l.index}{k}": v.copy() for l in net.layers for k, v in l.buffers.items()
-                  if k.endswith("_updates")})
-    return losses, state
+    return losses, {**parameters(net), **momentum_buffers(net)}
 
 
 def test_fast_training_path_matches_the_plain_one():
