@@ -12,7 +12,7 @@ Versions:
            F(4x4,3x3) (winograd on), and what the measured auto rule picks; each
            validated against the reference, then timed alternately (same run)
   gemm     reference (double-accumulating triple loop, validation only) and the
-           packed micro-kernels: avx512 (8x48, 24 zmm accumulators), avx2 (4x16
+           packed micro-kernels: avx512 (8x48, 24 zmm accumulators), avx2 (4x24 and 8x8
            sub-tiles), plain C++ (compiler-vectorised)
   maxpool  reference (the layer's argmax loop) vs fast (vertical max into a row
            buffer, then horizontal max)

@@ -107,48 +107,98 @@ void ukr_plain(const Tile& t) {
 }
 
 // ---------------------------------------------------------------- AVX2 + FMA
-// 4 rows x 16 columns at a time (8 ymm accumulators), looping over the tile.
-template <int W>
-__attribute__((target("avx2,fma"))) void ukr_avx2(const Tile& t) {
-  alignas(64) float acc[MR * W];
-  const float* ap[MR];
-  for (int i = 0; i < MR; ++i) ap[i] = t.a + (i < t.mv ? i : t.mv - 1) * t.rs;
-  const ptrdiff_t cs = t.cs;
-  for (int i0 = 0; i0 < MR; i0 += 4) {
-    if (i0 >= t.mv) break;
-    for (int j0 = 0; j0 < W; j0 += 16) {
-      __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(),
-             c11 = _mm256_setzero_ps(), c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(),
-             c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
-      const float *a0 = ap[i0], *a1 = ap[i0 + 1], *a2 = ap[i0 + 2], *a3 = ap[i0 + 3];
-      const float* b = t.b + j0;
-      for (int k = 0; k < t.kc; ++k) {
-        const __m256 b0 = _mm256_loadu_ps(b + (size_t)k * W), b1 = _mm256_loadu_ps(b + (size_t)k * W + 8);
-        __m256 x = _mm256_broadcast_ss(a0 + k * cs);
-        c00 = _mm256_fmadd_ps(x, b0, c00);
-        c01 = _mm256_fmadd_ps(x, b1, c01);
-        x = _mm256_broadcast_ss(a1 + k * cs);
-        c10 = _mm256_fmadd_ps(x, b0, c10);
-        c11 = _mm256_fmadd_ps(x, b1, c11);
-        x = _mm256_broadcast_ss(a2 + k * cs);
-        c20 = _mm256_fmadd_ps(x, b0, c20);
-        c21 = _mm256_fmadd_ps(x, b1, c21);
-        x = _mm256_broadcast_ss(a3 + k * cs);
-        c30 = _mm256_fmadd_ps(x, b0, c30);
-        c31 = _mm256_fmadd_ps(x, b1, c31);
-      }
-      float* r = acc + i0 * W + j0;
-      _mm256_store_ps(r, c00);
-      _mm256_store_ps(r + 8, c01);
-      _mm256_store_ps(r + W, c10);
-      _mm256_store_ps(r + W + 8, c11);
-      _mm256_store_ps(r + 2 * W, c20);
-      _mm256_store_ps(r + 2 * W + 8, c21);
-      _mm256_store_ps(r + 3 * W, c30);
-      _mm256_store_ps(r + 3 * W + 8, c31);
+// 16 ymm registers cannot hold an 8 x W tile, so the tile runs as row bands of
+// RB rows x NJ*8 columns held in registers (12 accumulators + NJ B vectors + one
+// broadcast), each finished by a vector epilogue straight into C. Two FMA pipes
+// with 4-5 cycle latency need 8-10 independent chains; 12 keeps both busy.
+template <int W, int RB, int NJ, int kCs>
+__attribute__((target("avx2,fma"))) inline void band_avx2(const Tile& t, int i0, int j0) {
+  __m256 acc[RB][NJ];
+#pragma GCC unroll 8
+  for (int i = 0; i < RB; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NJ; ++j) acc[i][j] = _mm256_setzero_ps();
+  const float* ap[RB];
+#pragma GCC unroll 8
+  for (int i = 0; i < RB; ++i) ap[i] = t.a + std::min(i0 + i, t.mv - 1) * t.rs;
+  const float* b = t.b + j0;
+  const ptrdiff_t cs = kCs ? kCs : t.cs;  // constant strides let GCC fold the addressing
+  for (int k = 0; k < t.kc; ++k) {
+    __m256 bv[NJ];
+#pragma GCC unroll 4
+    for (int j = 0; j < NJ; ++j) bv[j] = _mm256_loadu_ps(b + (size_t)k * W + 8 * j);
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; ++i) {
+      const __m256 x = _mm256_broadcast_ss(ap[i] + k * cs);
+#pragma GCC unroll 4
+      for (int j = 0; j < NJ; ++j) acc[i][j] = _mm256_fmadd_ps(x, bv[j], acc[i][j]);
     }
   }
-  store_tile(t, acc, W);
+  const bool epi = t.flags & kEpilogue;
+  const bool vec_act = t.act == Activation::Linear || t.act == Activation::Leaky || t.act == Activation::Relu;
+  const int rows = std::min(RB, t.mv - i0);
+  const __m256 tenth = _mm256_set1_ps(.1f), zero = _mm256_setzero_ps();
+  // Fully unrolled (constant indices), or GCC keeps acc in memory through the k loop.
+#pragma GCC unroll 8
+  for (int i = 0; i < RB; ++i) {
+    if (i >= rows) break;
+    float* c = t.c + (i0 + i) * t.ldc + j0;
+    const float s = epi && t.scale ? t.scale[i0 + i] : 1.f;
+    const float bi = epi && t.bias ? t.bias[i0 + i] : 0.f;
+#pragma GCC unroll 4
+    for (int j = 0; j < NJ; ++j) {
+      const int n = t.nv - j0 - 8 * j;  // valid columns of this vector
+      if (n <= 0) break;
+      __m256 v = acc[i][j];
+      __m256i mask = _mm256_setzero_si256();
+      if (n < 8) mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+      if (t.flags & kAccumulate) v = _mm256_add_ps(v, n >= 8 ? _mm256_loadu_ps(c + 8 * j) : _mm256_maskload_ps(c + 8 * j, mask));
+      if (epi) {
+        v = _mm256_fmadd_ps(v, _mm256_set1_ps(s), _mm256_set1_ps(bi));
+        if (t.act == Activation::Leaky)
+          v = _mm256_max_ps(v, _mm256_mul_ps(v, tenth));  // = Darknet's x > 0 ? x : .1x
+        else if (t.act == Activation::Relu)
+          v = _mm256_max_ps(v, zero);
+        else if (!vec_act) {  // rare activations: scalar finish
+          alignas(32) float tmp[8];
+          _mm256_store_ps(tmp, v);
+          for (int q = 0; q < 8; ++q) tmp[q] = activate(tmp[q], t.act);
+          v = _mm256_load_ps(tmp);
+        }
+      }
+      if (n >= 8)
+        _mm256_storeu_ps(c + 8 * j, v);
+      else
+        _mm256_maskstore_ps(c + 8 * j, mask, v);
+    }
+  }
+}
+
+// Column blocks of 24 as 4 x 24 bands (12 chains, 7 loads per 12 FMAs); what is
+// left (a tile's last 8 or 16 columns, 16-wide panels) as 8 x 8 bands (8 chains,
+// 9 loads per 8 FMAs: within Zen 3's 3 loads and 2 FMAs per cycle). 6 x 16 + 2 x 16
+// was slower: the 2-row band has 4 chains and stalls on the FMA latency.
+template <int W, int kCs>
+__attribute__((target("avx2,fma"))) void tile_avx2(const Tile& t) {
+  int j0 = 0;
+  while (j0 < t.nv) {
+    if (W - j0 >= 24 && t.nv - j0 > 16) {
+      band_avx2<W, 4, 3, kCs>(t, 0, j0);
+      if (t.mv > 4) band_avx2<W, 4, 3, kCs>(t, 4, j0);
+      j0 += 24;
+    } else {
+      band_avx2<W, 8, 1, kCs>(t, 0, j0);
+      j0 += 8;
+    }
+  }
+}
+
+template <int W>
+__attribute__((target("avx2,fma"))) void ukr_avx2(const Tile& t) {
+  if (t.cs == 1)
+    tile_avx2<W, 1>(t);
+  else
+    tile_avx2<W, 0>(t);
 }
 
 // ---------------------------------------------------------------- AVX-512
