@@ -258,6 +258,11 @@ class CpuBackend final : public Backend {
 
   // ------------------------------------------------------------ pooling, reorg
   // Darknet's window: it starts at -padding/2; cells outside the input never win.
+  // Every window of output row i (top row y0) is a full 2x2 inside the image.
+  static bool pool2x2_row_interior(const MaxpoolShape& s, int y0, int out_w) {
+    const int offset = -s.padding / 2;
+    return s.size == 2 && s.stride == 2 && offset == 0 && y0 >= 0 && y0 + 2 <= s.h && 2 * out_w <= s.w;
+  }
   void maxpool_forward(const MaxpoolShape& s, const float* input, float* output, int* argmax) override {
     if (!argmax && !options_.reference_kernels) {  // inference: values only, vectorised
       maxpool_forward_fast(input, output, s.batch, s.c, s.h, s.w, s.size, s.stride, s.padding, s.out_h, s.out_w);
@@ -270,10 +275,36 @@ class CpuBackend final : public Backend {
       for (int k = 0; k < c; ++k) {
         const float* in = input + ((size_t)b * c + k) * h * w;
         const int plane = (int)(((size_t)b * c + k) * h * w);
-        for (int i = 0; i < out_h; ++i)
+        for (int i = 0; i < out_h; ++i) {
+          const int y0 = offset + i * s.stride;
+          const size_t row_index = (((size_t)b * c + k) * out_h + i) * out_w;
+          if (pool2x2_row_interior(s, y0, out_w) && !options_.reference_kernels) {
+            // 2x2 / 2 with the row inside the image: branchless selects (the compares are
+            // data-random, so branches mispredict half the time), same order, first maximum wins.
+            const float* r0 = in + (size_t)y0 * w;
+            const float* r1 = r0 + w;
+            float* o = output + row_index;
+            int* am = argmax + row_index;
+            const int base = plane + y0 * w;
+#pragma omp simd
+            for (int j = 0; j < out_w; ++j) {
+              const float a = r0[2 * j], bb = r0[2 * j + 1], cc = r1[2 * j], d = r1[2 * j + 1];
+              float best = a;
+              int at = base + 2 * j;
+              at = bb > best ? base + 2 * j + 1 : at;
+              best = bb > best ? bb : best;
+              at = cc > best ? base + w + 2 * j : at;
+              best = cc > best ? cc : best;
+              at = d > best ? base + w + 2 * j + 1 : at;
+              best = d > best ? d : best;
+              o[j] = best;
+              am[j] = at;
+            }
+            continue;
+          }
           for (int j = 0; j < out_w; ++j) {
-            const size_t out_index = (((size_t)b * c + k) * out_h + i) * out_w + j;
-            const int y0 = offset + i * s.stride, x0 = offset + j * s.stride;
+            const size_t out_index = row_index + j;
+            const int x0 = offset + j * s.stride;
             if (y0 >= 0 && y0 + s.size <= h && x0 >= 0 && x0 + s.size <= w) {
               // Window inside the image (all but the border): the same scan without the checks.
               float best = -FLT_MAX;
@@ -281,10 +312,8 @@ class CpuBackend final : public Backend {
               for (int n = 0; n < s.size; ++n)
                 for (int m = 0; m < s.size; ++m) {
                   const float v = in[(y0 + n) * w + x0 + m];
-                  if (v > best) {  // first maximum wins
-                    best = v;
-                    best_index = plane + (y0 + n) * w + x0 + m;
-                  }
+                  best_index = v > best ? plane + (y0 + n) * w + x0 + m : best_index;  // first maximum wins
+                  best = v > best ? v : best;
                 }
               output[out_index] = best;
               if (argmax) argmax[out_index] = best_index;
@@ -305,6 +334,7 @@ class CpuBackend final : public Backend {
             output[out_index] = best;
             if (argmax) argmax[out_index] = best_index;
           }
+        }
       }
   }
   // Sequential: overlapping windows add into the same input cell in output order.

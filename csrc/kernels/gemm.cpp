@@ -311,6 +311,15 @@ struct Scratch {
 
 inline int panel_width(int nr) { return (nr + 15) / 16 * 16; }
 
+// How many K parts a GEMM with a small C and a long K is cut into (1 = no split): C must
+// stay small (each part keeps its own) and each part gets at least 4 K blocks.
+constexpr size_t kSplitKMaxC = 64 * 1024;  // floats of C (256 KB)
+constexpr int kSplitKMaxParts = 8;
+inline int split_k_parts(int M, int N, int kblocks) {
+  if ((size_t)M * N > kSplitKMaxC || N > 16 * kGemmNR) return 1;  // and at most 16 B panels per block
+  return std::max(1, std::min(kSplitKMaxParts, kblocks / 4));
+}
+
 }  // namespace
 
 void require_cpu_isa(CpuIsa isa) {
@@ -344,16 +353,17 @@ void gemm_packed(CpuIsa isa, int M, int N, int K, const float* A, ptrdiff_t rs_a
 
   // One micro-tile: rows [8s, 8s+8) x the columns of panel p (global index),
   // k rows [k0, k0+kc), B panel at b (row stride = panel width).
-  auto run_tile = [&](int s, int p, int k0, int kc, const float* b) {
+  // apack: the strip's K block packed by pack_a_strip, or null to read A in place.
+  auto run_tile = [&](int s, int p, int k0, int kc, const float* b, const float* apack = nullptr) {
     const int j0 = p * NR;
     const int nr = std::min(NR, N - j0);
     const int width = panel_width(nr);
     const int i0 = s * MR;
     Tile t;
     t.kc = kc;
-    t.a = A + i0 * rs_a + (ptrdiff_t)k0 * cs_a;
-    t.rs = rs_a;
-    t.cs = cs_a;
+    t.a = apack ? apack : A + i0 * rs_a + (ptrdiff_t)k0 * cs_a;
+    t.rs = apack ? 1 : rs_a;
+    t.cs = apack ? MR : cs_a;
     t.mv = std::min(MR, M - i0);
     t.b = b;
     t.c = C + i0 * ldc + j0;
@@ -365,6 +375,19 @@ void gemm_packed(CpuIsa isa, int M, int N, int K, const float* A, ptrdiff_t rs_a
     t.act = act;
     kernels[width / 16 - 1](t);
   };
+  // A transposed in memory (input gradients: A = W^T) puts each k step of a strip on
+  // another page (a row of W apart); packing the strip's K block as [k][8] once per
+  // strip turns the micro-kernels' broadcasts into one sequential stream. (A read in
+  // place row-wise gains nothing from this, measured, so only cs != 1 packs.)
+  const bool pack_a = cs_a != 1;
+  auto pack_a_strip = [&](int s, int k0, int kc, float* dst) {
+    const int i0 = s * MR, mv = std::min(MR, M - i0);
+    for (int k = 0; k < kc; ++k) {
+      const float* src = A + i0 * rs_a + (ptrdiff_t)(k0 + k) * cs_a;
+      float* d = dst + k * MR;
+      for (int i = 0; i < MR; ++i) d[i] = src[std::min(i, mv - 1) * rs_a];
+    }
+  };
   auto pack_panel = [&](int p, int k0, int kc, float* dst) {
     const int j0 = p * NR;
     const int nr = std::min(NR, N - j0);
@@ -374,7 +397,59 @@ void gemm_packed(CpuIsa isa, int M, int N, int K, const float* A, ptrdiff_t rs_a
   // Threads share out the work with as few barriers as possible: on a loaded
   // machine each barrier can cost a scheduler time slice.
   const size_t full_pack = (size_t)panels * K * NR;
-  if (strips >= panels && full_pack <= kFullPackFloats) {
+  const int split = split_k_parts(M, N, kblocks);
+  if (split > 1) {
+    // Small C, long K (weight gradients of early layers: K = the pixels): K is cut into
+    // `split` contiguous parts, a count that depends on the shape only, so the sums are the
+    // same for any number of threads; each part accumulates its own C in L1/L2 with one
+    // B block packed at a time, then the parts are added in order.
+    static thread_local Scratch partial_scratch;
+    float* partial = partial_scratch.get((size_t)split * M * N);
+    const int blocks_per_part = (kblocks + split - 1) / split;
+#pragma omp parallel num_threads(std::min(threads, split))
+    {
+      static thread_local Scratch scratch;
+      float* bbuf = scratch.get((size_t)panels * KCmax * NR);
+#pragma omp for schedule(static)
+      for (int part = 0; part < split; ++part) {
+        float* cp = partial + (size_t)part * M * N;
+        const int kb0 = part * blocks_per_part, kb1 = std::min(kblocks, kb0 + blocks_per_part);
+        if (kb0 >= kb1) std::fill(cp, cp + (size_t)M * N, 0.f);
+        for (int kb = kb0; kb < kb1; ++kb) {
+          const int k0 = kb * KB, kc = std::min(KB, K - k0);
+          for (int p = 0; p < panels; ++p) pack_panel(p, k0, kc, bbuf + (size_t)p * KCmax * NR);
+          for (int s = 0; s < strips; ++s)
+            for (int p = 0; p < panels; ++p) {
+              const int j0 = p * NR, i0 = s * MR, nr = std::min(NR, N - j0);
+              Tile t;
+              t.kc = kc;
+              t.a = A + i0 * rs_a + (ptrdiff_t)k0 * cs_a;
+              t.rs = rs_a;
+              t.cs = cs_a;
+              t.mv = std::min(MR, M - i0);
+              t.b = bbuf + (size_t)p * KCmax * NR;
+              t.c = cp + (size_t)i0 * N + j0;
+              t.ldc = N;
+              t.nv = nr;
+              t.flags = kb > kb0 ? kAccumulate : 0;
+              t.scale = t.bias = nullptr;
+              t.act = Activation::Linear;
+              kernels[panel_width(nr) / 16 - 1](t);
+            }
+        }
+      }
+#pragma omp for schedule(static)
+      for (int i = 0; i < M; ++i)
+        for (int j = 0; j < N; ++j) {
+          float v = 0.f;
+          for (int part = 0; part < split; ++part) v += partial[((size_t)part * M + i) * N + j];
+          float& c = C[i * ldc + j];
+          if (accumulate) v += c;
+          if (ep) v = activate(v * (ep->scale ? ep->scale[i] : 1.f) + (ep->bias ? ep->bias[i] : 0.f), ep->act);
+          c = v;
+        }
+    }
+  } else if (strips >= panels && full_pack <= kFullPackFloats) {
     // Deep layers (many filters, few pixels): pack all of B once (one barrier),
     // then threads take groups of strips; per K block the B slice stays in L2.
     static thread_local Scratch scratch;
@@ -389,15 +464,19 @@ void gemm_packed(CpuIsa isa, int M, int N, int K, const float* A, ptrdiff_t rs_a
           const int width = panel_width(std::min(NR, N - p * NR));
           pack_panel(p, k0, kc, bbuf + (size_t)p * K * NR + (size_t)k0 * width);
         }
+      static thread_local Scratch apack;
+      float* abuf = apack.get((size_t)MR * KCmax);
 #pragma omp for schedule(dynamic, 1)
       for (int s0 = 0; s0 < strips; s0 += chunk)
         for (int k0 = 0; k0 < K; k0 += KB) {
           const int kc = std::min(KB, K - k0);
-          for (int s = s0; s < std::min(strips, s0 + chunk); ++s)
+          for (int s = s0; s < std::min(strips, s0 + chunk); ++s) {
+            if (pack_a) pack_a_strip(s, k0, kc, abuf);
             for (int p = 0; p < panels; ++p) {
               const int width = panel_width(std::min(NR, N - p * NR));
-              run_tile(s, p, k0, kc, bbuf + (size_t)p * K * NR + (size_t)k0 * width);
+              run_tile(s, p, k0, kc, bbuf + (size_t)p * K * NR + (size_t)k0 * width, pack_a ? abuf : nullptr);
             }
+          }
         }
     }
   } else if (strips < panels) {
@@ -427,6 +506,8 @@ void gemm_packed(CpuIsa isa, int M, int N, int K, const float* A, ptrdiff_t rs_a
     float* bbuf = scratch.get((size_t)block_panels * KCmax * NR);
 #pragma omp parallel num_threads(threads)
     {
+      static thread_local Scratch apack;
+      float* abuf = apack.get((size_t)MR * KCmax);
       for (int jb = 0; jb < panels; jb += block_panels) {
         const int nb = std::min(block_panels, panels - jb);
         for (int k0 = 0; k0 < K; k0 += KB) {
@@ -434,8 +515,11 @@ void gemm_packed(CpuIsa isa, int M, int N, int K, const float* A, ptrdiff_t rs_a
 #pragma omp for schedule(static)
           for (int q = 0; q < nb; ++q) pack_panel(jb + q, k0, kc, bbuf + (size_t)q * KCmax * NR);
 #pragma omp for schedule(static)
-          for (int s = 0; s < strips; ++s)
-            for (int q = 0; q < nb; ++q) run_tile(s, jb + q, k0, kc, bbuf + (size_t)q * KCmax * NR);
+          for (int s = 0; s < strips; ++s) {
+            if (pack_a) pack_a_strip(s, k0, kc, abuf);
+            for (int q = 0; q < nb; ++q)
+              run_tile(s, jb + q, k0, kc, bbuf + (size_t)q * KCmax * NR, pack_a ? abuf : nullptr);
+          }
         }
       }
     }
