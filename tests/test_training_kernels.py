@@ -13,7 +13,9 @@ with a margin of ~4x (measured worst 4.6e-6). The scale has a floor of 1e-2: a c
 batch norm gets an exactly-zero bias gradient in exact arithmetic, so its biases, bias updates
 and the next layer's rolling mean are pure rounding noise (~1e-9 to 1e-7) that two correct
 summation orders do not reproduce. Thread counts must not change anything: the threads
-split rows and columns of each GEMM, never a sum, so 1 and 2 threads give the same bits."""
+split rows and columns of each GEMM, and where a GEMM's K is split (small C, long K) the
+parts are fixed by the shape, never by the thread count, so 1 and 2 threads give the same
+bits."""
 import numpy as np
 import pytest
 

@@ -152,7 +152,10 @@ class CpuBackend final : public Backend {
   // ------------------------------------------------------------ batch norm
   void bn_mean_variance(const float* x, int batch, int filters, int spatial, float* mean,
                         float* variance) override {
-    ::dn::bn_mean_variance(x, batch, filters, spatial, mean, variance);
+    if (options_.reference_kernels)
+      ::dn::bn_mean_variance(x, batch, filters, spatial, mean, variance);
+    else
+      ::dn::bn_mean_variance_simd(x, batch, filters, spatial, mean, variance);
   }
   void bn_rolling_update(float* rolling_mean, float* rolling_variance, const float* mean, const float* variance,
                          int filters) override {
@@ -216,8 +219,9 @@ class CpuBackend final : public Backend {
       }
   }
 
-  // Two passes per filter instead of six over the batch: the same float products and the
-  // same double sums in the same order as the single ops, so the result is bit-identical.
+  // Two passes per filter instead of six over the batch, with the same float products as the
+  // single ops. The reference kernels keep their double sums in order (bit-identical to the
+  // six ops); the fast leaky path vectorises them (differs by rounding only).
   void bn_train_backward(const float* y, Activation act, const float* x, const float* x_norm, const float* mean,
                          const float* variance, const float* scales, int batch, int filters, int spatial,
                          float* bias_updates, float* scale_updates, float* mean_delta, float* variance_delta,
@@ -231,6 +235,20 @@ class CpuBackend final : public Backend {
         const size_t off = ((size_t)b * filters + f) * spatial;
         float* d = delta + off;
         const float *py = y + off, *px = x + off, *pn = x_norm + off;
+        if (act == Activation::Leaky && !options_.reference_kernels) {
+          // Vectorised double sums (lane order differs from the loop below by rounding only).
+#pragma omp simd reduction(+ : bias_sum, scale_sum, delta_sum, centered_sum)
+          for (int i = 0; i < spatial; ++i) {
+            const float through_act = d[i] * (py[i] > 0 ? 1.f : .1f);
+            bias_sum += through_act;
+            scale_sum += (double)through_act * pn[i];
+            const float scaled = through_act * scale;
+            d[i] = scaled;
+            delta_sum += scaled;
+            centered_sum += (double)scaled * (px[i] - m);
+          }
+          continue;
+        }
         for (int i = 0; i < spatial; ++i) {
           const float through_act = d[i] * ::dn::gradient(py[i], act);
           bias_sum += through_act;

@@ -22,6 +22,28 @@ void bn_mean_variance(const float* x, int batch, int filters, int spatial, float
   }
 }
 
+void bn_mean_variance_simd(const float* x, int batch, int filters, int spatial, float* mean, float* variance) {
+  const double n = (double)batch * spatial;
+#pragma omp parallel for schedule(static)
+  for (int f = 0; f < filters; ++f) {
+    double sum = 0;
+    for (int b = 0; b < batch; ++b) {
+      const float* p = x + ((size_t)b * filters + f) * spatial;
+#pragma omp simd reduction(+ : sum)
+      for (int i = 0; i < spatial; ++i) sum += p[i];
+    }
+    const double m = sum / n;
+    double sq = 0;
+    for (int b = 0; b < batch; ++b) {
+      const float* p = x + ((size_t)b * filters + f) * spatial;
+#pragma omp simd reduction(+ : sq)
+      for (int i = 0; i < spatial; ++i) sq += (p[i] - m) * (p[i] - m);
+    }
+    mean[f] = (float)m;
+    variance[f] = (float)(sq / (n - 1));
+  }
+}
+
 void bn_normalize_array(float* x, const float* mean, const float* variance, int batch, int filters, int spatial) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int b = 0; b < batch; ++b)

@@ -48,6 +48,10 @@ DN_HD float bn_input_delta(float delta, float inv_std, float variance_delta, flo
 
 // Per-filter mean and variance (divisor N-1, as Darknet) over batch*spatial.
 void bn_mean_variance(const float* x, int batch, int filters, int spatial, float* mean, float* variance);
+// The same statistics with the double sums vectorised (lanes summed at the end, so the
+// order differs from the reference loop by rounding only); per filter, so the result
+// does not depend on the thread count.
+void bn_mean_variance_simd(const float* x, int batch, int filters, int spatial, float* mean, float* variance);
 void bn_normalize_array(float* x, const float* mean, const float* variance, int batch, int filters, int spatial);
 void scale_bias(float* x, const float* scales, int batch, int filters, int spatial);
 void add_bias(float* x, const float* biases, int batch, int filters, int spatial);
