@@ -18,9 +18,11 @@ GEMM micro-kernels against gemm_reference (double
 accumulation) to 1e-5 * (sum of |a||b| terms), for every CPU kernel family this
 machine supports. No timing assertions here: benchmarks live in bench/.
 """
-import os
-from pathlib import Path
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -152,7 +154,9 @@ def test_params_written_after_forward_are_used():
 
 # ---------------------------------------------------------------- GEMM
 GEMM_SIZES = [(1, 1, 1), (7, 5, 3), (8, 48, 256), (9, 17, 33), (13, 50, 300), (33, 97, 513), (125, 169, 700),
-              (64, 1000, 40), (3, 2000, 9)]
+              (64, 1000, 40), (3, 2000, 9),
+              # small C, long K: the split-K path (weight gradients of early layers)
+              (16, 27, 9000), (5, 70, 4100)]
 
 
 @pytest.mark.parametrize("kernel", KERNELS, indirect=True)
@@ -175,6 +179,38 @@ def test_gemm_matches_reference(kernel, trans_a, trans_b):
             assert (err <= 1e-5 * scale + 1e-6).all(), (
                 f"kernel={kernel} ta={trans_a} tb={trans_b} M={M} N={N} K={K} alpha={alpha} beta={beta}: "
                 f"max err {err.max():.3g}")
+
+
+SPLIT_K_SCRIPT = """
+import hashlib, sys
+import numpy as np
+from darknet_py import _core, _testing
+_core.set_cpu_kernel(sys.argv[1])
+rng = np.random.default_rng(3)
+out = []
+for (M, N, K, ta, tb) in [(16, 27, 20000, False, True), (8, 100, 6000, True, False), (40, 33, 3000, False, False)]:
+    A = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
+    B = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
+    C = np.ones((M, N), np.float32)
+    _testing.gemm(ta, tb, M, N, K, 1.0, A, B, 1.0, C)
+    out.append(C.tobytes())
+print(hashlib.sha256(b"".join(out)).hexdigest())
+"""
+
+
+@pytest.mark.parametrize("kernel_name", KERNELS)
+def test_split_k_gemm_is_the_same_for_any_thread_count(kernel_name):
+    """The split-K path cuts K into parts fixed by the shape, never by the thread count, so a
+    training step gives the same bits on 1 and 2 threads (tests/test_training_kernels.py
+    relies on it)."""
+    digests = []
+    for threads in ("1", "2"):
+        env = dict(os.environ, OMP_NUM_THREADS=threads, DARKNET_PY_THREADS=threads)
+        r = subprocess.run([sys.executable, "-c", SPLIT_K_SCRIPT, kernel_name], env=env, capture_output=True,
+                           text=True, timeout=300, cwd=str(Path(darknet_py.__file__).parent.parent))
+        assert r.returncode == 0, r.stderr
+        digests.append(r.stdout.strip())
+    assert digests[0] == digests[1]
 
 
 def test_gemm_leading_dimensions():
