@@ -311,6 +311,18 @@ struct Scratch {
 
 inline int panel_width(int nr) { return (nr + 15) / 16 * 16; }
 
+// Depth of one K block: even blocks of at most the target, and K up to 1.5x the target
+// stays one block (no thin tail block that reloads and stores all of C for a few k
+// steps). AVX2: the 4 x 24 band's 24-column half panel and the 8-row A strip share a
+// 32 KB L1 (160 x 24 + 8 x 160 floats = 20 KB; 256 measured 5-10% slower on Zen 3);
+// AVX-512 machines have 48 KB L1 and the 8 x 48 kernel reads whole panels: 256.
+inline int k_block(CpuIsa isa, int K) {
+  const int target = isa == CpuIsa::Avx512 ? KC : 160, most = target * 3 / 2;
+  if (K <= most) return K;
+  const int blocks = (K + target - 1) / target;
+  return (K + blocks - 1) / blocks;
+}
+
 // How many K parts a GEMM with a small C and a long K is cut into (1 = no split): C must
 // stay small (each part keeps its own) and each part gets at least 4 K blocks.
 constexpr size_t kSplitKMaxC = 64 * 1024;  // floats of C (256 KB)
@@ -346,24 +358,21 @@ void gemm_packed(CpuIsa isa, int M, int N, int K, const float* A, ptrdiff_t rs_a
   const int panels = (N + NR - 1) / NR;
   const int threads = std::max(1, omp_get_max_threads());
   const Activation act = ep ? ep->act : Activation::Linear;
-  // Even K blocks of at most KC (K up to KCmax stays one block): no thin tail
-  // block that reloads and stores all of C for a few k steps.
-  const int KB = K <= KCmax ? K : (K + (K + KC - 1) / KC - 1) / ((K + KC - 1) / KC);
+  const int KB = k_block(isa, K);
   const int kblocks = (K + KB - 1) / KB;
 
   // One micro-tile: rows [8s, 8s+8) x the columns of panel p (global index),
   // k rows [k0, k0+kc), B panel at b (row stride = panel width).
-  // apack: the strip's K block packed by pack_a_strip, or null to read A in place.
-  auto run_tile = [&](int s, int p, int k0, int kc, const float* b, const float* apack = nullptr) {
+  auto run_tile = [&](int s, int p, int k0, int kc, const float* b) {
     const int j0 = p * NR;
     const int nr = std::min(NR, N - j0);
     const int width = panel_width(nr);
     const int i0 = s * MR;
     Tile t;
     t.kc = kc;
-    t.a = apack ? apack : A + i0 * rs_a + (ptrdiff_t)k0 * cs_a;
-    t.rs = apack ? 1 : rs_a;
-    t.cs = apack ? MR : cs_a;
+    t.a = A + i0 * rs_a + (ptrdiff_t)k0 * cs_a;
+    t.rs = rs_a;
+    t.cs = cs_a;
     t.mv = std::min(MR, M - i0);
     t.b = b;
     t.c = C + i0 * ldc + j0;
@@ -374,19 +383,6 @@ void gemm_packed(CpuIsa isa, int M, int N, int K, const float* A, ptrdiff_t rs_a
     t.bias = ep && ep->bias ? ep->bias + i0 : nullptr;
     t.act = act;
     kernels[width / 16 - 1](t);
-  };
-  // A transposed in memory (input gradients: A = W^T) puts each k step of a strip on
-  // another page (a row of W apart); packing the strip's K block as [k][8] once per
-  // strip turns the micro-kernels' broadcasts into one sequential stream. (A read in
-  // place row-wise gains nothing from this, measured, so only cs != 1 packs.)
-  const bool pack_a = cs_a != 1;
-  auto pack_a_strip = [&](int s, int k0, int kc, float* dst) {
-    const int i0 = s * MR, mv = std::min(MR, M - i0);
-    for (int k = 0; k < kc; ++k) {
-      const float* src = A + i0 * rs_a + (ptrdiff_t)(k0 + k) * cs_a;
-      float* d = dst + k * MR;
-      for (int i = 0; i < MR; ++i) d[i] = src[std::min(i, mv - 1) * rs_a];
-    }
   };
   auto pack_panel = [&](int p, int k0, int kc, float* dst) {
     const int j0 = p * NR;
@@ -464,19 +460,15 @@ void gemm_packed(CpuIsa isa, int M, int N, int K, const float* A, ptrdiff_t rs_a
           const int width = panel_width(std::min(NR, N - p * NR));
           pack_panel(p, k0, kc, bbuf + (size_t)p * K * NR + (size_t)k0 * width);
         }
-      static thread_local Scratch apack;
-      float* abuf = apack.get((size_t)MR * KCmax);
 #pragma omp for schedule(dynamic, 1)
       for (int s0 = 0; s0 < strips; s0 += chunk)
         for (int k0 = 0; k0 < K; k0 += KB) {
           const int kc = std::min(KB, K - k0);
-          for (int s = s0; s < std::min(strips, s0 + chunk); ++s) {
-            if (pack_a) pack_a_strip(s, k0, kc, abuf);
+          for (int s = s0; s < std::min(strips, s0 + chunk); ++s)
             for (int p = 0; p < panels; ++p) {
               const int width = panel_width(std::min(NR, N - p * NR));
-              run_tile(s, p, k0, kc, bbuf + (size_t)p * K * NR + (size_t)k0 * width, pack_a ? abuf : nullptr);
+              run_tile(s, p, k0, kc, bbuf + (size_t)p * K * NR + (size_t)k0 * width);
             }
-          }
         }
     }
   } else if (strips < panels) {
@@ -506,8 +498,6 @@ void gemm_packed(CpuIsa isa, int M, int N, int K, const float* A, ptrdiff_t rs_a
     float* bbuf = scratch.get((size_t)block_panels * KCmax * NR);
 #pragma omp parallel num_threads(threads)
     {
-      static thread_local Scratch apack;
-      float* abuf = apack.get((size_t)MR * KCmax);
       for (int jb = 0; jb < panels; jb += block_panels) {
         const int nb = std::min(block_panels, panels - jb);
         for (int k0 = 0; k0 < K; k0 += KB) {
@@ -515,11 +505,8 @@ void gemm_packed(CpuIsa isa, int M, int N, int K, const float* A, ptrdiff_t rs_a
 #pragma omp for schedule(static)
           for (int q = 0; q < nb; ++q) pack_panel(jb + q, k0, kc, bbuf + (size_t)q * KCmax * NR);
 #pragma omp for schedule(static)
-          for (int s = 0; s < strips; ++s) {
-            if (pack_a) pack_a_strip(s, k0, kc, abuf);
-            for (int q = 0; q < nb; ++q)
-              run_tile(s, jb + q, k0, kc, bbuf + (size_t)q * KCmax * NR, pack_a ? abuf : nullptr);
-          }
+          for (int s = 0; s < strips; ++s)
+            for (int q = 0; q < nb; ++q) run_tile(s, jb + q, k0, kc, bbuf + (size_t)q * KCmax * NR);
         }
       }
     }
@@ -534,7 +521,7 @@ void gemm_panel(CpuIsa isa, int M, int K, const float* A, ptrdiff_t rs_a, const 
     return;
   }
   const Ukr ukr = kKernels[(int)isa][width / 16 - 1];
-  const int KB = K <= KCmax ? K : (K + (K + KC - 1) / KC - 1) / ((K + KC - 1) / KC);
+  const int KB = k_block(isa, K);
   for (int i0 = 0; i0 < M; i0 += MR)
     for (int k0 = 0; k0 < K; k0 += KB) {
       Tile t;
