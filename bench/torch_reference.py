@@ -397,7 +397,8 @@ def _shapes_data(root: Path, n_train: int, n_valid: int, seed: int):
     from darknet_py.data.dataset import read_data_cfg, read_list
     data = generate(root, n_train=n_train, n_valid=n_valid, size=(160, 160), seed=seed)
     cfg = read_data_cfg(data)
-    return read_list(cfg.resolve("train")), read_list(cfg.resolve("valid"))
+    names = [n.strip() for n in Path(cfg.resolve("names")).read_text().splitlines() if n.strip()]
+    return read_list(cfg.resolve("train")), read_list(cfg.resolve("valid")), names
 
 
 def _recipe_cfg(out_dir: Path, batch: int, max_batches: int, learning_rate_value: float, burn_in: int,
@@ -428,7 +429,7 @@ def compare_steps(steps: int = 5, batch: int = 8, seed: int = 3, init: str = "un
     from darknet_py.data.loader import DetectionLoader
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    train_paths, _ = _shapes_data(out / "data", n_images, 1, seed)
+    train_paths, _, _ = _shapes_data(out / "data", n_images, 1, seed)
     cfg = _recipe_cfg(out, batch, 100, .001, 4)
     net = darknet_py.Network.from_cfg(str(cfg), batch=batch)
     net.randomize(seed, init=init)
@@ -493,7 +494,7 @@ def learning_curves(batches: int = 1500, batch: int = 32, eval_at=(500, 1000, 15
     torch.set_num_threads(threads)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    train_paths, valid_paths = _shapes_data(out / "data", n_train, n_valid, seed)
+    train_paths, valid_paths, names = _shapes_data(out / "data", n_train, n_valid, seed)
     cfg = _recipe_cfg(out, batch, batches, .001, 100, size)
     net = darknet_py.Network.from_cfg(str(cfg), batch=batch)
     net.set_exec_options(threads=threads)
@@ -527,7 +528,7 @@ def learning_curves(batches: int = 1500, batch: int = 32, eval_at=(500, 1000, 15
                                 view[...] = src.params[name]
                     else:
                         source.copy_into(evaluator)
-                    res, _ = evaluate_detector(evaluator, valid_paths, progress=False)
+                    res = evaluate_detector(evaluator, valid_paths, names, progress=False)
                     row[label] = res.map
                 print("eval", row, flush=True)
                 results.append(row)

@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Per-layer race against ONNX Runtime: where the whole-net ratio of bench/peers.py comes from.
+
+    python bench/ort_layers.py [yolov2-voc] [--size 416] [--threads 1] [--rounds 5]
+
+The same cfg and random weights (bench/peers.py builds the ONNX graph from the cfg); ONNX
+Runtime's own profiler gives each node's kernel time (`enable_profiling`), darknet_py's
+profiler each layer's (`Network.time_layers`). The two run in one process, alternated
+round by round (the shared VMs drift by 1.5x within minutes), and each layer keeps its
+fastest round on both sides. Prints one row per layer: ms of both, the ratio
+(darknet_py / ONNX Runtime, below 1 is faster) and GFLOP/s of both.
+
+ONNX Runtime's graph optimiser turns the convolutions into NCHWc nodes (channels blocked
+by 8 on AVX2, 16 on AVX-512) with the weights reordered once at load: a direct
+convolution whose vector operand is the packed weights. darknet_py's convolutions are the
+packed GEMM (weights read in place) or Winograd; both sides fold batch norm.
+"""
+import argparse
+import collections
+import json
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("net", nargs="?", default="yolov2-voc")
+    ap.add_argument("--size", type=int, default=416)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=3, help="forwards per round on each side")
+    args = ap.parse_args(argv)
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)   # before any OpenMP runtime loads
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        sys.exit("ort_layers needs onnxruntime and onnx (pip install '.[bench]')")
+    import numpy as np
+    from _common import cfg_path, random_weights
+    from peers import onnx_model, read_model
+
+    cfg = cfg_path(args.net)
+    weights = random_weights(cfg)
+    net, layers = read_model(str(cfg), str(weights), args.size)
+    net.set_exec_options(threads=args.threads)
+    x = np.random.default_rng(0).random((1, 3, args.size, args.size), dtype=np.float32)
+
+    profile_dir = tempfile.mkdtemp(prefix="ort_layers_")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = args.threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.enable_profiling = True
+    opts.profile_file_prefix = os.path.join(profile_dir, "ort")
+    session = ort.InferenceSession(onnx_model(layers, args.size).SerializeToString(), opts,
+                                   providers=["CPUExecutionProvider"])
+    session.run(None, {"input": x})   # warm-up (weights reordered on the first run)
+    net.forward(x)
+
+    dn_best = [float("inf")] * len(net.layers)
+    for _ in range(args.rounds):
+        for _ in range(args.runs):
+            session.run(None, {"input": x})
+        raw = net.time_layers(x, args.runs, 0, False)
+        for i, times in enumerate(raw["layers"]):
+            dn_best[i] = min(dn_best[i], min(times) * 1e3)
+    events = json.load(open(session.end_profiling()))
+
+    # Node names are the cfg layer they came from ("l12", "l12_nchwc"); the graph's own
+    # reorder/reshape nodes have other names and are summed as "other".
+    ort_runs = collections.defaultdict(list)
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            ort_runs[e["name"]].append(e["dur"] / 1e3)
+    ort_best = collections.defaultdict(float)
+    for name, durations in ort_runs.items():
+        # A node runs once per session.run: the fastest run of the first (warm-up) excluded.
+        fastest = min(durations[1:] or durations)
+        m = re.match(r"l(\d+)(_|$)", name)
+        ort_best[int(m.group(1)) if m else "other"] += fastest
+
+    print(f"{cfg.name} {args.size}x{args.size}, batch 1, {args.threads} thread(s); fastest of "
+          f"{args.rounds} alternated rounds x {args.runs} runs per layer")
+    print(f"{'layer':>5} {'type':14} {'darknet_py ms':>13} {'ort ms':>8} {'ratio':>6} {'dn GF/s':>8} {'ort GF/s':>8}")
+    total_dn = total_ort = 0.0
+    for i, layer in enumerate(net.layers):
+        dn_ms, ort_ms = dn_best[i], ort_best.get(i, 0.0)
+        total_dn += dn_ms
+        total_ort += ort_ms
+        flops = layer.flops
+        gf = lambda ms: f"{flops / (ms * 1e6):8.1f}" if ms > 0 and flops else f"{'':8}"  # noqa: E731
+        ratio = f"{dn_ms / ort_ms:6.2f}" if ort_ms > 0 else f"{'':6}"
+        print(f"{i:5d} {layer.type[:14]:14} {dn_ms:13.2f} {ort_ms:8.2f} {ratio} {gf(dn_ms)} {gf(ort_ms)}")
+    other = ort_best.get("other", 0.0)
+    total_ort += other
+    print(f"{'':5} {'(ort reorders)':14} {'':13} {other:8.2f}")
+    print(f"total: darknet_py {total_dn:.1f} ms, ONNX Runtime {total_ort:.1f} ms, ratio {total_dn / total_ort:.2f}")
+
+
+if __name__ == "__main__":
+    main()
