@@ -276,10 +276,11 @@ class CpuBackend final : public Backend {
 
   // ------------------------------------------------------------ pooling, reorg
   // Darknet's window: it starts at -padding/2; cells outside the input never win.
-  // Every window of output row i (top row y0) is a full 2x2 inside the image.
-  static bool pool2x2_row_interior(const MaxpoolShape& s, int y0, int out_w) {
-    const int offset = -s.padding / 2;
-    return s.size == 2 && s.stride == 2 && offset == 0 && y0 >= 0 && y0 + 2 <= s.h && 2 * out_w <= s.w;
+  // How many leading windows of output row i (top input row y0) are full 2x2 windows inside
+  // the image (0 unless the layer is 2x2 / 2 with Darknet's default padding).
+  static int pool2x2_interior_windows(const MaxpoolShape& s, int y0) {
+    const bool pool2x2 = s.size == 2 && s.stride == 2 && -s.padding / 2 == 0;
+    return pool2x2 && y0 >= 0 && y0 + 2 <= s.h ? std::min(s.out_w, s.w / 2) : 0;
   }
   void maxpool_forward(const MaxpoolShape& s, const float* input, float* output, int* argmax) override {
     if (!argmax && !options_.reference_kernels) {  // inference: values only, vectorised
@@ -296,19 +297,23 @@ class CpuBackend final : public Backend {
         for (int i = 0; i < out_h; ++i) {
           const int y0 = offset + i * s.stride;
           const size_t row_index = (((size_t)b * c + k) * out_h + i) * out_w;
-          if (pool2x2_row_interior(s, y0, out_w) && !options_.reference_kernels) {
-            // 2x2 / 2 with the row inside the image: branchless selects (the compares are
-            // data-random, so branches mispredict half the time), same order, first maximum wins.
+          int j_start = 0;
+          if (!options_.reference_kernels && (j_start = pool2x2_interior_windows(s, y0)) > 0) {
+            // 2x2 / 2 windows inside the image: branchless selects (the compares are data-random,
+            // so branches mispredict half the time), the reference's scan order and start value
+            // (-FLT_MAX, index -1), so the first maximum wins and -inf or NaN windows match.
             const float* r0 = in + (size_t)y0 * w;
             const float* r1 = r0 + w;
             float* o = output + row_index;
             int* am = argmax + row_index;
             const int base = plane + y0 * w;
 #pragma omp simd
-            for (int j = 0; j < out_w; ++j) {
+            for (int j = 0; j < j_start; ++j) {
               const float a = r0[2 * j], bb = r0[2 * j + 1], cc = r1[2 * j], d = r1[2 * j + 1];
-              float best = a;
-              int at = base + 2 * j;
+              float best = -FLT_MAX;
+              int at = -1;
+              at = a > best ? base + 2 * j : at;
+              best = a > best ? a : best;
               at = bb > best ? base + 2 * j + 1 : at;
               best = bb > best ? bb : best;
               at = cc > best ? base + w + 2 * j : at;
@@ -318,9 +323,8 @@ class CpuBackend final : public Backend {
               o[j] = best;
               am[j] = at;
             }
-            continue;
           }
-          for (int j = 0; j < out_w; ++j) {
+          for (int j = j_start; j < out_w; ++j) {  // border windows (and every window of other shapes)
             const size_t out_index = row_index + j;
             const int x0 = offset + j * s.stride;
             if (y0 >= 0 && y0 + s.size <= h && x0 >= 0 && x0 + s.size <= w) {
