@@ -394,11 +394,10 @@ class TorchTrainer:
 
 def _shapes_data(root: Path, n_train: int, n_valid: int, seed: int):
     from darknet_py.data.synthetic import generate
-    from darknet_py.data.dataset import read_data_cfg, read_list
+    from darknet_py.data.dataset import read_data_cfg, read_list, read_names
     data = generate(root, n_train=n_train, n_valid=n_valid, size=(160, 160), seed=seed)
     cfg = read_data_cfg(data)
-    names = [n.strip() for n in Path(cfg.resolve("names")).read_text().splitlines() if n.strip()]
-    return read_list(cfg.resolve("train")), read_list(cfg.resolve("valid")), names
+    return read_list(cfg.resolve("train")), read_list(cfg.resolve("valid")), read_names(cfg.resolve("names"))
 
 
 def _recipe_cfg(out_dir: Path, batch: int, max_batches: int, learning_rate_value: float, burn_in: int,

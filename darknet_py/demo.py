@@ -69,7 +69,7 @@ def draw_grid(net, image_paths, out_path: str, thresh: float = .3, columns: int 
 def run_demo(out: str = "darknet_py_demo", minutes: float = 7.0, quick: bool = False, seed: int = 0,
              progress: bool = True, device: str = "cpu") -> dict:
     from . import anchors as anchors_mod
-    from .data.dataset import read_data_cfg, read_labels, read_list, label_path
+    from .data.dataset import label_path, read_data_cfg, read_labels, read_list, read_names
     from .data.synthetic import generate
     from .network import Network
     from .train import train
@@ -83,7 +83,7 @@ def run_demo(out: str = "darknet_py_demo", minutes: float = 7.0, quick: bool = F
     data_cfg = read_data_cfg(data)
     train_paths = read_list(data_cfg.resolve("train"))
     valid_paths = read_list(data_cfg.resolve("valid"))
-    names = [n.strip() for n in Path(data_cfg.resolve("names")).read_text().splitlines() if n.strip()]
+    names = read_names(data_cfg.resolve("names"))
 
     cfg_text = packaged_cfg("demo.cfg").read_text()
     net_w = 160

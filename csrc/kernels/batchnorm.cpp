@@ -2,46 +2,46 @@
 
 namespace dn {
 
-void bn_mean_variance(const float* x, int batch, int filters, int spatial, float* mean, float* variance) {
+namespace {
+
+// acc += the plane's values (kSquares: their squared distances to m), in order, or vectorised
+// (lane partial sums: the order differs by rounding only).
+template <bool kVectorised, bool kSquares>
+inline void add_plane(const float* p, int n, double m, double& acc) {
+  double s = acc;
+  if constexpr (kVectorised) {
+#pragma omp simd reduction(+ : s)
+    for (int i = 0; i < n; ++i) s += kSquares ? (p[i] - m) * (p[i] - m) : p[i];
+  } else {
+    for (int i = 0; i < n; ++i) s += kSquares ? (p[i] - m) * (p[i] - m) : p[i];
+  }
+  acc = s;
+}
+
+template <bool kVectorised>
+void mean_variance(const float* x, int batch, int filters, int spatial, float* mean, float* variance) {
   const double n = (double)batch * spatial;
 #pragma omp parallel for schedule(static)
   for (int f = 0; f < filters; ++f) {
+    auto plane = [&](int b) { return x + ((size_t)b * filters + f) * spatial; };
     double sum = 0;
-    for (int b = 0; b < batch; ++b) {
-      const float* p = x + ((size_t)b * filters + f) * spatial;
-      for (int i = 0; i < spatial; ++i) sum += p[i];
-    }
+    for (int b = 0; b < batch; ++b) add_plane<kVectorised, false>(plane(b), spatial, 0, sum);
     const double m = sum / n;
     double sq = 0;
-    for (int b = 0; b < batch; ++b) {
-      const float* p = x + ((size_t)b * filters + f) * spatial;
-      for (int i = 0; i < spatial; ++i) sq += (p[i] - m) * (p[i] - m);
-    }
+    for (int b = 0; b < batch; ++b) add_plane<kVectorised, true>(plane(b), spatial, m, sq);
     mean[f] = (float)m;
     variance[f] = (float)(sq / (n - 1));
   }
 }
 
+}  // namespace
+
+void bn_mean_variance(const float* x, int batch, int filters, int spatial, float* mean, float* variance) {
+  mean_variance<false>(x, batch, filters, spatial, mean, variance);
+}
+
 void bn_mean_variance_simd(const float* x, int batch, int filters, int spatial, float* mean, float* variance) {
-  const double n = (double)batch * spatial;
-#pragma omp parallel for schedule(static)
-  for (int f = 0; f < filters; ++f) {
-    double sum = 0;
-    for (int b = 0; b < batch; ++b) {
-      const float* p = x + ((size_t)b * filters + f) * spatial;
-#pragma omp simd reduction(+ : sum)
-      for (int i = 0; i < spatial; ++i) sum += p[i];
-    }
-    const double m = sum / n;
-    double sq = 0;
-    for (int b = 0; b < batch; ++b) {
-      const float* p = x + ((size_t)b * filters + f) * spatial;
-#pragma omp simd reduction(+ : sq)
-      for (int i = 0; i < spatial; ++i) sq += (p[i] - m) * (p[i] - m);
-    }
-    mean[f] = (float)m;
-    variance[f] = (float)(sq / (n - 1));
-  }
+  mean_variance<true>(x, batch, filters, spatial, mean, variance);
 }
 
 void bn_normalize_array(float* x, const float* mean, const float* variance, int batch, int filters, int spatial) {

@@ -152,7 +152,8 @@ __attribute__((target("avx2,fma"))) inline void band_avx2(const Tile& t, int i0,
       __m256 v = acc[i][j];
       __m256i mask = _mm256_setzero_si256();
       if (n < 8) mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-      if (t.flags & kAccumulate) v = _mm256_add_ps(v, n >= 8 ? _mm256_loadu_ps(c + 8 * j) : _mm256_maskload_ps(c + 8 * j, mask));
+      if (t.flags & kAccumulate)
+        v = _mm256_add_ps(v, n >= 8 ? _mm256_loadu_ps(c + 8 * j) : _mm256_maskload_ps(c + 8 * j, mask));
       if (epi) {
         v = _mm256_fmadd_ps(v, _mm256_set1_ps(s), _mm256_set1_ps(bi));
         if (t.act == Activation::Leaky)
@@ -343,14 +344,14 @@ void gemm_packed(CpuIsa isa, int M, int N, int K, const float* A, ptrdiff_t rs_a
                  const PackB& pack_b, float* C, ptrdiff_t ldc, bool accumulate, const GemmEpilogue* ep) {
   if (M <= 0 || N <= 0) return;
   require_cpu_isa(isa);
+  // C(i, j) = epilogue(v), scalar: the empty sum and the split-K reduction.
+  auto finish = [&](int i, int j, float v) {
+    if (ep) v = activate(v * (ep->scale ? ep->scale[i] : 1.f) + (ep->bias ? ep->bias[i] : 0.f), ep->act);
+    C[i * ldc + j] = v;
+  };
   if (K <= 0) {  // empty sum: C = epilogue(accumulate ? C : 0)
     for (int i = 0; i < M; ++i)
-      for (int j = 0; j < N; ++j) {
-        float& c = C[i * ldc + j];
-        float v = accumulate ? c : 0.f;
-        if (ep) v = activate(v * (ep->scale ? ep->scale[i] : 1.f) + (ep->bias ? ep->bias[i] : 0.f), ep->act);
-        c = v;
-      }
+      for (int j = 0; j < N; ++j) finish(i, j, accumulate ? C[i * ldc + j] : 0.f);
     return;
   }
   const Ukr* kernels = kKernels[(int)isa];
@@ -362,11 +363,11 @@ void gemm_packed(CpuIsa isa, int M, int N, int K, const float* A, ptrdiff_t rs_a
   const int kblocks = (K + KB - 1) / KB;
 
   // One micro-tile: rows [8s, 8s+8) x the columns of panel p (global index),
-  // k rows [k0, k0+kc), B panel at b (row stride = panel width).
-  auto run_tile = [&](int s, int p, int k0, int kc, const float* b) {
+  // k rows [k0, k0+kc), B panel at b (row stride = panel width), into the matrix
+  // at out (row stride ld_out) with the given flags (kEpilogue applies ep).
+  auto run_tile_into = [&](int s, int p, int k0, int kc, const float* b, float* out, ptrdiff_t ld_out, int flags) {
     const int j0 = p * NR;
     const int nr = std::min(NR, N - j0);
-    const int width = panel_width(nr);
     const int i0 = s * MR;
     Tile t;
     t.kc = kc;
@@ -375,14 +376,18 @@ void gemm_packed(CpuIsa isa, int M, int N, int K, const float* A, ptrdiff_t rs_a
     t.cs = cs_a;
     t.mv = std::min(MR, M - i0);
     t.b = b;
-    t.c = C + i0 * ldc + j0;
-    t.ldc = ldc;
+    t.c = out + i0 * ld_out + j0;
+    t.ldc = ld_out;
     t.nv = nr;
-    t.flags = ((accumulate || k0 > 0) ? kAccumulate : 0) | ((ep && k0 + kc >= K) ? kEpilogue : 0);
-    t.scale = ep && ep->scale ? ep->scale + i0 : nullptr;
+    t.flags = flags;
+    t.scale = ep && ep->scale ? ep->scale + i0 : nullptr;  // read only under kEpilogue
     t.bias = ep && ep->bias ? ep->bias + i0 : nullptr;
     t.act = act;
-    kernels[width / 16 - 1](t);
+    kernels[panel_width(nr) / 16 - 1](t);
+  };
+  auto run_tile = [&](int s, int p, int k0, int kc, const float* b) {
+    run_tile_into(s, p, k0, kc, b, C, ldc,
+                  ((accumulate || k0 > 0) ? kAccumulate : 0) | ((ep && k0 + kc >= K) ? kEpilogue : 0));
   };
   auto pack_panel = [&](int p, int k0, int kc, float* dst) {
     const int j0 = p * NR;
@@ -415,23 +420,8 @@ void gemm_packed(CpuIsa isa, int M, int N, int K, const float* A, ptrdiff_t rs_a
           const int k0 = kb * KB, kc = std::min(KB, K - k0);
           for (int p = 0; p < panels; ++p) pack_panel(p, k0, kc, bbuf + (size_t)p * KCmax * NR);
           for (int s = 0; s < strips; ++s)
-            for (int p = 0; p < panels; ++p) {
-              const int j0 = p * NR, i0 = s * MR, nr = std::min(NR, N - j0);
-              Tile t;
-              t.kc = kc;
-              t.a = A + i0 * rs_a + (ptrdiff_t)k0 * cs_a;
-              t.rs = rs_a;
-              t.cs = cs_a;
-              t.mv = std::min(MR, M - i0);
-              t.b = bbuf + (size_t)p * KCmax * NR;
-              t.c = cp + (size_t)i0 * N + j0;
-              t.ldc = N;
-              t.nv = nr;
-              t.flags = kb > kb0 ? kAccumulate : 0;
-              t.scale = t.bias = nullptr;
-              t.act = Activation::Linear;
-              kernels[panel_width(nr) / 16 - 1](t);
-            }
+            for (int p = 0; p < panels; ++p)
+              run_tile_into(s, p, k0, kc, bbuf + (size_t)p * KCmax * NR, cp, N, kb > kb0 ? kAccumulate : 0);
         }
       }
 #pragma omp for schedule(static)
@@ -439,10 +429,8 @@ void gemm_packed(CpuIsa isa, int M, int N, int K, const float* A, ptrdiff_t rs_a
         for (int j = 0; j < N; ++j) {
           float v = 0.f;
           for (int part = 0; part < split; ++part) v += partial[((size_t)part * M + i) * N + j];
-          float& c = C[i * ldc + j];
-          if (accumulate) v += c;
-          if (ep) v = activate(v * (ep->scale ? ep->scale[i] : 1.f) + (ep->bias ? ep->bias[i] : 0.f), ep->act);
-          c = v;
+          if (accumulate) v += C[i * ldc + j];
+          finish(i, j, v);
         }
     }
   } else if (strips >= panels && full_pack <= kFullPackFloats) {
