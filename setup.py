@@ -53,9 +53,9 @@ shared_sources = [s for s in all_sources if not s.startswith(TESTING_DIR) and s 
 testing_sources = [s for s in all_sources if s.startswith(TESTING_DIR)]
 testing_links = [s for s in shared_sources if not s.startswith(PYTHON_DIR)] + \
     [os.path.join("csrc", "python", "bind_detect.cpp")]
-headers = sorted(  # the C API header (darknet_py.h) included: c_api.cpp depends on it
+headers = sorted(  # the C API header (darknet_py.h) included: c_api.cpp depends on it; *.inc: textual includes
     os.path.relpath(p, HERE)
-    for pattern in ("*.hpp", "*.h")
+    for pattern in ("*.hpp", "*.h", "*.inc")
     for p in glob.glob(os.path.join(HERE, "csrc", "**", pattern), recursive=True)
 )
 

@@ -284,15 +284,26 @@ def winograd_on():
     _core.set_winograd("auto")
 
 
-# H, W not multiples of 4, channels not multiples of 16, wide K (several GEMM K blocks), many tiles
-# (several 48-tile panels and blocks), tiny maps (one partial tile).
+@pytest.fixture(params=["on", "stream"])
+def winograd_forced(request):
+    """Every 3x3 stride-1 pad-1 conv through Winograd: cached transformed weights ('on') or the
+    weights transformed per call ('stream', tiles as the GEMM rows)."""
+    _core.set_winograd(request.param)
+    yield request.param
+    _core.set_winograd("auto")
+
+
+# H, W not multiples of 4, channels not multiples of 16 nor of the streamed variant's 32-channel
+# blocks, wide K (several GEMM K blocks), many tiles (several 48-tile panels and, streamed, several
+# 64-tile blocks), filters over one 48-filter panel and not a multiple of 8, tiny maps (one partial
+# tile).
 WINO_SHAPES = [(23, 17, 19, 33), (9, 11, 300, 130), (13, 13, 5, 7), (30, 26, 17, 40), (3, 2, 4, 3),
-               (61, 45, 24, 20)]
+               (61, 45, 24, 20), (13, 13, 70, 101)]
 
 
 @pytest.mark.parametrize("batch", [1, 2])
 @pytest.mark.parametrize("shape", WINO_SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_winograd_odd_shapes(shape, batch, winograd_on):
+def test_winograd_odd_shapes(shape, batch, winograd_forced):
     w, h, c, f = shape
     text = (f"[net]\nbatch={batch}\nwidth={w}\nheight={h}\nchannels={c}\n\n" + conv(f, 3) +
             conv(f + 3, 3, bn=0, act="linear") + conv(5, 3, act="logistic"))
@@ -302,7 +313,19 @@ def test_winograd_odd_shapes(shape, batch, winograd_on):
     assert all(net.layers[i].uses_winograd for i in range(3))
     for k in KERNELS:
         net.set_exec_options(isa=k)  # also reaches the Winograd transforms
-        compare_paths(net, x, f"winograd {shape} batch {batch} kernels {k}", WINOGRAD_TOL)
+        compare_paths(net, x, f"winograd {winograd_forced} {shape} batch {batch} kernels {k}", WINOGRAD_TOL)
+
+
+def test_winograd_auto_rule_streams_deep_short_maps():
+    """The measured auto rule: 13x13 and 26x26 layers with many channels take the streamed
+    variant (no transformed-weights cache), shallow ones stay on the GEMM."""
+    text = ("[net]\nwidth=13\nheight=13\nchannels=256\n\n" + conv(512, 3) + conv(32, 3) + conv(64, 1))
+    net = darknet_py.Network.from_text(text, name="auto")
+    net.set_exec_options(winograd="auto")
+    assert [net.layers[i].uses_winograd for i in range(3)] == [True, False, False]
+    randomise(net, 4)
+    x = np.random.default_rng(2).standard_normal((1, 256, 13, 13)).astype(np.float32)
+    compare_paths(net, x, "auto rule, 13x13 256->512 streamed", WINOGRAD_TOL)
 
 
 def test_winograd_sees_weight_changes(winograd_on):

@@ -553,7 +553,13 @@ class CpuBackend final : public Backend {
     ep.act = l.activation;
     const ConvShape shape = l.shape();
     const float* weights = l.weights.read(Device::Cpu);
-    if (winograd_selected(shape, options_.winograd)) {
+    const WinogradPlan plan = winograd_plan(shape, options_.winograd);
+    if (plan == WinogradPlan::Streamed) {
+      if (!l.wino_u.empty()) std::vector<float>().swap(l.wino_u);
+      conv3x3_winograd_streamed(options_.isa, shape, input, weights, ep, output);
+      return true;
+    }
+    if (plan == WinogradPlan::Cached) {
       // The cache key: a checksum of the raw weight bits plus the shape (cheap next to the conv: 9 reads per
       // 36 * out_h * out_w / 16 multiply-adds of the transformed GEMMs).
       const uint64_t key =

@@ -84,6 +84,7 @@ const char* winograd_mode_name(WinogradMode m) {
     case WinogradMode::Auto: return "auto";
     case WinogradMode::On: return "on";
     case WinogradMode::Off: return "off";
+    case WinogradMode::Stream: return "stream";
   }
   return "?";
 }
@@ -92,7 +93,8 @@ WinogradMode parse_winograd_mode(const std::string& name) {
   if (name == "auto") return WinogradMode::Auto;
   if (name == "on") return WinogradMode::On;
   if (name == "off") return WinogradMode::Off;
-  fail("unknown winograd mode '", name, "' (auto, on, off)");
+  if (name == "stream") return WinogradMode::Stream;
+  fail("unknown winograd mode '", name, "' (auto, on, stream, off)");
 }
 
 ExecOptions ExecOptions::from_environment() {

@@ -1,7 +1,7 @@
 // Run-time switches of one network, in one object the network owns and passes
 // to its layers and backend. The environment only seeds the defaults, here:
 //   DARKNET_PY_DEVICE=cpu|cuda, DARKNET_PY_ISA=auto|avx512|avx2|plain,
-//   DARKNET_PY_WINOGRAD=auto|on|off, DARKNET_PY_REFERENCE_KERNELS=1, DARKNET_PY_THREADS=N
+//   DARKNET_PY_WINOGRAD=auto|on|stream|off, DARKNET_PY_REFERENCE_KERNELS=1, DARKNET_PY_THREADS=N
 #pragma once
 #include <string>
 
@@ -10,7 +10,9 @@
 namespace dn {
 
 enum class CpuIsa { Plain = 0, Avx2 = 1, Avx512 = 2 };
-enum class WinogradMode { Auto = 0, On = 1, Off = 2 };
+// On: every applicable layer with cached transformed weights (4x the layer's weights);
+// Stream: every applicable layer with the weights transformed per call (no cache).
+enum class WinogradMode { Auto = 0, On = 1, Off = 2, Stream = 3 };
 
 CpuIsa cpu_isa_best();                  // the best this CPU supports
 const char* cpu_isa_name(CpuIsa isa);   // "avx512", "avx2", "plain"

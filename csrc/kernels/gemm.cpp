@@ -501,11 +501,12 @@ void gemm_packed(CpuIsa isa, int M, int N, int K, const float* A, ptrdiff_t rs_a
   }
 }
 
-void gemm_panel(CpuIsa isa, int M, int K, const float* A, ptrdiff_t rs_a, const float* panel, int width, int nv,
-                float* C, ptrdiff_t ldc) {
+void gemm_panel(CpuIsa isa, int M, int K, const float* A, ptrdiff_t rs_a, ptrdiff_t cs_a, const float* panel,
+                int width, int nv, float* C, ptrdiff_t ldc, bool accumulate) {
   if (M <= 0 || nv <= 0) return;
   if (K <= 0) {
-    for (int i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + nv, 0.f);
+    if (!accumulate)
+      for (int i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + nv, 0.f);
     return;
   }
   const Ukr ukr = kKernels[(int)isa][width / 16 - 1];
@@ -514,15 +515,15 @@ void gemm_panel(CpuIsa isa, int M, int K, const float* A, ptrdiff_t rs_a, const 
     for (int k0 = 0; k0 < K; k0 += KB) {
       Tile t;
       t.kc = std::min(KB, K - k0);
-      t.a = A + i0 * rs_a + k0;
+      t.a = A + i0 * rs_a + (ptrdiff_t)k0 * cs_a;
       t.rs = rs_a;
-      t.cs = 1;
+      t.cs = cs_a;
       t.mv = std::min(MR, M - i0);
       t.b = panel + (size_t)k0 * width;
       t.c = C + i0 * ldc;
       t.ldc = ldc;
       t.nv = nv;
-      t.flags = k0 > 0 ? kAccumulate : 0;
+      t.flags = (accumulate || k0 > 0) ? kAccumulate : 0;
       t.scale = t.bias = nullptr;
       t.act = Activation::Linear;
       ukr(t);

@@ -51,12 +51,12 @@ using PackB = std::function<void(int k0, int kc, int j0, int nr, int width, floa
 void gemm_packed(CpuIsa isa, int M, int N, int K, const float* A, ptrdiff_t rs_a, ptrdiff_t cs_a,
                  const PackB& pack_b, float* C, ptrdiff_t ldc, bool accumulate, const GemmEpilogue* ep);
 
-// Single-threaded, for callers that split work themselves (Winograd): C[M, nv] =
+// Single-threaded, for callers that split work themselves (Winograd): C[M, nv] (+)=
 // A[M, K] * P where P is one packed panel (K rows, row stride `width` in
-// {16, 32, 48}, columns nv..width-1 ignored); A(i, k) = A[i * rs_a + k].
-// Overwrites C (row stride ldc); no epilogue. Does not check isa (it runs
-// inside the caller's parallel region, where an exception cannot leave).
-void gemm_panel(CpuIsa isa, int M, int K, const float* A, ptrdiff_t rs_a, const float* panel, int width, int nv,
-                float* C, ptrdiff_t ldc);
+// {16, 32, 48}, columns nv..width-1 ignored); A(i, k) = A[i * rs_a + k * cs_a].
+// accumulate=false overwrites C (row stride ldc); no epilogue. Does not check isa
+// (it runs inside the caller's parallel region, where an exception cannot leave).
+void gemm_panel(CpuIsa isa, int M, int K, const float* A, ptrdiff_t rs_a, ptrdiff_t cs_a, const float* panel,
+                int width, int nv, float* C, ptrdiff_t ldc, bool accumulate);
 
 }  // namespace dn

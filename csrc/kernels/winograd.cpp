@@ -8,6 +8,7 @@
 // and every block of 48 tiles re-reads U (36*c*filters floats = 4.7 MB here).
 #include "kernels/winograd.hpp"
 
+#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -24,6 +25,10 @@ namespace {
 constexpr int kPanel = kGemmNR;     // 48 tiles per packed B panel
 constexpr int kMaxPanels = 4;       // a block is up to 4 panels = 192 tiles
 constexpr int kMaxBlock = kPanel * kMaxPanels;
+// The streamed variant (weights transformed per call): tiles per block (its M buffer,
+// 36 x tiles x 48 floats, stays near L2) and channels per transformed weight panel.
+constexpr int kStreamTiles = 64;
+constexpr int kStreamDepth = 32;
 
 struct Geom {
   int c, h, w, out_h, out_w, tiles_w, tiles_h, tiles_img;
@@ -73,27 +78,110 @@ void output_block(CpuIsa isa, const Geom& g, int filters, const float* M, int t0
   output_block_plain(g, filters, M, t0, nb, nbs, scale, bias, act, output);
 }
 
+void weights_panel(CpuIsa isa, const float* taps, int kc, int width, float* U) {
+  switch (isa) {
+    case CpuIsa::Avx512: return weights_panel_avx512(taps, kc, width, U);
+    case CpuIsa::Avx2: return weights_panel_avx2(taps, kc, width, U);
+    case CpuIsa::Plain: break;
+  }
+  weights_panel_plain(taps, kc, width, U);
+}
+
+// dst[e][f] = src[f * row_stride + e] for e < len, f < rows; columns rows..width-1 zero.
+// The filters' taps for a block of channels are contiguous per filter: this turns them
+// filter-minor for the vectorised transform. AVX2: 8 x 8 register transposes (a scalar
+// scatter stalls on store forwarding when the transform reads the rows back as vectors).
+__attribute__((target("avx2"))) void transpose_filters_avx2(const float* src, size_t row_stride, int rows, int len,
+                                                            int width, float* dst) {
+  int f = 0;
+  for (; f + 8 <= rows; f += 8) {
+    const float* r = src + (size_t)f * row_stride;
+    int e = 0;
+    for (; e + 8 <= len; e += 8) {
+      // The next channel block of these rows (read after this block's GEMMs): 48 streams are
+      // more than the hardware prefetchers follow, and the weights come from DRAM.
+      if (e % 16 == 0)
+        for (int q = 0; q < 8; ++q) _mm_prefetch((const char*)(r + q * row_stride + e + len), _MM_HINT_T1);
+      __m256 x0 = _mm256_loadu_ps(r + e), x1 = _mm256_loadu_ps(r + row_stride + e),
+             x2 = _mm256_loadu_ps(r + 2 * row_stride + e), x3 = _mm256_loadu_ps(r + 3 * row_stride + e),
+             x4 = _mm256_loadu_ps(r + 4 * row_stride + e), x5 = _mm256_loadu_ps(r + 5 * row_stride + e),
+             x6 = _mm256_loadu_ps(r + 6 * row_stride + e), x7 = _mm256_loadu_ps(r + 7 * row_stride + e);
+      const __m256 t0 = _mm256_unpacklo_ps(x0, x1), t1 = _mm256_unpackhi_ps(x0, x1), t2 = _mm256_unpacklo_ps(x2, x3),
+                   t3 = _mm256_unpackhi_ps(x2, x3), t4 = _mm256_unpacklo_ps(x4, x5), t5 = _mm256_unpackhi_ps(x4, x5),
+                   t6 = _mm256_unpacklo_ps(x6, x7), t7 = _mm256_unpackhi_ps(x6, x7);
+      const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+                   s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+                   s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+                   s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+      float* d = dst + (size_t)e * width + f;
+      _mm256_storeu_ps(d, _mm256_permute2f128_ps(s0, s4, 0x20));
+      _mm256_storeu_ps(d + width, _mm256_permute2f128_ps(s1, s5, 0x20));
+      _mm256_storeu_ps(d + 2 * width, _mm256_permute2f128_ps(s2, s6, 0x20));
+      _mm256_storeu_ps(d + 3 * width, _mm256_permute2f128_ps(s3, s7, 0x20));
+      _mm256_storeu_ps(d + 4 * width, _mm256_permute2f128_ps(s0, s4, 0x31));
+      _mm256_storeu_ps(d + 5 * width, _mm256_permute2f128_ps(s1, s5, 0x31));
+      _mm256_storeu_ps(d + 6 * width, _mm256_permute2f128_ps(s2, s6, 0x31));
+      _mm256_storeu_ps(d + 7 * width, _mm256_permute2f128_ps(s3, s7, 0x31));
+    }
+    for (; e < len; ++e)
+      for (int q = 0; q < 8; ++q) dst[(size_t)e * width + f + q] = r[q * row_stride + e];
+  }
+  for (; f < rows; ++f)
+    for (int e = 0; e < len; ++e) dst[(size_t)e * width + f] = src[(size_t)f * row_stride + e];
+  for (int e = 0; e < len; ++e)
+    for (int q = rows; q < width; ++q) dst[(size_t)e * width + q] = 0.f;
+}
+
+void transpose_filters(CpuIsa isa, const float* src, size_t row_stride, int rows, int len, int width, float* dst) {
+  if (isa != CpuIsa::Plain) return transpose_filters_avx2(src, row_stride, rows, len, width, dst);
+  for (int e = 0; e < len; ++e) {
+    for (int f = 0; f < rows; ++f) dst[(size_t)e * width + f] = src[(size_t)f * row_stride + e];
+    for (int f = rows; f < width; ++f) dst[(size_t)e * width + f] = 0.f;
+  }
+}
+
+void output_block_tm(CpuIsa isa, const Geom& g, int filters, int f0, int nf, const float* M, int width, size_t xs,
+                     int t0, int nb, const float* scale, const float* bias, Activation act, float* output) {
+  switch (isa) {
+    case CpuIsa::Avx512:
+      return output_block_tm_avx512(g, filters, f0, nf, M, width, xs, t0, nb, scale, bias, act, output);
+    case CpuIsa::Avx2:
+      return output_block_tm_avx2(g, filters, f0, nf, M, width, xs, t0, nb, scale, bias, act, output);
+    case CpuIsa::Plain: break;
+  }
+  output_block_tm_plain(g, filters, f0, nf, M, width, xs, t0, nb, scale, bias, act, output);
+}
+
 }  // namespace wino_detail
 
 bool winograd_applicable(const ConvShape& s) {
   return s.size == 3 && s.stride == 1 && s.pad == 1 && s.groups == 1 && s.out_h == s.h && s.out_w == s.w;
 }
 
-bool winograd_selected(const ConvShape& s, WinogradMode mode) {
-  if (!winograd_applicable(s)) return false;
-  if (mode == WinogradMode::On) return true;
-  if (mode == WinogradMode::Off) return false;
+WinogradPlan winograd_plan(const ConvShape& s, WinogradMode mode) {
+  if (!winograd_applicable(s) || mode == WinogradMode::Off) return WinogradPlan::None;
+  if (mode == WinogradMode::On) return WinogradPlan::Cached;
+  if (mode == WinogradMode::Stream) return WinogradPlan::Streamed;
   // Measured rule (bench/kernels/bench_kernels.py --only conv, batch 1, 2 loaded cores, GEMM time /
   // Winograd time, medians of alternated runs): wins at 208x208 32->64 1.2-1.7, 104x104 64->128 1.3-1.5,
   // 52x52 128->256 1.5, 104x104 32->64 1.06, 52x52 64->128 1.1, 26x26 256->512 1.4; loses at
   // 208x208 16->32 0.95, 26x26 128->256 0.8, 13x13 128..512 -> 2x 0.6-0.8. Short tile rows (out_w < 52:
   // under 13 tiles) starve the vectorised transforms, and few channels leave little to save.
   // Memory: U is 4x the layer's 3x3 weights, cached while the layer uses Winograd; layers whose U would
-  // exceed 36*128*256 floats (4.7 MB; e.g. 26x26 256->512, 19 MB each) stay on the GEMM so inference
-  // keeps within weights + 150 MB (the 26x26 win is left on the table; set_winograd("on") takes it).
+  // exceed 36*128*256 floats (4.7 MB) stay off the cache so inference keeps within weights + 150 MB.
   const bool small_u = (long)s.c * s.filters <= 128L * 256;
-  return s.c >= 32 && s.filters >= 32 && s.out_w >= 52 && s.out_h >= 8 && small_u;
+  if (s.c >= 32 && s.filters >= 32 && s.out_w >= 52 && s.out_h >= 8 && small_u) return WinogradPlan::Cached;
+  // The streamed variant (no cache, tiles as the GEMM rows) for deep layers of short maps. Measured
+  // (bench/kernels/bench_kernels.py --only conv shapes, batch 1, 1 thread, GEMM time / streamed time in
+  // alternated runs; the VM's speed swung 1.6x between phases): 28x28 256->512 2.0, 26x26 256->512
+  // 1.6-1.9, 26x26 128->256 1.3-1.6, 14x14 512->1024 1.2-1.4, 13x13 512..1024->1024 1.0-1.45,
+  // 13x13 128..256->256..512 1.0-1.25; loses at 7x7 512->1024 0.6-0.75 and 9x11 300->130 0.9 (a
+  // 4x4-tile grid under 3x3 leaves each transformed weight too few tiles).
+  if (s.c >= 128 && s.filters >= 128 && s.out_w >= 12 && s.out_h >= 12) return WinogradPlan::Streamed;
+  return WinogradPlan::None;
 }
+
+bool winograd_selected(const ConvShape& s, WinogradMode mode) { return winograd_plan(s, mode) != WinogradPlan::None; }
 
 void winograd_transform_weights(int filters, int c, const float* weights, float* u) {
   static const double G[6][3] = {{1. / 4, 0, 0},           {-1. / 6, -1. / 6, -1. / 6}, {-1. / 6, 1. / 6, -1. / 6},
@@ -152,10 +240,75 @@ void conv3x3_winograd(CpuIsa isa, const ConvShape& s, const float* input, const 
       for (int xi = 0; xi < 36; ++xi)
         for (int q = 0; q < panels; ++q) {
           const int nvq = std::min(kPanel, nb - q * kPanel);
-          gemm_panel(isa, F, g.c, u + xi * xs_u, g.c, V + (size_t)xi * g.c * nbs + (size_t)q * g.c * kPanel,
-                     (nvq + 15) / 16 * 16, nvq, M + (size_t)xi * F * nbs + q * kPanel, nbs);
+          gemm_panel(isa, F, g.c, u + xi * xs_u, g.c, 1, V + (size_t)xi * g.c * nbs + (size_t)q * g.c * kPanel,
+                     (nvq + 15) / 16 * 16, nvq, M + (size_t)xi * F * nbs + q * kPanel, nbs, false);
         }
       wino_detail::output_block(isa, g, F, M, t0, nb, nbs, ep.scale, ep.bias, ep.act, output);
+    }
+  }
+}
+
+void conv3x3_winograd_streamed(CpuIsa isa, const ConvShape& s, const float* input, const float* weights,
+                               const ConvEpilogue& ep, float* output) {
+  check(winograd_applicable(s), "conv3x3_winograd_streamed: not a 3x3 stride-1 pad-1 ungrouped convolution");
+  require_cpu_isa(isa);  // here, outside the parallel region the kernels run in
+  Geom g;
+  g.c = s.c;
+  g.h = s.h;
+  g.w = s.w;
+  g.out_h = s.out_h;
+  g.out_w = s.out_w;
+  g.tiles_w = (s.out_w + 3) / 4;
+  g.tiles_h = (s.out_h + 3) / 4;
+  g.tiles_img = g.tiles_w * g.tiles_h;
+  const int T = s.batch * g.tiles_img;
+  const int F = s.filters;
+  const int threads = std::max(1, omp_get_max_threads());
+  // Tile blocks of at most kStreamTiles, even sizes; every block re-transforms the weights.
+  const int nblk = (T + kStreamTiles - 1) / kStreamTiles;
+  const int tb = (T + nblk - 1) / nblk;
+  const int nbs = (tb + kPanel - 1) / kPanel * kPanel;
+  const int fpanels = (F + kGemmNR - 1) / kGemmNR;
+  const size_t xs_m = (size_t)nbs * kGemmNR;  // M[36][tile][48]
+  const size_t xs_u = (size_t)kStreamDepth * kGemmNR;
+  static thread_local std::vector<float> vbuf_shared;
+  std::vector<float>& vbuf = vbuf_shared;  // V of one tile block, shared by the threads
+  if (vbuf.size() < (size_t)36 * g.c * nbs) vbuf.resize((size_t)36 * g.c * nbs);
+  float* V = vbuf.data();
+  for (int t0 = 0; t0 < T; t0 += tb) {
+    const int nb = std::min(tb, T - t0);
+    const int nq = (nb + kPanel - 1) / kPanel;
+#pragma omp parallel num_threads(threads)
+    {
+#pragma omp for schedule(static)
+      for (int q = 0; q < nq; ++q)
+        wino_detail::input_block(isa, g, input, t0 + q * kPanel, std::min(kPanel, nb - q * kPanel), nbs,
+                                 V + (size_t)q * g.c * kPanel);
+      static thread_local std::vector<float> ubuf, mbuf, tbuf;
+      if (ubuf.size() < 36 * xs_u) ubuf.resize(36 * xs_u);
+      if (tbuf.size() < 9 * xs_u) tbuf.resize(9 * xs_u);
+      if (mbuf.size() < 36 * xs_m) mbuf.resize(36 * xs_m);
+      float* U = ubuf.data();
+      float* M = mbuf.data();
+#pragma omp for schedule(dynamic, 1)
+      for (int p = 0; p < fpanels; ++p) {
+        const int f0 = p * kGemmNR, nf = std::min(kGemmNR, F - f0), width = (nf + 15) / 16 * 16;
+        for (int c0 = 0; c0 < g.c; c0 += kStreamDepth) {
+          const int kc = std::min(kStreamDepth, g.c - c0);
+          wino_detail::transpose_filters(isa, weights + ((size_t)f0 * g.c + c0) * 9, (size_t)g.c * 9, nf, kc * 9,
+                                         width, tbuf.data());
+          wino_detail::weights_panel(isa, tbuf.data(), kc, width, U);
+          for (int xi = 0; xi < 36; ++xi)
+            for (int q = 0; q < nq; ++q) {
+              const int nvq = std::min(kPanel, nb - q * kPanel), wq = (nvq + 15) / 16 * 16;
+              // A = V^T: tiles are the rows (stride 1), channels the depth (stride = the V panel's width).
+              const float* a = V + (size_t)xi * g.c * nbs + (size_t)q * g.c * kPanel + (size_t)c0 * wq;
+              gemm_panel(isa, nvq, kc, a, 1, wq, U + xi * (size_t)kc * width, width, nf,
+                         M + xi * xs_m + (size_t)q * kPanel * kGemmNR, kGemmNR, c0 > 0);
+            }
+        }
+        wino_detail::output_block_tm(isa, g, F, f0, nf, M, kGemmNR, xs_m, t0, nb, ep.scale, ep.bias, ep.act, output);
+      }
     }
   }
 }

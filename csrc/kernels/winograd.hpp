@@ -28,13 +28,23 @@ void winograd_transform_weights(int filters, int c, const float* weights, float*
 // Whether the layer shape can run through Winograd at all.
 bool winograd_applicable(const ConvShape& s);
 // The dispatch: applicable and, per the mode, expected to be faster than the GEMM path
-// (Auto: the measured per-shape rule; On: every applicable layer (tests); Off: never).
+// (Auto: the measured per-shape rule; On / Stream: every applicable layer, cached /
+// streamed weights (tests); Off: never).
+enum class WinogradPlan { None, Cached, Streamed };
+WinogradPlan winograd_plan(const ConvShape& s, WinogradMode mode);
 bool winograd_selected(const ConvShape& s, WinogradMode mode);
 
 // output[batch, filters, h, w] = act(scale * conv3x3(input) + bias), u from winograd_transform_weights.
 // isa picks the transforms' and the GEMM micro-kernel's instruction set.
 void conv3x3_winograd(CpuIsa isa, const ConvShape& s, const float* input, const float* u, const ConvEpilogue& ep,
                       float* output);
+
+// The same convolution with the weights transformed per call, a filter panel at a time
+// (no U cache: memory stays at the 3x3 weights). The roles are swapped for short maps:
+// the transformed input V is the broadcast operand (tiles are the GEMM rows) and each
+// 48-filter panel of U, made from the raw weights just before use, is the packed one.
+void conv3x3_winograd_streamed(CpuIsa isa, const ConvShape& s, const float* input, const float* weights,
+                               const ConvEpilogue& ep, float* output);
 
 // A 64-bit hash of the raw bits of n floats (4 multiply-xor lanes): any change
 // of one float always changes it (each step is a bijection of the state).

@@ -174,7 +174,7 @@ void bind_network(py::module_& m) {
           py::arg("device") = py::none(), py::arg("isa") = py::none(), py::arg("winograd") = py::none(),
           py::arg("reference_kernels") = py::none(), py::arg("threads") = py::none(),
           "Change this network's execution options (None keeps a value): device 'cpu'|'cuda', isa "
-          "'auto'|'avx512'|'avx2'|'plain', winograd 'auto'|'on'|'off', reference_kernels, threads (0 = default).")
+          "'auto'|'avx512'|'avx2'|'plain', winograd 'auto'|'on'|'stream'|'off', reference_kernels, threads (0 = default).")
       .def_property_readonly("output_index", &Network::output_index,
                              "The output layer: the last layer that is not a [cost] layer.")
       .def(

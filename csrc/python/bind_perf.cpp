@@ -104,7 +104,9 @@ void bind_perf(py::module_& m) {
       },
       py::arg("mode"),
       "Default Winograd F(4x4,3x3) mode of networks built afterwards, for 3x3 stride-1 convs: 'auto' "
-      "(measured per-shape rule), 'on' (every applicable layer), 'off'. Also DARKNET_PY_WINOGRAD.");
+      "(measured per-shape rule), 'on' (every applicable layer, transformed weights cached: 4x the layer's "
+      "weights), 'stream' (every applicable layer, weights transformed per call: no extra memory), 'off'. "
+      "Also DARKNET_PY_WINOGRAD.");
   m.def("winograd", [] { return std::string(winograd_mode_name(default_options().winograd)); });
   m.def("set_num_threads", [](int n) {
     if (n <= 0) fail("threads must be > 0, got ", n);
