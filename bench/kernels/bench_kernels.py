@@ -9,7 +9,8 @@ Versions:
            fast      = BN folded into a per-filter scale/bias in the GEMM epilogue,
                        B panels packed straight from the image (no im2col buffer)
   winograd 3x3 stride-1 convs: reference, fast GEMM path (winograd off), Winograd
-           F(4x4,3x3) (winograd on), and what the measured auto rule picks; each
+           F(4x4,3x3) with cached weights (on) and streamed (stream), and what the
+           measured auto rule picks; each
            validated against the reference, then timed alternately (same run)
   gemm     reference (double-accumulating triple loop, validation only) and the
            packed micro-kernels: avx512 (8x48, 24 zmm accumulators), avx2 (4x24 and 8x8
@@ -104,39 +105,42 @@ def bench_conv(runs):
 
 
 WINO_SHAPES = [(416, 16, 32, 1), (208, 16, 32, 1), (208, 32, 64, 1), (104, 32, 64, 1), (104, 64, 128, 1),
-               (52, 64, 128, 1), (52, 128, 256, 1), (26, 128, 256, 1), (26, 256, 512, 1), (13, 256, 512, 1),
-               (13, 512, 1024, 1), (13, 1024, 1024, 1), (52, 128, 256, 2), (13, 512, 1024, 2), (30, 19, 33, 2)]
+               (52, 64, 128, 1), (52, 128, 256, 1), (28, 256, 512, 1), (26, 128, 256, 1), (26, 256, 512, 1),
+               (14, 512, 1024, 1), (13, 256, 512, 1), (13, 512, 1024, 1), (13, 1024, 1024, 1), (7, 512, 1024, 1),
+               (52, 128, 256, 2), (13, 512, 1024, 2), (30, 19, 33, 2)]
+WINO_MODES = ("off", "on", "stream")  # GEMM; Winograd with cached U; Winograd with U made per call
 
 
 def bench_winograd(runs):
-    print("== winograd (3x3 stride 1 pad 1; BN + leaky): fast GEMM path vs Winograd F(4x4,3x3) ==")
-    print(f"{'shape':30s} {'GFLOP':>7s} {'gemm ms':>8s} {'GF/s':>6s} {'wino ms':>8s} {'effGF/s':>7s} "
-          f"{'gemm/wino':>9s} {'auto':>5s}  max rel err (gemm, wino)")
+    print("== winograd (3x3 stride 1 pad 1; BN + leaky): fast GEMM path vs Winograd F(4x4,3x3), "
+          "cached (on) and streamed ==")
+    print(f"{'shape':30s} {'GFLOP':>7s} {'gemm ms':>8s} {'GF/s':>6s} {'on ms':>8s} {'stream ms':>9s} "
+          f"{'gemm/on':>8s} {'gemm/stream':>11s} {'auto':>5s}  max rel err (gemm, on, stream)")
     for (s, c, f, b) in WINO_SHAPES:
         section = f"[convolutional]\nbatch_normalize=1\nfilters={f}\nsize=3\nstride=1\npad=1\nactivation=leaky\n"
-        nets = {m: single_layer_net(s, s, c, section) for m in ("off", "on")}  # one per mode: U stays cached
+        nets = {m: single_layer_net(s, s, c, section) for m in WINO_MODES}  # one per mode: U stays cached
         x = np.random.default_rng(1).standard_normal((b, c, s, s)).astype(np.float32)
         nets["off"].set_exec_options(reference_kernels=True)
         ref = nets["off"].forward(x).copy()
         nets["off"].set_exec_options(reference_kernels=False)
-        errs, times = {}, {"off": [], "on": []}
+        errs, times = {}, {m: [] for m in WINO_MODES}
         for m, net in nets.items():
             net.set_exec_options(winograd=m)  # a per-network option
             out = net.forward(x)
             errs[m] = np.abs(out - ref).max() / max(1.0, np.abs(ref).max())
             assert errs[m] < 1e-4, f"{m}: disagrees with the reference: {errs[m]:.3g}"
-        for _ in range(runs):  # alternate: the machine's load hits both alike
+        for _ in range(runs):  # alternate: the machine's load hits all alike
             for m, net in nets.items():
                 t = time.perf_counter()
                 net.forward(x)
                 times[m].append(time.perf_counter() - t)
         nets["on"].set_exec_options(winograd="auto")
         auto = nets["on"].layers[0].uses_winograd
-        tg, tw = statistics.median(times["off"]), statistics.median(times["on"])
+        tg, tw, ts = (statistics.median(times[m]) for m in WINO_MODES)
         fl = nets["on"].total_flops * b
         print(f"{s:4d}x{s:<4d}x{c:5d} -> {f:5d} b{b}    {fl / 1e9:7.3f} {tg * 1e3:8.2f} {fl / tg / 1e9:6.0f} "
-              f"{tw * 1e3:8.2f} {fl / tw / 1e9:7.0f} {tg / tw:8.2f}x {('wino' if auto else 'gemm'):>5s}  "
-              f"{errs['off']:.1e} {errs['on']:.1e}")
+              f"{tw * 1e3:8.2f} {ts * 1e3:9.2f} {tg / tw:7.2f}x {tg / ts:10.2f}x {('wino' if auto else 'gemm'):>5s}  "
+              f"{errs['off']:.1e} {errs['on']:.1e} {errs['stream']:.1e}")
 
 
 def bench_gemm(runs):
