@@ -248,6 +248,30 @@ def test_cpu_kernel_selection():
     assert _core.cpu_kernel() == _core.cpu_kernel_best()
 
 
+@pytest.mark.parametrize("w,h", [(16, 6), (34, 7), (48, 4), (61, 5), (104, 3), (13, 13)])
+@pytest.mark.parametrize("size,stride", [(2, 2), (2, 1), (3, 2)])
+def test_inference_maxpool_bit_equal_to_reference(w, h, size, stride):
+    """The inference maxpool (AVX2 rows for 2x2 / 2: 8 outputs per step plus a scalar tail)
+    gives the reference scan's bits, ties, -inf and NaN (Darknet's `val > max` skips a NaN
+    that is not first in its window) included."""
+    c = 3
+    text = f"[net]\nwidth={w}\nheight={h}\nchannels={c}\n\n" + maxpool(size, stride)
+    net = darknet_py.Network.from_text(text, name="pool")
+    rng = np.random.default_rng(w * 100 + h)
+    x = rng.integers(-3, 4, size=(1, c, h, w)).astype(np.float32)  # many ties
+    x[0, 0, ::2, ::3] = -np.inf
+    x[0, 1, 1::2, 1::5] = np.nan
+    x[0, 2] = -np.inf  # whole plane: every window's maximum is -inf
+    outs = {}
+    for k in KERNELS:
+        for reference in (False, True):
+            net.set_exec_options(isa=k, reference_kernels=reference)
+            outs[(k, reference)] = net.forward(x).copy()
+    expected = outs[(KERNELS[-1], True)]
+    for key, got in outs.items():
+        np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32), err_msg=f"{key}")
+
+
 # ---------------------------------------------------------------- profiler
 def test_profile_api_and_cli(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("DARKNET_PY_PEAK_GFLOPS", "100")  # no microbenchmark in tests

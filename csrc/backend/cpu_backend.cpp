@@ -284,7 +284,8 @@ class CpuBackend final : public Backend {
   }
   void maxpool_forward(const MaxpoolShape& s, const float* input, float* output, int* argmax) override {
     if (!argmax && !options_.reference_kernels) {  // inference: values only, vectorised
-      maxpool_forward_fast(input, output, s.batch, s.c, s.h, s.w, s.size, s.stride, s.padding, s.out_h, s.out_w);
+      maxpool_forward_fast(options_.isa, input, output, s.batch, s.c, s.h, s.w, s.size, s.stride, s.padding, s.out_h,
+                           s.out_w);
       return;
     }
     const int offset = -s.padding / 2;

@@ -1,16 +1,47 @@
 #include "kernels/pool.hpp"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cfloat>
 #include <vector>
 
 namespace dn {
 
-// Per output row: a vertical max over the window's valid input rows into a
-// row buffer (contiguous, vectorised), then a horizontal max over each
-// window's valid columns. Planes (batch x channel) are split across threads.
-void maxpool_forward_fast(const float* in, float* out, int batch, int c, int h, int w, int size, int stride,
-                          int padding, int out_h, int out_w) {
+namespace {
+
+// Darknet's update, max = val > max ? val : max from -FLT_MAX: a NaN never wins, and a
+// window of -inf gives -FLT_MAX. vmaxps(val, max) is the same comparison.
+inline float darknet_max(float val, float max) { return val > max ? val : max; }
+
+// One output row of a 2x2 / 2 pool from input rows r0, r1 (both whole), in the reference
+// scan's order (r0 even, r0 odd, r1 even, r1 odd), so ties and NaNs give its bits.
+// Returns the outputs written (a multiple of 8); the caller finishes the row.
+__attribute__((target("avx2"))) int pool2x2_row_avx2(const float* r0, const float* r1, float* o, int out_w) {
+  const __m256 lowest = _mm256_set1_ps(-FLT_MAX);
+  int j = 0;
+  for (; j + 8 <= out_w; j += 8) {
+    const __m256 a0 = _mm256_loadu_ps(r0 + 2 * j), a1 = _mm256_loadu_ps(r0 + 2 * j + 8);
+    const __m256 b0 = _mm256_loadu_ps(r1 + 2 * j), b1 = _mm256_loadu_ps(r1 + 2 * j + 8);
+    // Even / odd columns; within 128-bit lanes, so the 64-bit lanes hold outputs
+    // (0,1) (4,5) (2,3) (6,7) until the final permute.
+    __m256 m = _mm256_max_ps(_mm256_shuffle_ps(a0, a1, 0x88), lowest);
+    m = _mm256_max_ps(_mm256_shuffle_ps(a0, a1, 0xDD), m);
+    m = _mm256_max_ps(_mm256_shuffle_ps(b0, b1, 0x88), m);
+    m = _mm256_max_ps(_mm256_shuffle_ps(b0, b1, 0xDD), m);
+    _mm256_storeu_ps(o + j, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(m), 0xD8)));
+  }
+  return j;
+}
+
+}  // namespace
+
+// Per output row: 2x2 / 2 windows straight from the two input rows (AVX2: 8 outputs
+// per step); other windows a vertical max over the window's valid input rows into a
+// row buffer (contiguous, vectorised), then a horizontal max over each window's valid
+// columns. Planes (batch x channel) are split across threads.
+void maxpool_forward_fast(CpuIsa isa, const float* in, float* out, int batch, int c, int h, int w, int size,
+                          int stride, int padding, int out_h, int out_w) {
   const int offset = -padding / 2;
   const long planes = (long)batch * c;
   // Column windows (clipped to the input) are the same for every row.
@@ -33,21 +64,38 @@ void maxpool_forward_fast(const float* in, float* out, int batch, int c, int h, 
           for (int j = 0; j < out_w; ++j) o[j] = -FLT_MAX;
           continue;
         }
-        float* v = vmax.data();
         const float* r0 = src + (long)y0 * w;
-        for (int x = 0; x < w; ++x) v[x] = r0[x];
+        if (size == 2 && stride == 2 && offset == 0 && 2 * out_w <= w && y1 - y0 == 2) {
+          const float* r1 = r0 + w;
+          int j = isa != CpuIsa::Plain ? pool2x2_row_avx2(r0, r1, o, out_w) : 0;
+          for (; j < out_w; ++j) {
+            const float top = darknet_max(r0[2 * j + 1], darknet_max(r0[2 * j], -FLT_MAX));
+            o[j] = darknet_max(r1[2 * j + 1], darknet_max(r1[2 * j], top));
+          }
+          continue;
+        }
+        // Other windows: the same maximum, columns first (only the sign of a zero tie can
+        // differ from the reference's row-major scan).
+        float* v = vmax.data();
+#pragma omp simd
+        for (int x = 0; x < w; ++x) v[x] = darknet_max(r0[x], -FLT_MAX);
         for (int y = y0 + 1; y < y1; ++y) {
           const float* r = src + (long)y * w;
 #pragma omp simd
-          for (int x = 0; x < w; ++x) v[x] = v[x] > r[x] ? v[x] : r[x];
+          for (int x = 0; x < w; ++x) v[x] = darknet_max(r[x], v[x]);
         }
-        if (size == 2 && stride == 2 && offset == 0 && 2 * out_w <= w) {
+        if (size == 2 && stride == 1 && offset == 0) {
 #pragma omp simd
-          for (int j = 0; j < out_w; ++j) o[j] = std::max(v[2 * j], v[2 * j + 1]);
+          for (int j = 0; j < std::min(out_w, w - 1); ++j) o[j] = darknet_max(v[j + 1], v[j]);
+          for (int j = std::max(0, w - 1); j < out_w; ++j) {
+            float best = -FLT_MAX;
+            for (int x = x_lo[j]; x < x_hi[j]; ++x) best = darknet_max(v[x], best);
+            o[j] = best;
+          }
         } else {
           for (int j = 0; j < out_w; ++j) {
             float best = -FLT_MAX;
-            for (int x = x_lo[j]; x < x_hi[j]; ++x) best = std::max(best, v[x]);
+            for (int x = x_lo[j]; x < x_hi[j]; ++x) best = darknet_max(v[x], best);
             o[j] = best;
           }
         }
