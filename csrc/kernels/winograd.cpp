@@ -267,7 +267,9 @@ void conv3x3_winograd_streamed(CpuIsa isa, const ConvShape& s, const float* inpu
   // Tile blocks of at most kStreamTiles, even sizes; every block re-transforms the weights.
   const int nblk = (T + kStreamTiles - 1) / kStreamTiles;
   const int tb = (T + nblk - 1) / nblk;
-  const int nbs = (tb + kPanel - 1) / kPanel * kPanel;
+  // V's xi stride in tile columns: whole 48-tile panels, or one panel's width when a block
+  // fits one (16 for a 13x13 image: a third of the memory the GEMMs stream).
+  const int nbs = tb <= kPanel ? (tb + 15) / 16 * 16 : (tb + kPanel - 1) / kPanel * kPanel;
   const int fpanels = (F + kGemmNR - 1) / kGemmNR;
   const size_t xs_m = (size_t)nbs * kGemmNR;  // M[36][tile][48]
   const size_t xs_u = (size_t)kStreamDepth * kGemmNR;
