@@ -248,6 +248,27 @@ def test_cpu_kernel_selection():
     assert _core.cpu_kernel() == _core.cpu_kernel_best()
 
 
+# Widths around the direct kernel's 24- and 8-pixel bands, strips of 1-8 filters, 1-24 channels.
+DIRECT_SHAPES = [(1, 1, 3, 8), (7, 3, 1, 5), (8, 2, 3, 13), (17, 4, 16, 9), (23, 5, 24, 16), (25, 3, 3, 33),
+                 (47, 2, 8, 7), (50, 6, 24, 40), (33, 9, 5, 1)]
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("shape", DIRECT_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_direct_3x3_small_channels(shape, batch):
+    """3x3 stride-1 convs with at most 24 channels run the direct kernel (no im2col panels) on
+    AVX2/AVX-512, the packed GEMM on plain C++; every layer against the reference, each family."""
+    w, h, c, f = shape
+    text = (f"[net]\nbatch={batch}\nwidth={w}\nheight={h}\nchannels={c}\n\n" + conv(f, 3) +
+            conv(5, 3, bn=0, act="linear") + conv(4, 3, act="logistic"))
+    net = darknet_py.Network.from_text(text, name="direct", batch=batch)
+    randomise(net, 7)
+    x = np.random.default_rng(3).standard_normal((batch, c, h, w)).astype(np.float32)
+    for k in KERNELS:
+        net.set_exec_options(isa=k)
+        compare_paths(net, x, f"direct {shape} batch {batch} kernels {k}")
+
+
 @pytest.mark.parametrize("w,h", [(16, 6), (34, 7), (48, 4), (61, 5), (104, 3), (13, 13)])
 @pytest.mark.parametrize("size,stride", [(2, 2), (2, 1), (3, 2)])
 def test_inference_maxpool_bit_equal_to_reference(w, h, size, stride):

@@ -1,9 +1,13 @@
 #include "kernels/conv_fast.hpp"
 
+#include <immintrin.h>
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
+#include "core/error.hpp"
 #include "kernels/batchnorm.hpp"
 #include "kernels/gemm.hpp"
 
@@ -67,8 +71,164 @@ void pack_im2col_panel(const ConvShape& s, const float* image, int k0, int kc, i
   }
 }
 
+// ---------------------------------------------------------------- direct 3x3, few channels
+namespace {
+
+// One band of the direct kernel: RB filters x NJ*8 consecutive output pixels of one row.
+// B is never packed: row k of the virtual im2col matrix is the zero-padded input at
+// koff[k] (channel, tap row, tap column) past the output row's origin, contiguous along x.
+struct DirectBand {
+  const float* a;     // weights of the strip's first filter, row stride lda (= K)
+  int lda, K;
+  const int* koff;    // K offsets into the padded input
+  const float* b;     // padded input at the output row's first pixel
+  float* c;           // output at (strip's first filter, row, 0); filter stride ldc
+  size_t ldc;
+  int mv;             // valid filters in the strip (<= 8)
+  int width;          // output pixels in the row
+  const float* scale; // at the strip's first filter, or null
+  const float* bias;
+  Activation act;
+};
+
+template <int RB, int NJ>
+__attribute__((target("avx2,fma"))) inline void direct_band(const DirectBand& t, int i0, int j0) {
+  __m256 acc[RB][NJ];
+#pragma GCC unroll 8
+  for (int i = 0; i < RB; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NJ; ++j) acc[i][j] = _mm256_setzero_ps();
+  const float* ap[RB];
+#pragma GCC unroll 8
+  for (int i = 0; i < RB; ++i) ap[i] = t.a + (size_t)std::min(i0 + i, t.mv - 1) * t.lda;
+  const float* b = t.b + j0;
+  for (int k = 0; k < t.K; ++k) {
+    const float* bk = b + t.koff[k];
+    __m256 bv[NJ];
+#pragma GCC unroll 4
+    for (int j = 0; j < NJ; ++j) bv[j] = _mm256_loadu_ps(bk + 8 * j);
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; ++i) {
+      const __m256 x = _mm256_broadcast_ss(ap[i] + k);
+#pragma GCC unroll 4
+      for (int j = 0; j < NJ; ++j) acc[i][j] = _mm256_fmadd_ps(x, bv[j], acc[i][j]);
+    }
+  }
+  const int rows = std::min(RB, t.mv - i0);
+  const __m256 tenth = _mm256_set1_ps(.1f), zero = _mm256_setzero_ps();
+#pragma GCC unroll 8
+  for (int i = 0; i < RB; ++i) {
+    if (i >= rows) break;
+    float* c = t.c + (size_t)(i0 + i) * t.ldc + j0;
+    const __m256 s = _mm256_set1_ps(t.scale ? t.scale[i0 + i] : 1.f);
+    const __m256 bi = _mm256_set1_ps(t.bias ? t.bias[i0 + i] : 0.f);
+#pragma GCC unroll 4
+    for (int j = 0; j < NJ; ++j) {
+      const int n = t.width - j0 - 8 * j;  // valid pixels of this vector
+      if (n <= 0) break;
+      __m256 v = _mm256_fmadd_ps(acc[i][j], s, bi);
+      if (t.act == Activation::Leaky)
+        v = _mm256_max_ps(v, _mm256_mul_ps(v, tenth));  // = Darknet's x > 0 ? x : .1x
+      else if (t.act == Activation::Relu)
+        v = _mm256_max_ps(v, zero);
+      else if (t.act != Activation::Linear) {  // rare activations: scalar finish
+        alignas(32) float tmp[8];
+        _mm256_store_ps(tmp, v);
+        for (int q = 0; q < 8; ++q) tmp[q] = activate(tmp[q], t.act);
+        v = _mm256_load_ps(tmp);
+      }
+      if (n >= 8) {
+        _mm256_storeu_ps(c + 8 * j, v);
+      } else {
+        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        _mm256_maskstore_ps(c + 8 * j, mask, v);
+      }
+    }
+  }
+}
+
+// One output row for the filters of strip [8s, 8s+8): 4 x 24 bands, the last 8 or 16
+// pixels as 8 x 8 bands (as the GEMM's AVX2 tile).
+__attribute__((target("avx2,fma"))) void direct_row_strip(const DirectBand& t) {
+  int j0 = 0;
+  while (j0 < t.width) {
+    if (t.width - j0 > 16) {
+      direct_band<4, 3>(t, 0, j0);
+      if (t.mv > 4) direct_band<4, 3>(t, 4, j0);
+      j0 += 24;
+    } else {
+      direct_band<8, 1>(t, 0, j0);
+      j0 += 8;
+    }
+  }
+}
+
+}  // namespace
+
+bool conv3x3_direct_applicable(CpuIsa isa, const ConvShape& s) {
+  return isa != CpuIsa::Plain && s.size == 3 && s.stride == 1 && s.pad == 1 && s.groups == 1 && s.out_h == s.h &&
+         s.out_w == s.w && s.c <= kDirectMaxChannels;
+}
+
+void conv3x3_direct(CpuIsa isa, const ConvShape& s, const float* input, const float* weights, const ConvEpilogue& ep,
+                    float* output) {
+  check(conv3x3_direct_applicable(isa, s), "conv3x3_direct: not a 3x3 stride-1 pad-1 ungrouped convolution with at most ",
+        kDirectMaxChannels, " channels on AVX2");
+  require_cpu_isa(isa);
+  const int hp = s.h + 2, wp = s.w + 2, K = s.c * 9;
+  const size_t plane = (size_t)hp * wp, out_plane = (size_t)s.out_h * s.out_w;
+  std::vector<int> koff(K);
+  for (int c = 0; c < s.c; ++c)
+    for (int ky = 0; ky < 3; ++ky)
+      for (int kx = 0; kx < 3; ++kx) koff[c * 9 + ky * 3 + kx] = (int)(c * plane + ky * wp + kx);
+  // The zero-padded image; 24 floats of slack: a row's last band reads past its end.
+  static thread_local std::vector<float> padded_buf;
+  const size_t need = (size_t)s.c * plane + 24;
+  if (padded_buf.size() < need) padded_buf.assign(need, 0.f);
+  float* padded = padded_buf.data();
+  const int strips = (s.filters + 7) / 8;
+  const int threads = std::max(1, omp_get_max_threads());
+  for (int b = 0; b < s.batch; ++b) {
+    const float* img = input + (size_t)b * s.c * s.h * s.w;
+    float* out = output + (size_t)b * s.filters * out_plane;
+#pragma omp parallel num_threads(threads)
+    {
+#pragma omp for schedule(static)
+      for (int c = 0; c < s.c; ++c) {
+        float* dst = padded + c * plane;
+        std::fill(dst, dst + wp, 0.f);
+        std::fill(dst + (size_t)(hp - 1) * wp, dst + plane, 0.f);
+        for (int y = 0; y < s.h; ++y) {
+          float* row = dst + (size_t)(y + 1) * wp;
+          row[0] = row[wp - 1] = 0.f;
+          std::memcpy(row + 1, img + ((size_t)c * s.h + y) * s.w, sizeof(float) * s.w);
+        }
+      }
+#pragma omp for schedule(static)
+      for (int y = 0; y < s.out_h; ++y)
+        for (int st = 0; st < strips; ++st) {
+          DirectBand t;
+          t.a = weights + (size_t)st * 8 * K;
+          t.lda = K;
+          t.K = K;
+          t.koff = koff.data();
+          t.b = padded + (size_t)y * wp;
+          t.c = out + (size_t)st * 8 * out_plane + (size_t)y * s.out_w;
+          t.ldc = out_plane;
+          t.mv = std::min(8, s.filters - st * 8);
+          t.width = s.out_w;
+          t.scale = ep.scale ? ep.scale + st * 8 : nullptr;
+          t.bias = ep.bias ? ep.bias + st * 8 : nullptr;
+          t.act = ep.act;
+          direct_row_strip(t);
+        }
+    }
+  }
+}
+
 void conv_forward_fast(CpuIsa isa, const ConvShape& s, const float* input, const float* weights,
                        const ConvEpilogue& ep, float* output) {
+  if (conv3x3_direct_applicable(isa, s)) return conv3x3_direct(isa, s, input, weights, ep, output);
   const int spatial = s.out_w * s.out_h;
   const int cg = s.c / s.groups;
   const int m = s.filters / s.groups;
