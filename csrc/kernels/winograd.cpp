@@ -78,15 +78,6 @@ void output_block(CpuIsa isa, const Geom& g, int filters, const float* M, int t0
   output_block_plain(g, filters, M, t0, nb, nbs, scale, bias, act, output);
 }
 
-void weights_panel(CpuIsa isa, const float* taps, int kc, int width, float* U) {
-  switch (isa) {
-    case CpuIsa::Avx512: return weights_panel_avx512(taps, kc, width, U);
-    case CpuIsa::Avx2: return weights_panel_avx2(taps, kc, width, U);
-    case CpuIsa::Plain: break;
-  }
-  weights_panel_plain(taps, kc, width, U);
-}
-
 // dst[e][f] = src[f * row_stride + e] for e < len, f < rows; columns rows..width-1 zero.
 // The filters' taps for a block of channels are contiguous per filter: this turns them
 // filter-minor for the vectorised transform. AVX2: 8 x 8 register transposes (a scalar
@@ -137,6 +128,27 @@ void transpose_filters(CpuIsa isa, const float* src, size_t row_stride, int rows
   for (int e = 0; e < len; ++e) {
     for (int f = 0; f < rows; ++f) dst[(size_t)e * width + f] = src[(size_t)f * row_stride + e];
     for (int f = rows; f < width; ++f) dst[(size_t)e * width + f] = 0.f;
+  }
+}
+
+template <int I>
+void weights_row_isa(CpuIsa isa, const float* taps, int kc, int width, float* U6) {
+  switch (isa) {
+    case CpuIsa::Avx512: return weights_row_avx512<I>(taps, kc, width, U6);
+    case CpuIsa::Avx2: return weights_row_avx2<I>(taps, kc, width, U6);
+    case CpuIsa::Plain: break;
+  }
+  weights_row_plain<I>(taps, kc, width, U6);
+}
+
+void weights_row(CpuIsa isa, int row, const float* taps, int kc, int width, float* U6) {
+  switch (row) {
+    case 0: return weights_row_isa<0>(isa, taps, kc, width, U6);
+    case 1: return weights_row_isa<1>(isa, taps, kc, width, U6);
+    case 2: return weights_row_isa<2>(isa, taps, kc, width, U6);
+    case 3: return weights_row_isa<3>(isa, taps, kc, width, U6);
+    case 4: return weights_row_isa<4>(isa, taps, kc, width, U6);
+    default: return weights_row_isa<5>(isa, taps, kc, width, U6);
   }
 }
 
@@ -287,7 +299,7 @@ void conv3x3_winograd_streamed(CpuIsa isa, const ConvShape& s, const float* inpu
         wino_detail::input_block(isa, g, input, t0 + q * kPanel, std::min(kPanel, nb - q * kPanel), nbs,
                                  V + (size_t)q * g.c * kPanel);
       static thread_local std::vector<float> ubuf, mbuf, tbuf;
-      if (ubuf.size() < 36 * xs_u) ubuf.resize(36 * xs_u);
+      if (ubuf.size() < 6 * xs_u) ubuf.resize(6 * xs_u);  // one row of U: 6 panels
       if (tbuf.size() < 9 * xs_u) tbuf.resize(9 * xs_u);
       if (mbuf.size() < 36 * xs_m) mbuf.resize(36 * xs_m);
       float* U = ubuf.data();
@@ -299,15 +311,16 @@ void conv3x3_winograd_streamed(CpuIsa isa, const ConvShape& s, const float* inpu
           const int kc = std::min(kStreamDepth, g.c - c0);
           wino_detail::transpose_filters(isa, weights + ((size_t)f0 * g.c + c0) * 9, (size_t)g.c * 9, nf, kc * 9,
                                          width, tbuf.data());
-          wino_detail::weights_panel(isa, tbuf.data(), kc, width, U);
-          for (int xi = 0; xi < 36; ++xi)
+          for (int xi = 0; xi < 36; ++xi) {
+            if (xi % 6 == 0) wino_detail::weights_row(isa, xi / 6, tbuf.data(), kc, width, U);
             for (int q = 0; q < nq; ++q) {
               const int nvq = std::min(kPanel, nb - q * kPanel), wq = (nvq + 15) / 16 * 16;
               // A = V^T: tiles are the rows (stride 1), channels the depth (stride = the V panel's width).
               const float* a = V + (size_t)xi * g.c * nbs + (size_t)q * g.c * kPanel + (size_t)c0 * wq;
-              gemm_panel(isa, nvq, kc, a, 1, wq, U + xi * (size_t)kc * width, width, nf,
+              gemm_panel(isa, nvq, kc, a, 1, wq, U + (xi % 6) * (size_t)kc * width, width, nf,
                          M + xi * xs_m + (size_t)q * kPanel * kGemmNR, kGemmNR, c0 > 0);
             }
+          }
         }
         wino_detail::output_block_tm(isa, g, F, f0, nf, M, kGemmNR, xs_m, t0, nb, ep.scale, ep.bias, ep.act, output);
       }
