@@ -338,7 +338,7 @@ def winograd_forced(request):
     _core.set_winograd("auto")
 
 
-# H, W not multiples of 4, channels not multiples of 16 nor of the streamed variant's 32-channel
+# H, W not multiples of 4, channels not multiples of 16 nor of the streamed variant's 64-channel
 # blocks, wide K (several GEMM K blocks), many tiles (several 48-tile panels and, streamed, several
 # 64-tile blocks), filters over one 48-filter panel and not a multiple of 8, tiny maps (one partial
 # tile).

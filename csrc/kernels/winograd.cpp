@@ -176,22 +176,22 @@ WinogradPlan winograd_plan(const ConvShape& s, WinogradMode mode) {
   if (!winograd_applicable(s) || mode == WinogradMode::Off) return WinogradPlan::None;
   if (mode == WinogradMode::On) return WinogradPlan::Cached;
   if (mode == WinogradMode::Stream) return WinogradPlan::Streamed;
-  // Measured rule (bench/kernels/bench_kernels.py --only conv, batch 1, 2 loaded cores, GEMM time /
-  // Winograd time, medians of alternated runs): wins at 208x208 32->64 1.2-1.7, 104x104 64->128 1.3-1.5,
-  // 52x52 128->256 1.5, 104x104 32->64 1.06, 52x52 64->128 1.1, 26x26 256->512 1.4; loses at
-  // 208x208 16->32 0.95, 26x26 128->256 0.8, 13x13 128..512 -> 2x 0.6-0.8. Short tile rows (out_w < 52:
-  // under 13 tiles) starve the vectorised transforms, and few channels leave little to save.
-  // Memory: U is 4x the layer's 3x3 weights, cached while the layer uses Winograd; layers whose U would
-  // exceed 36*128*256 floats (4.7 MB) stay off the cache so inference keeps within weights + 150 MB.
+  // The streamed variant (no cache, tiles as the GEMM rows) for deep layers from 12x12 up. Measured
+  // (batch 1, 1 thread, GEMM time / streamed time in alternated runs; the VM's speed swung 1.6x
+  // between phases): 28x28 256->512 2.0, 26x26 256->512 1.6-1.9, 26x26 128->256 1.3-1.8, 14x14
+  // 512->1024 1.2-1.4, 13x13 512..1024->1024 1.2-1.8, 13x13 128..256->256..512 1.0-1.3, and 52x52
+  // 128->256 1.7 (1.23x the cached variant); loses at 7x7 512->1024 0.6-0.75 and 9x11 300->130 0.9
+  // (a 4x4-tile grid under 3x3 leaves each transformed weight too few tiles).
+  if (s.c >= 128 && s.filters >= 128 && s.out_w >= 12 && s.out_h >= 12) return WinogradPlan::Streamed;
+  // The cached variant for fewer channels on large maps, where it beats the streamed one (104x104
+  // 64->128 0.8x its time, 208x208 32->64 0.66x). Against the GEMM (bench/kernels/bench_kernels.py
+  // --only winograd, medians of alternated runs): 208x208 32->64 1.2-1.7, 104x104 64->128 1.3-1.5,
+  // 104x104 32->64 1.06, 52x52 64->128 1.1; loses at 208x208 16->32 0.95 (few channels leave little
+  // to save; those layers run the direct kernel anyway). Memory: U is 4x the layer's 3x3 weights, cached
+  // while the layer uses Winograd; layers whose U would exceed 36*128*256 floats (4.7 MB) stay off
+  // the cache so inference keeps within weights + 150 MB.
   const bool small_u = (long)s.c * s.filters <= 128L * 256;
   if (s.c >= 32 && s.filters >= 32 && s.out_w >= 52 && s.out_h >= 8 && small_u) return WinogradPlan::Cached;
-  // The streamed variant (no cache, tiles as the GEMM rows) for deep layers of short maps. Measured
-  // (bench/kernels/bench_kernels.py --only conv shapes, batch 1, 1 thread, GEMM time / streamed time in
-  // alternated runs; the VM's speed swung 1.6x between phases): 28x28 256->512 2.0, 26x26 256->512
-  // 1.6-1.9, 26x26 128->256 1.3-1.6, 14x14 512->1024 1.2-1.4, 13x13 512..1024->1024 1.0-1.45,
-  // 13x13 128..256->256..512 1.0-1.25; loses at 7x7 512->1024 0.6-0.75 and 9x11 300->130 0.9 (a
-  // 4x4-tile grid under 3x3 leaves each transformed weight too few tiles).
-  if (s.c >= 128 && s.filters >= 128 && s.out_w >= 12 && s.out_h >= 12) return WinogradPlan::Streamed;
   return WinogradPlan::None;
 }
 
