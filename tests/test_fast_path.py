@@ -424,7 +424,8 @@ def test_output_pool_same_results_and_kept_outputs():
 
 
 # Peak RSS of `darknet-py detect` on yolov2-voc 416 (random weights, 202.7 MB file), measured
-# on the shared 2-core VM (2026-11-27, three runs each, +-0.1 MB):
+# on the shared 2-core VM (2026-11-27, three runs each, +-0.1 MB; 313.2 MB for the shipped CLI
+# since the streamed Winograd took over the 52x52 layers, two runs):
 #   the CLI as shipped (activation pool, Winograd "auto"): 327.3 MB
 #   pool, DARKNET_PY_WINOGRAD=off:                          305.0 MB
 #   without the pool (cli.py's keep_outputs = False removed): 376.4 MB, Winograd off: 356.5 MB
