@@ -176,13 +176,14 @@ WinogradPlan winograd_plan(const ConvShape& s, WinogradMode mode) {
   if (!winograd_applicable(s) || mode == WinogradMode::Off) return WinogradPlan::None;
   if (mode == WinogradMode::On) return WinogradPlan::Cached;
   if (mode == WinogradMode::Stream) return WinogradPlan::Streamed;
-  // The streamed variant (no cache, tiles as the GEMM rows) for deep layers from 12x12 up. Measured
-  // (batch 1, 1 thread, GEMM time / streamed time in alternated runs; the VM's speed swung 1.6x
-  // between phases): 28x28 256->512 2.0, 26x26 256->512 1.6-1.9, 26x26 128->256 1.3-1.8, 14x14
-  // 512->1024 1.2-1.4, 13x13 512..1024->1024 1.2-1.8, 13x13 128..256->256..512 1.0-1.3, and 52x52
-  // 128->256 1.7 (1.23x the cached variant); loses at 7x7 512->1024 0.6-0.75 and 9x11 300->130 0.9
-  // (a 4x4-tile grid under 3x3 leaves each transformed weight too few tiles).
-  if (s.c >= 128 && s.filters >= 128 && s.out_w >= 12 && s.out_h >= 12) return WinogradPlan::Streamed;
+  // The streamed variant (no cache, tiles as the GEMM rows) for deep layers from 7x7 up. Measured
+  // (batch 1, 1 thread unless noted, GEMM time / streamed time in alternated runs; the VM's speed
+  // swung 1.6x between phases): 28x28 256->512 2.0-2.5, 26x26 256->512 1.6-2.0, 26x26 128->256
+  // 1.3-1.8, 14x14 512->1024 1.2-2.6, 13x13 512..1024->1024 1.2-1.8, 13x13 128..256->256..512
+  // 1.0-1.4, 52x52 128->256 1.7 (1.23x the cached variant), 11x11 512->1024 1.44, 9x11 300->130
+  // 1.3, 7x7 128..1024->128..1024 1.16-1.36 (2 threads 1.4-1.7); loses at 5x5 (0.7-0.8), 4x4 and
+  // 3x3 (a 2x2 grid of 4x4 tiles or less leaves each transformed weight too few outputs).
+  if (s.c >= 128 && s.filters >= 128 && s.out_w >= 7 && s.out_h >= 7) return WinogradPlan::Streamed;
   // The cached variant for fewer channels on large maps, where it beats the streamed one (104x104
   // 64->128 0.8x its time, 208x208 32->64 0.66x). Against the GEMM (bench/kernels/bench_kernels.py
   // --only winograd, medians of alternated runs): 208x208 32->64 1.2-1.7, 104x104 64->128 1.3-1.5,
