@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cfloat>
 #include <vector>
 
@@ -17,10 +18,15 @@ inline float darknet_max(float val, float max) { return val > max ? val : max; }
 // One output row of a 2x2 / 2 pool from input rows r0, r1 (both whole), in the reference
 // scan's order (r0 even, r0 odd, r1 even, r1 odd), so ties and NaNs give its bits.
 // Returns the outputs written (a multiple of 8); the caller finishes the row.
-__attribute__((target("avx2"))) int pool2x2_row_avx2(const float* r0, const float* r1, float* o, int out_w) {
+__attribute__((target("avx2"))) int pool2x2_row_avx2(const float* r0, const float* r1, float* o, int out_w,
+                                                     ptrdiff_t next) {
   const __m256 lowest = _mm256_set1_ps(-FLT_MAX);
   int j = 0;
   for (; j + 8 <= out_w; j += 8) {
+    // The next output row's two input rows (next floats on), a line each per step: two read
+    // streams per row pair are too few for the hardware prefetchers to run ahead of.
+    _mm_prefetch((const char*)(r0 + next + 2 * j), _MM_HINT_T0);
+    _mm_prefetch((const char*)(r1 + next + 2 * j), _MM_HINT_T0);
     const __m256 a0 = _mm256_loadu_ps(r0 + 2 * j), a1 = _mm256_loadu_ps(r0 + 2 * j + 8);
     const __m256 b0 = _mm256_loadu_ps(r1 + 2 * j), b1 = _mm256_loadu_ps(r1 + 2 * j + 8);
     // Even / odd columns; within 128-bit lanes, so the 64-bit lanes hold outputs
@@ -67,7 +73,7 @@ void maxpool_forward_fast(CpuIsa isa, const float* in, float* out, int batch, in
         const float* r0 = src + (long)y0 * w;
         if (size == 2 && stride == 2 && offset == 0 && 2 * out_w <= w && y1 - y0 == 2) {
           const float* r1 = r0 + w;
-          int j = isa != CpuIsa::Plain ? pool2x2_row_avx2(r0, r1, o, out_w) : 0;
+          int j = isa != CpuIsa::Plain ? pool2x2_row_avx2(r0, r1, o, out_w, 2 * (ptrdiff_t)w) : 0;
           for (; j < out_w; ++j) {
             const float top = darknet_max(r0[2 * j + 1], darknet_max(r0[2 * j], -FLT_MAX));
             o[j] = darknet_max(r1[2 * j + 1], darknet_max(r1[2 * j], top));
