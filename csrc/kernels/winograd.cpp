@@ -36,6 +36,20 @@ struct Geom {
   int c, h, w, out_h, out_w, tiles_w, tiles_h, tiles_img;
 };
 
+// The layer's planes and its grid of 4x4 output tiles.
+Geom geometry(const ConvShape& s) {
+  Geom g;
+  g.c = s.c;
+  g.h = s.h;
+  g.w = s.w;
+  g.out_h = s.out_h;
+  g.out_w = s.out_w;
+  g.tiles_w = (s.out_w + 3) / 4;
+  g.tiles_h = (s.out_h + 3) / 4;
+  g.tiles_img = g.tiles_w * g.tiles_h;
+  return g;
+}
+
 }  // namespace
 
 // Hot loops, compiled for AVX-512, AVX2 and the baseline; the caller's isa picks
@@ -220,15 +234,7 @@ void conv3x3_winograd(CpuIsa isa, const ConvShape& s, const float* input, const 
                       float* output) {
   check(winograd_applicable(s), "conv3x3_winograd: not a 3x3 stride-1 pad-1 ungrouped convolution");
   require_cpu_isa(isa);  // here, outside the parallel region the kernels run in
-  Geom g;
-  g.c = s.c;
-  g.h = s.h;
-  g.w = s.w;
-  g.out_h = s.out_h;
-  g.out_w = s.out_w;
-  g.tiles_w = (s.out_w + 3) / 4;
-  g.tiles_h = (s.out_h + 3) / 4;
-  g.tiles_img = g.tiles_w * g.tiles_h;
+  const Geom g = geometry(s);
   const int T = s.batch * g.tiles_img;
   const int F = s.filters;
   const int threads = std::max(1, omp_get_max_threads());
@@ -267,15 +273,7 @@ void conv3x3_winograd_streamed(CpuIsa isa, const ConvShape& s, const float* inpu
                                const ConvEpilogue& ep, float* output) {
   check(winograd_applicable(s), "conv3x3_winograd_streamed: not a 3x3 stride-1 pad-1 ungrouped convolution");
   require_cpu_isa(isa);  // here, outside the parallel region the kernels run in
-  Geom g;
-  g.c = s.c;
-  g.h = s.h;
-  g.w = s.w;
-  g.out_h = s.out_h;
-  g.out_w = s.out_w;
-  g.tiles_w = (s.out_w + 3) / 4;
-  g.tiles_h = (s.out_h + 3) / 4;
-  g.tiles_img = g.tiles_w * g.tiles_h;
+  const Geom g = geometry(s);
   const int T = s.batch * g.tiles_img;
   const int F = s.filters;
   const int threads = std::max(1, omp_get_max_threads());
