@@ -52,7 +52,7 @@ def main():
         net.resize(args.size, args.size)
     rng = np.random.default_rng(0)
     x = rng.random((args.batch, 3, args.size, args.size), dtype=np.float32)
-    truth = random_truth(rng, args.batch, net._net.truths)
+    truth = random_truth(rng, args.batch, net._net.truths, net.region["classes"])
     net.train_step(x, truth)  # warm-up: allocates training buffers
     ts = []
     for _ in range(args.steps):

@@ -3,6 +3,9 @@ im2col buffer, batch norm in one forward pass and two backward passes, maxpool's
 unchecked interior scan) against the plain path (`reference_kernels=True`: im2col + GEMM
 per image for the convolution), on a net with every
 convolution shape the training path meets: 3x3 pad 1, stride 2, 5x5 pad 0, 1x1, groups,
+the weight gradient per image (large maps) and with images folded into one GEMM (small
+maps, in chunks), the input gradient of 'same' convolutions as a flipped-weight convolution
+(the direct kernel and the packed GEMM, both adding into a delta a route already wrote),
 with and without batch norm, a maxpool with border windows (size 3 stride 2) and tiny
 yolo's size 2 stride 1, and a route that makes the 1x1 input gradient add up.
 
@@ -25,14 +28,15 @@ from conftest import momentum_buffers, parameters
 NET = """[net]
 batch=3
 subdivisions=1
-width=27
-height=25
+width=40
+height=26
 channels=3
 momentum=0.9
 decay=0.0005
 learning_rate=0.02
 policy=constant
 
+# 40x26 = 1040 pixels: the per-image weight gradient (split K)
 [convolutional]
 batch_normalize=1
 filters=8
@@ -40,16 +44,41 @@ size=3
 pad=1
 activation=leaky
 
-[maxpool]
+# stride-1 'same': the input gradient as a convolution of the delta with the flipped weights,
+# 6 channels there (the direct kernel), adding into the delta the route below wrote first
+[convolutional]
+batch_normalize=1
+filters=6
 size=3
-stride=2
+pad=1
+activation=leaky
 
+[route]
+layers=-1,-2
+
+# 36x22 = 792 pixels: the weight gradient with 2 images folded per GEMM (chunks of 2 + 1)
 [convolutional]
 filters=12
 size=5
 stride=1
 padding=0
 activation=leaky
+
+[maxpool]
+size=3
+stride=2
+
+# 'same' with 27 filters: the flipped-weight input gradient on the packed GEMM; the route
+# below adds into the maxpool's delta first, so that input gradient must add, not overwrite
+[convolutional]
+batch_normalize=1
+filters=27
+size=3
+pad=1
+activation=leaky
+
+[route]
+layers=-1,-2
 
 [convolutional]
 batch_normalize=1
@@ -96,7 +125,7 @@ def _train(reference: bool, threads: int, steps: int = 3):
     rng = np.random.default_rng(5)
     losses = []
     for _ in range(steps):
-        x = rng.standard_normal((3, 3, 25, 27)).astype(np.float32)
+        x = rng.standard_normal((3, 3, 26, 40)).astype(np.float32)
         truth = np.eye(7, dtype=np.float32)[rng.integers(0, 7, 3)]
         losses.append(net.train_step(x, truth))
     return losses, {**parameters(net), **momentum_buffers(net)}

@@ -153,14 +153,33 @@ class Backend {
     (void)l, (void)input, (void)output;
     return false;
   }
-  // Training batch norm after the batch statistics: x = out (kept for the backward),
-  // x_norm = (x - mean) / sqrt(var + eps), out = act(x_norm * scales + biases). The
-  // default runs the single ops above in that order; the CPU does it in one pass.
+  // Training backward of the raw convolution over the whole batch, given the delta at the
+  // conv's output: weight_updates += delta * columns^T (conv_weight_gradient) and
+  // prev_delta += the input gradient (conv_input_gradient). Return false to run the
+  // layer's generic per-image loop (im2col + GEMM, GEMM + col2im).
+  virtual bool conv_weight_gradient(ConvolutionalLayer& l, const float* input, const float* delta) {
+    (void)l, (void)input, (void)delta;
+    return false;
+  }
+  virtual bool conv_input_gradient(ConvolutionalLayer& l, const float* delta, float* prev_delta) {
+    (void)l, (void)delta, (void)prev_delta;
+    return false;
+  }
+  // Whether this backend's training batch norm keeps no x_norm for a layer with activation
+  // act: bn_train_normalize is then given x_norm = null and bn_train_backward recomputes it
+  // from x (the layer derives x_norm from x when a caller asks for its buffers).
+  virtual bool bn_train_derives_x_norm(Activation act) const {
+    (void)act;
+    return false;
+  }
+  // Training batch norm after the batch statistics, from the raw conv output x (kept for the
+  // backward): x_norm = (x - mean) / sqrt(var + eps) (unless null), out = act(x_norm * scales +
+  // biases). The default runs the single ops above in that order; the CPU does it in one pass.
   virtual void bn_train_normalize(const float* mean, const float* variance, const float* scales,
                                   const float* biases, int batch, int filters, int spatial, Activation act,
-                                  float* out, float* x, float* x_norm) {
+                                  const float* x, float* out, float* x_norm) {
     const size_t n = (size_t)batch * filters * spatial;
-    copy(out, x, n);
+    copy(x, out, n);
     bn_normalize(out, mean, variance, batch, filters, spatial);
     copy(out, x_norm, n);
     scale_bias(out, scales, batch, filters, spatial);
@@ -170,11 +189,13 @@ class Backend {
   // Training backward of activation + batch norm, given the output's delta: delta *=
   // act'(y); bias and scale gradients added; delta *= scales; then Darknet's batch-norm
   // input delta (mean_delta, variance_delta). The default runs the single ops in that
-  // order; the CPU does it in two passes per filter with the same arithmetic.
+  // order; the CPU does it in two passes per filter with the same arithmetic (and, where
+  // x_norm is null, recomputes x_norm and the activation's slope from x, scales and biases).
   virtual void bn_train_backward(const float* y, Activation act, const float* x, const float* x_norm,
-                                 const float* mean, const float* variance, const float* scales, int batch,
-                                 int filters, int spatial, float* bias_updates, float* scale_updates,
-                                 float* mean_delta, float* variance_delta, float* delta) {
+                                 const float* mean, const float* variance, const float* scales,
+                                 const float* biases, int batch, int filters, int spatial, float* bias_updates,
+                                 float* scale_updates, float* mean_delta, float* variance_delta, float* delta) {
+    (void)biases;
     gradient(y, (size_t)batch * filters * spatial, act, delta);
     backward_bias(bias_updates, delta, batch, filters, spatial);
     backward_scale(x_norm, delta, batch, filters, spatial, scale_updates);

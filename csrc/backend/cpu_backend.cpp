@@ -186,32 +186,39 @@ class CpuBackend final : public Backend {
     ::dn::bn_backward_delta(x, mean, variance, batch, filters, spatial, mean_delta, variance_delta, delta);
   }
 
-  // One pass instead of six: each element is read once and x, x_norm and the output
-  // written once, with the same per-element arithmetic as the single ops.
+  // The fused batch norm (kernels/batchnorm.cpp) keeps no x_norm on AVX2 leaky/linear layers.
+  bool bn_train_derives_x_norm(Activation act) const override {
+    return !options_.reference_kernels && bn_fused_supported(options_.isa, act);
+  }
+  // One pass instead of six: each element is read once and x_norm and the output written
+  // once, with the same per-element arithmetic as the single ops; or the fused kernel
+  // (x_norm null): one read, one write.
   void bn_train_normalize(const float* mean, const float* variance, const float* scales, const float* biases,
-                          int batch, int filters, int spatial, Activation act, float* out, float* x,
+                          int batch, int filters, int spatial, Activation act, const float* x, float* out,
                           float* x_norm) override {
+    if (!x_norm) {
+      bn_train_forward_fused(options_.isa, x, mean, variance, scales, biases, batch, filters, spatial, act, out);
+      return;
+    }
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < batch; ++b)
       for (int f = 0; f < filters; ++f) {
         const size_t off = ((size_t)b * filters + f) * spatial;
         float* p = out + off;
-        float* px = x + off;
+        const float* px = x + off;
         float* pn = x_norm + off;
         const float m = mean[f], inv = bn_inv_std(variance[f]), scale = scales[f], bias = biases[f];
         if (act == Activation::Leaky) {
 #pragma omp simd
           for (int i = 0; i < spatial; ++i) {
-            const float v = p[i], normalized = bn_apply(v, m, inv);
-            px[i] = v;
+            const float normalized = bn_apply(px[i], m, inv);
             pn[i] = normalized;
             const float y = normalized * scale + bias;
             p[i] = y > 0 ? y : .1f * y;
           }
         } else {
           for (int i = 0; i < spatial; ++i) {
-            const float v = p[i], normalized = bn_apply(v, m, inv);
-            px[i] = v;
+            const float normalized = bn_apply(px[i], m, inv);
             pn[i] = normalized;
             p[i] = ::dn::activate(normalized * scale + bias, act);
           }
@@ -223,9 +230,14 @@ class CpuBackend final : public Backend {
   // single ops. The reference kernels keep their double sums in order (bit-identical to the
   // six ops); the fast leaky path vectorises them (differs by rounding only).
   void bn_train_backward(const float* y, Activation act, const float* x, const float* x_norm, const float* mean,
-                         const float* variance, const float* scales, int batch, int filters, int spatial,
-                         float* bias_updates, float* scale_updates, float* mean_delta, float* variance_delta,
-                         float* delta) override {
+                         const float* variance, const float* scales, const float* biases, int batch, int filters,
+                         int spatial, float* bias_updates, float* scale_updates, float* mean_delta,
+                         float* variance_delta, float* delta) override {
+    if (!x_norm) {
+      bn_train_backward_fused(options_.isa, x, mean, variance, scales, biases, batch, filters, spatial, act,
+                              bias_updates, scale_updates, mean_delta, variance_delta, delta);
+      return;
+    }
     const float n = (float)batch * spatial;
 #pragma omp parallel for schedule(static)
     for (int f = 0; f < filters; ++f) {
@@ -538,6 +550,19 @@ class CpuBackend final : public Backend {
   bool conv_forward_raw(ConvolutionalLayer& l, const float* input, float* output) override {
     if (options_.reference_kernels) return false;
     conv_forward_fast(options_.isa, l.shape(), input, l.weights.read(device()), ConvEpilogue{}, output);
+    return true;
+  }
+
+  // Training backward: the images folded into the weight-gradient GEMM's K on small maps, and
+  // the input gradient of stride-1 'same' convolutions as a forward convolution of the delta
+  // with the flipped, transposed weights (no col2im); the rest runs the generic loop.
+  bool conv_weight_gradient(ConvolutionalLayer& l, const float* input, const float* delta) override {
+    if (options_.reference_kernels) return false;
+    return conv_backward_weights_fast(options_.isa, l.shape(), input, delta, l.weight_updates.write(device()));
+  }
+  bool conv_input_gradient(ConvolutionalLayer& l, const float* delta, float* prev_delta) override {
+    if (options_.reference_kernels || !conv_backward_input_applicable(l.shape())) return false;
+    conv_backward_input_fast(options_.isa, l.shape(), delta, l.weights.read(device()), prev_delta);
     return true;
   }
 

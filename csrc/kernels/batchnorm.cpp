@@ -1,5 +1,12 @@
 #include "kernels/batchnorm.hpp"
 
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "core/error.hpp"
+#include "kernels/gemm.hpp"
+
 namespace dn {
 
 namespace {
@@ -120,6 +127,173 @@ void bn_backward_delta(const float* x, const float* mean, const float* variance,
                                         mean_delta[f], n);
     }
   }
+}
+
+// ---------------------------------------------------------------- fused training batch norm
+namespace {
+
+// The pre-activation of one vector: fma(bn_apply(x), scale, bias).
+struct BnLane {
+  __m256 mean, inv, scale, bias;
+};
+__attribute__((target("avx2,fma"))) inline __m256 bn_normalized(const BnLane& l, __m256 x) {
+  return _mm256_mul_ps(_mm256_sub_ps(x, l.mean), l.inv);
+}
+// Darknet's leaky: v > 0 ? v : .1 * v (NaN stays NaN); linear: v.
+__attribute__((target("avx2,fma"))) inline __m256 bn_activate(__m256 v, bool leaky) {
+  if (!leaky) return v;
+  const __m256 positive = _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GT_OQ);
+  return _mm256_blendv_ps(_mm256_mul_ps(v, _mm256_set1_ps(.1f)), v, positive);
+}
+// The activation's slope at v (1 or .1), as gradient_array's.
+__attribute__((target("avx2,fma"))) inline __m256 bn_slope(__m256 v, bool leaky) {
+  if (!leaky) return _mm256_set1_ps(1.f);
+  const __m256 positive = _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GT_OQ);
+  return _mm256_blendv_ps(_mm256_set1_ps(.1f), _mm256_set1_ps(1.f), positive);
+}
+// Lanes past n (1..7 valid) of a tail vector: the mask loads/stores take them as zeros.
+__attribute__((target("avx2,fma"))) inline __m256i tail_mask(int n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+__attribute__((target("avx2,fma"))) inline __m256d widen_low(__m256 v) {
+  return _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+}
+__attribute__((target("avx2,fma"))) inline __m256d widen_high(__m256 v) {
+  return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+}
+__attribute__((target("avx2,fma"))) inline double sum_lanes(__m256d a) {
+  alignas(32) double t[4];
+  _mm256_store_pd(t, a);
+  return (t[0] + t[1]) + (t[2] + t[3]);
+}
+
+__attribute__((target("avx2,fma"))) void forward_fused_avx2(const float* x, const float* mean, const float* variance,
+                                                             const float* scales, const float* biases, int batch,
+                                                             int filters, int spatial, bool leaky, float* out) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int b = 0; b < batch; ++b)
+    for (int f = 0; f < filters; ++f) {
+      const size_t off = ((size_t)b * filters + f) * spatial;
+      const float* px = x + off;
+      float* po = out + off;
+      const BnLane l{_mm256_set1_ps(mean[f]), _mm256_set1_ps(bn_inv_std(variance[f])), _mm256_set1_ps(scales[f]),
+                     _mm256_set1_ps(biases[f])};
+      int i = 0;
+      for (; i + 8 <= spatial; i += 8) {
+        const __m256 v = _mm256_fmadd_ps(bn_normalized(l, _mm256_loadu_ps(px + i)), l.scale, l.bias);
+        _mm256_storeu_ps(po + i, bn_activate(v, leaky));
+      }
+      if (i < spatial) {
+        const __m256i mask = tail_mask(spatial - i);
+        const __m256 v = _mm256_fmadd_ps(bn_normalized(l, _mm256_maskload_ps(px + i, mask)), l.scale, l.bias);
+        _mm256_maskstore_ps(po + i, mask, bn_activate(v, leaky));
+      }
+    }
+}
+
+// delta * slope * scale of one vector, recomputed from x in both backward passes (same bits).
+struct BnBackLane {
+  __m256 centered, normalized, through, scaled;
+};
+__attribute__((target("avx2,fma"))) inline BnBackLane bn_back_lane(const BnLane& l, __m256 x, __m256 d, bool leaky) {
+  BnBackLane r;
+  r.centered = _mm256_sub_ps(x, l.mean);
+  r.normalized = _mm256_mul_ps(r.centered, l.inv);
+  r.through = _mm256_mul_ps(d, bn_slope(_mm256_fmadd_ps(r.normalized, l.scale, l.bias), leaky));
+  r.scaled = _mm256_mul_ps(r.through, l.scale);
+  return r;
+}
+struct BnSums {
+  __m256d bias, scale, delta, centered;
+};
+__attribute__((target("avx2,fma"))) inline void bn_add_sums(BnSums& s, const BnBackLane& v) {
+  s.bias = _mm256_add_pd(s.bias, _mm256_add_pd(widen_low(v.through), widen_high(v.through)));
+  s.scale = _mm256_fmadd_pd(widen_low(v.through), widen_low(v.normalized), s.scale);
+  s.scale = _mm256_fmadd_pd(widen_high(v.through), widen_high(v.normalized), s.scale);
+  s.delta = _mm256_add_pd(s.delta, _mm256_add_pd(widen_low(v.scaled), widen_high(v.scaled)));
+  s.centered = _mm256_fmadd_pd(widen_low(v.scaled), widen_low(v.centered), s.centered);
+  s.centered = _mm256_fmadd_pd(widen_high(v.scaled), widen_high(v.centered), s.centered);
+}
+// bn_input_delta: scaled * inv_std + vd * 2 * (x - m) / n + md / n.
+__attribute__((target("avx2,fma"))) inline __m256 bn_input_lane(const BnLane& l, const BnBackLane& v, __m256 vd2,
+                                                                 __m256 n, __m256 md_n) {
+  const __m256 spread = _mm256_div_ps(_mm256_mul_ps(vd2, v.centered), n);
+  return _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(v.scaled, l.inv), spread), md_n);
+}
+
+__attribute__((target("avx2,fma"))) void backward_fused_avx2(const float* x, const float* mean, const float* variance,
+                                                              const float* scales, const float* biases, int batch,
+                                                              int filters, int spatial, bool leaky,
+                                                              float* bias_updates, float* scale_updates,
+                                                              float* mean_delta, float* variance_delta,
+                                                              float* delta) {
+  const float n = (float)batch * spatial;
+  const int full = spatial / 8 * 8;
+  const __m256i mask = tail_mask(spatial - full);
+#pragma omp parallel for schedule(static)
+  for (int f = 0; f < filters; ++f) {
+    const float m = mean[f];
+    const BnLane l{_mm256_set1_ps(m), _mm256_set1_ps(bn_inv_std(variance[f])), _mm256_set1_ps(scales[f]),
+                   _mm256_set1_ps(biases[f])};
+    // Pass 1: the four double sums (the tail's masked lanes read as zero deltas: they add 0).
+    BnSums sums;
+    sums.bias = sums.scale = sums.delta = sums.centered = _mm256_setzero_pd();
+    for (int b = 0; b < batch; ++b) {
+      const size_t off = ((size_t)b * filters + f) * spatial;
+      const float *px = x + off, *pd = delta + off;
+      for (int i = 0; i < full; i += 8)
+        bn_add_sums(sums, bn_back_lane(l, _mm256_loadu_ps(px + i), _mm256_loadu_ps(pd + i), leaky));
+      if (full < spatial)
+        bn_add_sums(sums, bn_back_lane(l, _mm256_maskload_ps(px + full, mask), _mm256_maskload_ps(pd + full, mask),
+                                       leaky));
+    }
+    bias_updates[f] += (float)sum_lanes(sums.bias);
+    scale_updates[f] += (float)sum_lanes(sums.scale);
+    const float md = bn_mean_delta(sum_lanes(sums.delta), variance[f]);
+    const float vd = bn_variance_delta(sum_lanes(sums.centered), variance[f]);
+    mean_delta[f] = md;
+    variance_delta[f] = vd;
+    // Pass 2: the input delta.
+    const __m256 vd2 = _mm256_set1_ps(vd * 2.f), nv = _mm256_set1_ps(n), md_n = _mm256_set1_ps(md / n);
+    for (int b = 0; b < batch; ++b) {
+      const size_t off = ((size_t)b * filters + f) * spatial;
+      const float* px = x + off;
+      float* pd = delta + off;
+      for (int i = 0; i < full; i += 8) {
+        const BnBackLane v = bn_back_lane(l, _mm256_loadu_ps(px + i), _mm256_loadu_ps(pd + i), leaky);
+        _mm256_storeu_ps(pd + i, bn_input_lane(l, v, vd2, nv, md_n));
+      }
+      if (full < spatial) {
+        const BnBackLane v =
+            bn_back_lane(l, _mm256_maskload_ps(px + full, mask), _mm256_maskload_ps(pd + full, mask), leaky);
+        _mm256_maskstore_ps(pd + full, mask, bn_input_lane(l, v, vd2, nv, md_n));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+bool bn_fused_supported(CpuIsa isa, Activation act) {
+  return isa != CpuIsa::Plain && (act == Activation::Leaky || act == Activation::Linear);
+}
+
+void bn_train_forward_fused(CpuIsa isa, const float* x, const float* mean, const float* variance,
+                            const float* scales, const float* biases, int batch, int filters, int spatial,
+                            Activation act, float* out) {
+  check(bn_fused_supported(isa, act), "bn_train_forward_fused: needs AVX2 and a leaky or linear activation");
+  require_cpu_isa(isa);
+  forward_fused_avx2(x, mean, variance, scales, biases, batch, filters, spatial, act == Activation::Leaky, out);
+}
+
+void bn_train_backward_fused(CpuIsa isa, const float* x, const float* mean, const float* variance,
+                             const float* scales, const float* biases, int batch, int filters, int spatial,
+                             Activation act, float* bias_updates, float* scale_updates, float* mean_delta,
+                             float* variance_delta, float* delta) {
+  check(bn_fused_supported(isa, act), "bn_train_backward_fused: needs AVX2 and a leaky or linear activation");
+  require_cpu_isa(isa);
+  backward_fused_avx2(x, mean, variance, scales, biases, batch, filters, spatial, act == Activation::Leaky,
+                      bias_updates, scale_updates, mean_delta, variance_delta, delta);
 }
 
 }  // namespace dn

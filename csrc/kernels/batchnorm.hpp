@@ -7,6 +7,8 @@
 #include <cstddef>
 
 #include "core/hd.hpp"
+#include "core/options.hpp"
+#include "kernels/activations.hpp"
 
 namespace dn {
 
@@ -62,5 +64,21 @@ void backward_scale(const float* x_norm, const float* delta, int batch, int filt
 // Darknet's batch-norm input gradient (mean_delta, variance_delta, normalize_delta).
 void bn_backward_delta(const float* x, const float* mean, const float* variance, int batch, int filters,
                        int spatial, float* mean_delta, float* variance_delta, float* delta);
+
+// ---- the training path's fused batch norm (CPU, AVX2 and up; leaky and linear layers)
+// It keeps only x (the raw conv output) for the backward: x_norm and the activation's slope
+// are recomputed from x with the forward's float operations (same bits), so the forward
+// writes one array instead of three and the backward reads two instead of four.
+bool bn_fused_supported(CpuIsa isa, Activation act);
+// out = act(bn_apply(x, mean, inv_std) * scale + bias), the product and sum as one fma.
+void bn_train_forward_fused(CpuIsa isa, const float* x, const float* mean, const float* variance,
+                            const float* scales, const float* biases, int batch, int filters, int spatial,
+                            Activation act, float* out);
+// Given delta at the output: bias/scale gradients added, mean/variance deltas written, and
+// delta replaced by Darknet's input delta of the batch norm; two reads of x and delta per filter.
+void bn_train_backward_fused(CpuIsa isa, const float* x, const float* mean, const float* variance,
+                             const float* scales, const float* biases, int batch, int filters, int spatial,
+                             Activation act, float* bias_updates, float* scale_updates, float* mean_delta,
+                             float* variance_delta, float* delta);
 
 }  // namespace dn

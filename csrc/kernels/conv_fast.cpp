@@ -10,6 +10,7 @@
 #include "core/error.hpp"
 #include "kernels/batchnorm.hpp"
 #include "kernels/gemm.hpp"
+#include "kernels/im2col.hpp"
 
 namespace dn {
 
@@ -89,6 +90,7 @@ struct DirectBand {
   const float* scale; // at the strip's first filter, or null
   const float* bias;
   Activation act;
+  bool accumulate;    // add to the output (the epilogue is then the identity)
 };
 
 template <int RB, int NJ>
@@ -138,9 +140,11 @@ __attribute__((target("avx2,fma"))) inline void direct_band(const DirectBand& t,
         v = _mm256_load_ps(tmp);
       }
       if (n >= 8) {
+        if (t.accumulate) v = _mm256_add_ps(_mm256_loadu_ps(c + 8 * j), v);
         _mm256_storeu_ps(c + 8 * j, v);
       } else {
         const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        if (t.accumulate) v = _mm256_add_ps(_mm256_maskload_ps(c + 8 * j, mask), v);
         _mm256_maskstore_ps(c + 8 * j, mask, v);
       }
     }
@@ -220,6 +224,7 @@ void conv3x3_direct(CpuIsa isa, const ConvShape& s, const float* input, const fl
           t.scale = ep.scale ? ep.scale + st * 8 : nullptr;
           t.bias = ep.bias ? ep.bias + st * 8 : nullptr;
           t.act = ep.act;
+          t.accumulate = ep.accumulate;
           direct_row_strip(t);
         }
     }
@@ -257,8 +262,101 @@ void conv_forward_fast(CpuIsa isa, const ConvShape& s, const float* input, const
           pack_im2col_panel(s, im, k0, kc, j0, nr, width, dst);
         };
       }
-      gemm_packed(isa, m, spatial, k, a, k, 1, pack, out, spatial, false, &e);
+      gemm_packed(isa, m, spatial, k, a, k, 1, pack, out, spatial, ep.accumulate, &e);
     }
+}
+
+// ---------------------------------------------------------------- training backward
+namespace {
+constexpr int kFoldTargetK = 1024;                    // images per GEMM: K = images x pixels reaches this
+constexpr size_t kFoldMaxColumns = 8u * 1024 * 1024;  // floats of im2col columns per chunk (32 MB)
+}  // namespace
+
+bool conv_backward_weights_fast(CpuIsa isa, const ConvShape& s, const float* input, const float* delta,
+                                float* weight_updates) {
+  const int spatial = s.out_h * s.out_w;
+  if (s.groups != 1 || spatial >= kFoldMaxSpatial || s.batch < 2) return false;
+  const int m = s.filters, k = s.size * s.size * s.c;
+  const bool one_by_one = s.size == 1 && s.stride == 1 && s.pad == 0;  // the image is its own column matrix
+  const size_t image_columns = (size_t)k * spatial;
+  int per = std::min(s.batch, (kFoldTargetK + spatial - 1) / spatial);
+  if (!one_by_one) per = (int)std::min<size_t>(per, std::max<size_t>(1, kFoldMaxColumns / image_columns));
+  const int chunks = (s.batch + per - 1) / per;
+  per = (s.batch + chunks - 1) / chunks;  // the same count in every chunk (the last may be short)
+  if (per < 2) return false;              // one image per GEMM: the per-image loop is this path
+  require_cpu_isa(isa);
+  static thread_local std::vector<float> columns_buf, delta_buf;
+  if (!one_by_one && columns_buf.size() < per * image_columns) columns_buf.resize(per * image_columns);
+  if (delta_buf.size() < (size_t)per * m * spatial) delta_buf.resize((size_t)per * m * spatial);
+  const size_t in_image = (size_t)s.c * s.h * s.w, out_image = (size_t)m * spatial;
+  for (int b0 = 0; b0 < s.batch; b0 += per) {
+    const int n = std::min(per, s.batch - b0);
+    const int K = n * spatial;
+    // (thread_local buffers: only this thread's pointers may enter the parallel region)
+    float* dcat = delta_buf.data();  // [m][n * spatial]: the images' deltas side by side
+    float* columns = columns_buf.data();
+    const float* cols = one_by_one ? input + b0 * in_image : columns;
+    const size_t cols_stride = one_by_one ? in_image : image_columns;
+#pragma omp parallel
+    {
+      if (!one_by_one) {
+#pragma omp for schedule(static)
+        for (int j = 0; j < n; ++j)
+          im2col(input + (b0 + j) * in_image, s.c, s.h, s.w, s.size, s.stride, s.pad,
+                 columns + j * image_columns);
+      }
+#pragma omp for schedule(static)
+      for (int i = 0; i < m; ++i)
+        for (int j = 0; j < n; ++j)
+          std::memcpy(dcat + (size_t)i * K + (size_t)j * spatial, delta + (b0 + j) * out_image + (size_t)i * spatial,
+                      sizeof(float) * spatial);
+    }
+    // B(r, kk) = the column matrix of image r / spatial at (kk, r % spatial): C += dcat * B.
+    PackB pack = [=](int k0, int kc, int j0, int nr, int width, float* dst) {
+      for (int j = 0; j < nr; ++j) {
+        int r = k0;
+        while (r < k0 + kc) {
+          const int img = r / spatial, sp = r % spatial, seg = std::min(k0 + kc - r, spatial - sp);
+          const float* src = cols + img * cols_stride + (size_t)(j0 + j) * spatial + sp;
+          float* d = dst + (size_t)(r - k0) * width + j;
+          for (int t = 0; t < seg; ++t) d[(size_t)t * width] = src[t];
+          r += seg;
+        }
+      }
+      for (int kk = 0; kk < kc; ++kk)
+        for (int j = nr; j < width; ++j) dst[(size_t)kk * width + j] = 0.f;
+    };
+    gemm_packed(isa, m, k, K, dcat, K, 1, pack, weight_updates, k, /*accumulate=*/true, nullptr);
+  }
+  return true;
+}
+
+bool conv_backward_input_applicable(const ConvShape& s) {
+  return s.groups == 1 && s.stride == 1 && s.size % 2 == 1 && s.size > 1 && s.pad == s.size / 2 &&
+         s.out_h == s.h && s.out_w == s.w;
+}
+
+void conv_backward_input_fast(CpuIsa isa, const ConvShape& s, const float* delta, const float* weights,
+                              float* prev_delta) {
+  check(conv_backward_input_applicable(s), "conv_backward_input_fast: not a stride-1 'same' ungrouped convolution");
+  const int taps = s.size * s.size;
+  static thread_local std::vector<float> flipped_buf;  // [c][filters][size][size]
+  const size_t n = (size_t)s.filters * s.c * taps;
+  if (flipped_buf.size() < n) flipped_buf.resize(n);
+  float* flipped = flipped_buf.data();
+#pragma omp parallel for schedule(static)
+  for (int c = 0; c < s.c; ++c)
+    for (int f = 0; f < s.filters; ++f) {
+      const float* src = weights + ((size_t)f * s.c + c) * taps;
+      float* dst = flipped + ((size_t)c * s.filters + f) * taps;
+      for (int t = 0; t < taps; ++t) dst[t] = src[taps - 1 - t];
+    }
+  ConvShape t = s;
+  t.c = s.filters;
+  t.filters = s.c;
+  ConvEpilogue ep;
+  ep.accumulate = true;
+  conv_forward_fast(isa, t, delta, flipped, ep, prev_delta);
 }
 
 }  // namespace dn

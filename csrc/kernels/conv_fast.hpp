@@ -25,6 +25,7 @@ struct ConvEpilogue {
   const float* scale = nullptr;
   const float* bias = nullptr;
   Activation act = Activation::Linear;
+  bool accumulate = false;  // output += conv (scale, bias and act must then be the identity)
 };
 
 // Folds BN (rolling statistics) into scale/bias: scale = gamma / sqrt(var + eps),
@@ -48,6 +49,24 @@ constexpr int kDirectMaxChannels = 24;
 bool conv3x3_direct_applicable(CpuIsa isa, const ConvShape& s);
 void conv3x3_direct(CpuIsa isa, const ConvShape& s, const float* input, const float* weights, const ConvEpilogue& ep,
                     float* output);
+
+// ---- training backward of the raw convolution (batch norm and activation are the layer's)
+// weight_updates[filters, c, size, size] += sum over the batch of delta * columns^T, with the
+// images folded into the GEMM's K in chunks (a per-image GEMM with K = out_h * out_w reads and
+// writes the whole weight-sized C once per image: 13x13 1024->1024 moved 600 MB per batch of 8).
+// Returns false where the per-image loop (im2col + GEMM, split-K inside) is the better path:
+// maps of kFoldMaxSpatial pixels and more, and grouped convolutions.
+constexpr int kFoldMaxSpatial = 1024;
+bool conv_backward_weights_fast(CpuIsa isa, const ConvShape& s, const float* input, const float* delta,
+                                float* weight_updates);
+
+// prev_delta += the input gradient, as a forward convolution of delta with the weights
+// transposed (c <-> filters) and flipped: for stride 1 and a "same" padding (size odd, pad =
+// size / 2) dX[c](y, x) = sum_f,a,b W[f][c][size-1-a][size-1-b] dY[f](y+a-pad, x+b-pad), so
+// the packed GEMM reads delta in place (no GEMM into a column buffer, no col2im pass).
+bool conv_backward_input_applicable(const ConvShape& s);
+void conv_backward_input_fast(CpuIsa isa, const ConvShape& s, const float* delta, const float* weights,
+                              float* prev_delta);
 
 // Packs a kc x width panel of the virtual im2col matrix of one image/group.
 void pack_im2col_panel(const ConvShape& s, const float* image, int k0, int kc, int j0, int nr, int width, float* dst);

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "core/limits.hpp"
+#include "kernels/batchnorm.hpp"
 #include "kernels/conv_fast.hpp"
 #include "kernels/winograd.hpp"
 #include "layers/layers.hpp"
@@ -99,12 +100,14 @@ void ConvolutionalLayer::allocate() {
       mean_delta.reset(nf);
       variance_delta.reset(nf);
       x.reset((size_t)batch * outputs);
-      x_norm.reset((size_t)batch * outputs);
+      x_norm.reset((size_t)batch * outputs);  // host memory only on first use (not with the fused batch norm)
+      x_norm_derived = false;
     }
   } else {
     // Inference keeps no per-batch training buffers (updates kept: resuming keeps momentum).
     x.clear();
     x_norm.clear();
+    x_norm_derived = false;
   }
 }
 
@@ -158,13 +161,16 @@ void ConvolutionalLayer::forward(LayerContext& ctx) {
   const int spatial = out_w * out_h;
   const int m = filters / groups;            // output channels per group
   const int k = size * size * (c / groups);  // column rows
-  if (!be.conv_forward_raw(*this, ctx.input, out)) {
+  // Training batch norm keeps the raw convolution in x: the convolution writes it there.
+  const bool train_bn = ctx.train && batch_normalize;
+  float* conv_out = train_bn ? x.write(dev) : out;
+  if (!be.conv_forward_raw(*this, ctx.input, conv_out)) {
     const float* wts = weights.read(dev);
     for (int b = 0; b < batch; ++b)
       for (int g = 0; g < groups; ++g) {
         const float* a = wts + (size_t)g * m * k;
         const float* im = ctx.input + ((size_t)b * groups + g) * (c / groups) * h * w;
-        float* o = out + ((size_t)b * groups + g) * m * spatial;
+        float* o = conv_out + ((size_t)b * groups + g) * m * spatial;
         const float* col = im;
         if (!is_1x1()) {
           be.im2col(im, c / groups, h, w, size, stride, pad, ctx.workspace);
@@ -176,13 +182,14 @@ void ConvolutionalLayer::forward(LayerContext& ctx) {
 
   const size_t n = output.size();
   if (batch_normalize) {
-    if (ctx.train) {
+    if (train_bn) {
       float* batch_mean = mean.write(dev);
       float* batch_var = variance.write(dev);
-      be.bn_mean_variance(out, batch, filters, spatial, batch_mean, batch_var);
+      be.bn_mean_variance(conv_out, batch, filters, spatial, batch_mean, batch_var);
       be.bn_rolling_update(rolling_mean.write(dev), rolling_variance.write(dev), batch_mean, batch_var, filters);
+      x_norm_derived = be.bn_train_derives_x_norm(activation);
       be.bn_train_normalize(batch_mean, batch_var, scales.read(dev), biases.read(dev), batch, filters, spatial,
-                            activation, out, x.write(dev), x_norm.write(dev));
+                            activation, conv_out, out, x_norm_derived ? nullptr : x_norm.write(dev));
       return;
     }
     be.bn_normalize(out, rolling_mean.read(dev), rolling_variance.read(dev), batch, filters, spatial);
@@ -203,28 +210,34 @@ void ConvolutionalLayer::backward(LayerContext& ctx) {
   if (batch_normalize) {
     const float* use_mean = ctx.train ? mean.read(dev) : rolling_mean.read(dev);
     const float* use_var = ctx.train ? variance.read(dev) : rolling_variance.read(dev);
-    be.bn_train_backward(output.read(dev), activation, x.read(dev), x_norm.read(dev), use_mean, use_var,
-                         scales.read(dev), batch, filters, spatial, bias_updates.write(dev),
-                         scale_updates.write(dev), mean_delta.write(dev), variance_delta.write(dev), d_out);
+    be.bn_train_backward(output.read(dev), activation, x.read(dev), x_norm_derived ? nullptr : x_norm.read(dev),
+                         use_mean, use_var, scales.read(dev), biases.read(dev), batch, filters, spatial,
+                         bias_updates.write(dev), scale_updates.write(dev), mean_delta.write(dev),
+                         variance_delta.write(dev), d_out);
   } else {
     be.gradient(output.read(dev), output.size(), activation, d_out);
     be.backward_bias(bias_updates.write(dev), d_out, batch, filters, spatial);
   }
   const float* wts = weights.read(dev);
   float* wu_all = weight_updates.write(dev);
+  const bool weights_done = be.conv_weight_gradient(*this, ctx.input, d_out);
+  const bool input_done = !ctx.prev_delta || be.conv_input_gradient(*this, d_out, ctx.prev_delta);
+  if (weights_done && input_done) return;
   for (int b = 0; b < batch; ++b)
     for (int g = 0; g < groups; ++g) {
       const float* d = d_out + ((size_t)b * groups + g) * m * spatial;
       const float* im = ctx.input + ((size_t)b * groups + g) * (c / groups) * h * w;
       float* wu = wu_all + (size_t)g * m * k;
-      const float* col = im;
-      if (!is_1x1()) {
-        be.im2col(im, c / groups, h, w, size, stride, pad, ctx.workspace);
-        col = ctx.workspace;
+      if (!weights_done) {
+        const float* col = im;
+        if (!is_1x1()) {
+          be.im2col(im, c / groups, h, w, size, stride, pad, ctx.workspace);
+          col = ctx.workspace;
+        }
+        // weight_updates += delta * columns^T
+        be.gemm(false, true, m, k, spatial, 1.f, d, spatial, col, spatial, 1.f, wu, k);
       }
-      // weight_updates += delta * columns^T
-      be.gemm(false, true, m, k, spatial, 1.f, d, spatial, col, spatial, 1.f, wu, k);
-      if (ctx.prev_delta) {
+      if (!input_done) {
         float* prev = ctx.prev_delta + ((size_t)b * groups + g) * (c / groups) * h * w;
         const float* a = wts + (size_t)g * m * k;
         if (is_1x1()) {
@@ -294,6 +307,18 @@ std::vector<Blob> ConvolutionalLayer::buffers() {
   add("mean", mean, {nf});
   add("variance", variance, {nf});
   add("x", x, map_shape);
+  if (x_norm_derived) {
+    // The fused training batch norm kept no x_norm: derive it from x with the forward's
+    // arithmetic (bn_apply, the same bits the backward recomputes).
+    const float *px = x.read(Device::Cpu), *pm = mean.read(Device::Cpu), *pv = variance.read(Device::Cpu);
+    float* pn = x_norm.overwrite(Device::Cpu);
+    const size_t spatial = (size_t)out_w * out_h;
+    for (size_t i = 0; i < x.size(); ++i) {
+      const size_t f = i / spatial % filters;
+      pn[i] = bn_apply(px[i], pm[f], bn_inv_std(pv[f]));
+    }
+    x_norm_derived = false;
+  }
   add("x_norm", x_norm, map_shape);
   return b;
 }

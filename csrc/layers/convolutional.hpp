@@ -18,6 +18,9 @@ class ConvolutionalLayer : public Layer {
   // Training state.
   FloatBuffer bias_updates, scale_updates, weight_updates;
   FloatBuffer mean, variance, mean_delta, variance_delta, x, x_norm;
+  // The last training forward's batch norm kept no x_norm (Backend::bn_train_derives_x_norm):
+  // buffers() derives it from x on request, the backward recomputes it.
+  bool x_norm_derived = false;
   // The CPU backend's inference specialisation (backend/cpu_backend.cpp): BN folded
   // into a per-filter scale/bias, and the Winograd F(4x4,3x3) weights U[36][filters][c],
   // cached only while this layer runs through Winograd; rebuilt when the checksum of
