@@ -252,14 +252,15 @@ def test_cpu_kernel_selection():
 
 # Widths around the direct kernel's 24- and 8-pixel bands, strips of 1-8 filters, 1-24 channels.
 DIRECT_SHAPES = [(1, 1, 3, 8), (7, 3, 1, 5), (8, 2, 3, 13), (17, 4, 16, 9), (23, 5, 24, 16), (25, 3, 3, 33),
-                 (47, 2, 8, 7), (50, 6, 24, 40), (33, 9, 5, 1)]
+                 (47, 2, 8, 7), (50, 6, 24, 40), (33, 9, 5, 1), (19, 7, 40, 64), (26, 4, 64, 17), (11, 5, 64, 65)]
 
 
 @pytest.mark.parametrize("batch", [1, 2])
 @pytest.mark.parametrize("shape", DIRECT_SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_direct_3x3_small_channels(shape, batch):
-    """3x3 stride-1 convs with at most 24 channels run the direct kernel (no im2col panels) on
-    AVX2/AVX-512, the packed GEMM on plain C++; every layer against the reference, each family."""
+    """3x3 stride-1 convs with at most 24 channels (on AVX2 up to 64 with at most 64 filters) run
+    the direct kernel (no im2col panels) on AVX2/AVX-512, the packed GEMM on plain C++ (and 64
+    channels with 65 filters); every layer against the reference, each family."""
     w, h, c, f = shape
     text = (f"[net]\nbatch={batch}\nwidth={w}\nheight={h}\nchannels={c}\n\n" + conv(f, 3) +
             conv(5, 3, bn=0, act="linear") + conv(4, 3, act="logistic"))

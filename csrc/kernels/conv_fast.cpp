@@ -181,7 +181,9 @@ __attribute__((target("avx2,fma"))) void direct_row_strip(const DirectBand& t) {
 
 bool conv3x3_direct_applicable(CpuIsa isa, const ConvShape& s) {
   return isa != CpuIsa::Plain && s.size == 3 && s.stride == 1 && s.pad == 1 && s.groups == 1 && s.out_h == s.h &&
-         s.out_w == s.w && s.c <= kDirectMaxChannels;
+         s.out_w == s.w &&
+         (s.c <= kDirectMaxChannels ||
+          (isa == CpuIsa::Avx2 && s.c <= kDirectFewFiltersMaxChannels && s.filters <= kDirectFewFiltersMax));
 }
 
 void conv3x3_direct(CpuIsa isa, const ConvShape& s, const float* input, const float* weights, const ConvEpilogue& ep,

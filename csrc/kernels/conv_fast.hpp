@@ -44,8 +44,14 @@ void conv_forward_fast(CpuIsa isa, const ConvShape& s, const float* input, const
 // nothing is packed (the im2col panels cost as much as the GEMM when K = 9c is small).
 // Measured against the packed GEMM (alternated processes, 1 and 2 threads): 416x416 3->16
 // 0.52-0.73x the time, 3->32 0.80-0.85, 208x208 16->32 0.76-0.79, 104x104 16->32 0.60,
-// 208x208 24->32 0.92; 104x104 32->64 1.09-1.26 (slower): up to 24 channels.
+// 208x208 24->32 0.92; more channels with few filters below.
 constexpr int kDirectMaxChannels = 24;
+// With few filters the GEMM's B packing is not amortised either: on AVX2 the direct kernel also
+// takes up to 64 channels when there are at most 64 filters (the input gradients of the early
+// layers run as such convolutions). Measured (alternated, 2 threads, batch 8 or 32): 208x208
+// 32->16 0.78x the time, 104x104 32->64 0.85, 64->32 at 104 / 52 / 20 px 0.91 / 0.8 / 0.65,
+// 104x104 64->16 0.7, 208x208 32->32 even; 26x26 256->128 1.05 (slower, not taken).
+constexpr int kDirectFewFiltersMaxChannels = 64, kDirectFewFiltersMax = 64;
 bool conv3x3_direct_applicable(CpuIsa isa, const ConvShape& s);
 void conv3x3_direct(CpuIsa isa, const ConvShape& s, const float* input, const float* weights, const ConvEpilogue& ep,
                     float* output);
