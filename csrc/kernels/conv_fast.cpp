@@ -346,6 +346,10 @@ constexpr size_t kFoldMaxColumns = 8u * 1024 * 1024;  // floats of im2col column
 bool conv_backward_weights_fast(CpuIsa isa, const ConvShape& s, const float* input, const float* delta,
                                 float* weight_updates) {
   const int spatial = s.out_h * s.out_w;
+  if (spatial >= kFoldMaxSpatial && conv3x3_weight_gradient_direct_applicable(isa, s)) {
+    conv3x3_weight_gradient_direct(isa, s, input, delta, weight_updates);
+    return true;
+  }
   if (s.groups != 1 || spatial >= kFoldMaxSpatial || s.batch < 2) return false;
   const int m = s.filters, k = s.size * s.size * s.c;
   const bool one_by_one = s.size == 1 && s.stride == 1 && s.pad == 0;  // the image is its own column matrix
@@ -400,6 +404,128 @@ bool conv_backward_weights_fast(CpuIsa isa, const ConvShape& s, const float* inp
     gemm_packed(isa, m, k, K, dcat, K, 1, pack, weight_updates, k, /*accumulate=*/true, nullptr);
   }
   return true;
+}
+
+// ---------------------------------------------------------------- direct 3x3 weight gradient
+namespace {
+
+// RF filters' delta rows (d[i] at the block's first row, row stride w) times the padded input
+// rows of one channel and tap row (x at the block's first row, row stride wp) at tap columns
+// 0..2; out[i * 3 + kx] += the block's sums.
+template <int RF>
+__attribute__((target("avx2,fma"))) void weight_gradient_rows(const float* const* d, const float* x, int rows, int w,
+                                                               size_t wp, float* out) {
+  __m256 acc[RF][3];
+#pragma GCC unroll 4
+  for (int i = 0; i < RF; ++i)
+#pragma GCC unroll 3
+    for (int k = 0; k < 3; ++k) acc[i][k] = _mm256_setzero_ps();
+  const int full = w / 8 * 8;
+  const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(w - full), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  for (int r = 0; r < rows; ++r) {
+    const float* xr = x + (size_t)r * wp;
+    const size_t dr = (size_t)r * w;
+    for (int x0 = 0; x0 < full; x0 += 8) {
+      const __m256 x0v = _mm256_loadu_ps(xr + x0), x1v = _mm256_loadu_ps(xr + x0 + 1),
+                   x2v = _mm256_loadu_ps(xr + x0 + 2);
+#pragma GCC unroll 4
+      for (int i = 0; i < RF; ++i) {
+        const __m256 dv = _mm256_loadu_ps(d[i] + dr + x0);
+        acc[i][0] = _mm256_fmadd_ps(dv, x0v, acc[i][0]);
+        acc[i][1] = _mm256_fmadd_ps(dv, x1v, acc[i][1]);
+        acc[i][2] = _mm256_fmadd_ps(dv, x2v, acc[i][2]);
+      }
+    }
+    if (full < w) {  // masked lanes load as zeros on both sides
+      const __m256 x0v = _mm256_maskload_ps(xr + full, tail), x1v = _mm256_maskload_ps(xr + full + 1, tail),
+                   x2v = _mm256_maskload_ps(xr + full + 2, tail);
+#pragma GCC unroll 4
+      for (int i = 0; i < RF; ++i) {
+        const __m256 dv = _mm256_maskload_ps(d[i] + dr + full, tail);
+        acc[i][0] = _mm256_fmadd_ps(dv, x0v, acc[i][0]);
+        acc[i][1] = _mm256_fmadd_ps(dv, x1v, acc[i][1]);
+        acc[i][2] = _mm256_fmadd_ps(dv, x2v, acc[i][2]);
+      }
+    }
+  }
+  alignas(32) float lanes[8];
+#pragma GCC unroll 4
+  for (int i = 0; i < RF; ++i)
+#pragma GCC unroll 3
+    for (int k = 0; k < 3; ++k) {
+      _mm256_store_ps(lanes, acc[i][k]);
+      out[i * 3 + k] += ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+    }
+}
+
+using WeightGradientRows = void (*)(const float* const*, const float*, int, int, size_t, float*);
+const WeightGradientRows kWeightGradientRows[4] = {weight_gradient_rows<1>, weight_gradient_rows<2>,
+                                                   weight_gradient_rows<3>, weight_gradient_rows<4>};
+constexpr int kWeightGradientFilters = 4;         // filters per register block
+constexpr int kWeightGradientBlockFloats = 4096;  // pixels per row block (~90 KB of rows per block)
+
+}  // namespace
+
+bool conv3x3_weight_gradient_direct_applicable(CpuIsa isa, const ConvShape& s) {
+  return isa != CpuIsa::Plain && s.size == 3 && s.stride == 1 && s.pad == 1 && s.groups == 1 && s.out_h == s.h &&
+         s.out_w == s.w && s.c <= kDirectFewFiltersMaxChannels && s.filters <= kDirectFewFiltersMax;
+}
+
+void conv3x3_weight_gradient_direct(CpuIsa isa, const ConvShape& s, const float* input, const float* delta,
+                                    float* weight_updates) {
+  check(conv3x3_weight_gradient_direct_applicable(isa, s),
+        "conv3x3_weight_gradient_direct: not a 3x3 stride-1 'same' convolution with few channels and filters");
+  require_cpu_isa(isa);
+  const int w = s.w, h = s.h, wp = w + 2, hp = h + 2, spatial = w * h;
+  const size_t plane = (size_t)hp * wp, image = (size_t)s.c * plane;
+  const int groups = (s.filters + kWeightGradientFilters - 1) / kWeightGradientFilters;
+  const int combos = groups * s.c, rows_per_block = std::max(1, kWeightGradientBlockFloats / w);
+  static thread_local std::vector<float> padded_buf, sums_buf;
+  // 16 floats of slack: the tail's masked loads never touch them, but their addresses stay in bounds.
+  if (padded_buf.size() < s.batch * image + 16) padded_buf.assign(s.batch * image + 16, 0.f);
+  const size_t weights = (size_t)s.filters * s.c * 9;
+  sums_buf.assign(weights, 0.f);
+  float* padded = padded_buf.data();
+  float* sums = sums_buf.data();  // [filters][c][3][3]
+#pragma omp parallel
+  {
+#pragma omp for collapse(2) schedule(static)
+    for (int b = 0; b < s.batch; ++b)
+      for (int c = 0; c < s.c; ++c) {
+        float* dst = padded + b * image + c * plane;
+        std::fill(dst, dst + wp, 0.f);
+        std::fill(dst + (size_t)(hp - 1) * wp, dst + plane, 0.f);
+        const float* src = input + ((size_t)b * s.c + c) * spatial;
+        for (int y = 0; y < h; ++y) {
+          float* row = dst + (size_t)(y + 1) * wp;
+          row[0] = row[wp - 1] = 0.f;
+          std::memcpy(row + 1, src + (size_t)y * w, sizeof(float) * w);
+        }
+      }
+    // Each thread owns a fixed range of (filter group, channel) pairs: no reduction across threads.
+    const int threads = omp_get_num_threads(), me = omp_get_thread_num();
+    const int lo = (int)((long)combos * me / threads), hi = (int)((long)combos * (me + 1) / threads);
+    float block[kWeightGradientFilters * 3];
+    for (int b = 0; b < s.batch; ++b)
+      for (int y0 = 0; y0 < h; y0 += rows_per_block) {
+        const int rows = std::min(rows_per_block, h - y0);
+        for (int combo = lo; combo < hi; ++combo) {
+          const int g = combo / s.c, c = combo % s.c, f0 = g * kWeightGradientFilters;
+          const int rf = std::min(kWeightGradientFilters, s.filters - f0);
+          const float* d[kWeightGradientFilters];
+          for (int i = 0; i < rf; ++i) d[i] = delta + ((size_t)b * s.filters + f0 + i) * spatial + (size_t)y0 * w;
+          for (int ky = 0; ky < 3; ++ky) {
+            std::fill(block, block + rf * 3, 0.f);
+            kWeightGradientRows[rf - 1](d, padded + b * image + c * plane + (size_t)(y0 + ky) * wp, rows, w, wp, block);
+            for (int i = 0; i < rf; ++i)
+              for (int kx = 0; kx < 3; ++kx) sums[(((size_t)(f0 + i) * s.c + c) * 3 + ky) * 3 + kx] += block[i * 3 + kx];
+          }
+        }
+      }
+#pragma omp barrier
+#pragma omp for schedule(static)
+    for (size_t i = 0; i < weights; ++i) weight_updates[i] += sums[i];
+  }
 }
 
 bool conv_backward_input_applicable(const ConvShape& s) {

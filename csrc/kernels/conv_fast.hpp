@@ -66,6 +66,15 @@ constexpr int kFoldMaxSpatial = 1024;
 bool conv_backward_weights_fast(CpuIsa isa, const ConvShape& s, const float* input, const float* delta,
                                 float* weight_updates);
 
+// The same weight gradient for 3x3 stride-1 'same' layers on large maps with few channels and
+// filters (AVX2 and up): no im2col and no packing; per (4 filters, channel, tap row) the
+// delta rows are multiplied with the zero-padded input rows at the three tap columns, 8 pixels
+// per vector, in row blocks that stay in L1/L2. Each weight belongs to one thread, so any
+// thread count gives the same bits.
+bool conv3x3_weight_gradient_direct_applicable(CpuIsa isa, const ConvShape& s);
+void conv3x3_weight_gradient_direct(CpuIsa isa, const ConvShape& s, const float* input, const float* delta,
+                                    float* weight_updates);
+
 // prev_delta += the input gradient, as a forward convolution of delta with the weights
 // transposed (c <-> filters) and flipped: for stride 1 and a "same" padding (size odd, pad =
 // size / 2) dX[c](y, x) = sum_f,a,b W[f][c][size-1-a][size-1-b] dY[f](y+a-pad, x+b-pad), so
