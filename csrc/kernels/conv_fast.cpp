@@ -466,6 +466,7 @@ const WeightGradientRows kWeightGradientRows[4] = {weight_gradient_rows<1>, weig
                                                    weight_gradient_rows<3>, weight_gradient_rows<4>};
 constexpr int kWeightGradientFilters = 4;         // filters per register block
 constexpr int kWeightGradientBlockFloats = 4096;  // pixels per row block (~90 KB of rows per block)
+constexpr size_t kWeightGradientPaddedFloats = 8u << 20;  // padded images per chunk (32 MB)
 
 }  // namespace
 
@@ -484,49 +485,57 @@ void conv3x3_weight_gradient_direct(CpuIsa isa, const ConvShape& s, const float*
   const size_t plane = (size_t)hp * wp, image = (size_t)s.c * plane;
   const int groups = (s.filters + kWeightGradientFilters - 1) / kWeightGradientFilters;
   const int combos = groups * s.c, rows_per_block = std::max(1, kWeightGradientBlockFloats / w);
+  // Images are padded a chunk at a time (at most kWeightGradientPaddedFloats, at least one image).
+  const int per = (int)std::clamp<size_t>(kWeightGradientPaddedFloats / image, 1, s.batch);
   static thread_local std::vector<float> padded_buf, sums_buf;
   // 16 floats of slack: the tail's masked loads never touch them, but their addresses stay in bounds.
-  if (padded_buf.size() < s.batch * image + 16) padded_buf.assign(s.batch * image + 16, 0.f);
+  if (padded_buf.size() < per * image + 16) padded_buf.assign(per * image + 16, 0.f);
   const size_t weights = (size_t)s.filters * s.c * 9;
   sums_buf.assign(weights, 0.f);
   float* padded = padded_buf.data();
   float* sums = sums_buf.data();  // [filters][c][3][3]
 #pragma omp parallel
   {
-#pragma omp for collapse(2) schedule(static)
-    for (int b = 0; b < s.batch; ++b)
-      for (int c = 0; c < s.c; ++c) {
-        float* dst = padded + b * image + c * plane;
-        std::fill(dst, dst + wp, 0.f);
-        std::fill(dst + (size_t)(hp - 1) * wp, dst + plane, 0.f);
-        const float* src = input + ((size_t)b * s.c + c) * spatial;
-        for (int y = 0; y < h; ++y) {
-          float* row = dst + (size_t)(y + 1) * wp;
-          row[0] = row[wp - 1] = 0.f;
-          std::memcpy(row + 1, src + (size_t)y * w, sizeof(float) * w);
-        }
-      }
     // Each thread owns a fixed range of (filter group, channel) pairs: no reduction across threads.
     const int threads = omp_get_num_threads(), me = omp_get_thread_num();
     const int lo = (int)((long)combos * me / threads), hi = (int)((long)combos * (me + 1) / threads);
     float block[kWeightGradientFilters * 3];
-    for (int b = 0; b < s.batch; ++b)
-      for (int y0 = 0; y0 < h; y0 += rows_per_block) {
-        const int rows = std::min(rows_per_block, h - y0);
-        for (int combo = lo; combo < hi; ++combo) {
-          const int g = combo / s.c, c = combo % s.c, f0 = g * kWeightGradientFilters;
-          const int rf = std::min(kWeightGradientFilters, s.filters - f0);
-          const float* d[kWeightGradientFilters];
-          for (int i = 0; i < rf; ++i) d[i] = delta + ((size_t)b * s.filters + f0 + i) * spatial + (size_t)y0 * w;
-          for (int ky = 0; ky < 3; ++ky) {
-            std::fill(block, block + rf * 3, 0.f);
-            kWeightGradientRows[rf - 1](d, padded + b * image + c * plane + (size_t)(y0 + ky) * wp, rows, w, wp, block);
-            for (int i = 0; i < rf; ++i)
-              for (int kx = 0; kx < 3; ++kx) sums[(((size_t)(f0 + i) * s.c + c) * 3 + ky) * 3 + kx] += block[i * 3 + kx];
+    for (int b0 = 0; b0 < s.batch; b0 += per) {
+      const int n = std::min(per, s.batch - b0);
+#pragma omp for collapse(2) schedule(static)
+      for (int j = 0; j < n; ++j)
+        for (int c = 0; c < s.c; ++c) {
+          float* dst = padded + j * image + c * plane;
+          std::fill(dst, dst + wp, 0.f);
+          std::fill(dst + (size_t)(hp - 1) * wp, dst + plane, 0.f);
+          const float* src = input + ((size_t)(b0 + j) * s.c + c) * spatial;
+          for (int y = 0; y < h; ++y) {
+            float* row = dst + (size_t)(y + 1) * wp;
+            row[0] = row[wp - 1] = 0.f;
+            std::memcpy(row + 1, src + (size_t)y * w, sizeof(float) * w);
           }
         }
-      }
+      for (int j = 0; j < n; ++j)
+        for (int y0 = 0; y0 < h; y0 += rows_per_block) {
+          const int rows = std::min(rows_per_block, h - y0);
+          for (int combo = lo; combo < hi; ++combo) {
+            const int g = combo / s.c, c = combo % s.c, f0 = g * kWeightGradientFilters;
+            const int rf = std::min(kWeightGradientFilters, s.filters - f0);
+            const float* d[kWeightGradientFilters];
+            for (int i = 0; i < rf; ++i)
+              d[i] = delta + ((size_t)(b0 + j) * s.filters + f0 + i) * spatial + (size_t)y0 * w;
+            for (int ky = 0; ky < 3; ++ky) {
+              std::fill(block, block + rf * 3, 0.f);
+              kWeightGradientRows[rf - 1](d, padded + j * image + c * plane + (size_t)(y0 + ky) * wp, rows, w, wp,
+                                          block);
+              for (int i = 0; i < rf; ++i)
+                for (int kx = 0; kx < 3; ++kx)
+                  sums[(((size_t)(f0 + i) * s.c + c) * 3 + ky) * 3 + kx] += block[i * 3 + kx];
+            }
+          }
+        }
 #pragma omp barrier
+    }
 #pragma omp for schedule(static)
     for (size_t i = 0; i < weights; ++i) weight_updates[i] += sums[i];
   }
