@@ -2,7 +2,8 @@
 """Kernel lab: every version of each hot kernel, validated against the plain
 reference, then timed (the llm.c dev/cuda habit).
 
-    python bench/kernels/bench_kernels.py [--threads 1] [--runs 7] [--only conv|gemm|maxpool|reorg|region]
+    python bench/kernels/bench_kernels.py [--threads 1] [--runs 7]
+                                          [--only conv|winograd|train|gemm|maxpool|reorg|region]
 
 Versions:
   conv     reference = im2col + GEMM + separate BN/bias/activation passes
@@ -12,6 +13,12 @@ Versions:
            F(4x4,3x3) with cached weights (on) and streamed (stream), and what the
            measured auto rule picks; each
            validated against the reference, then timed alternately (same run)
+  train    one conv layer's training forward + backward (3x3, BN + leaky, batch 8-32):
+           reference (reference_kernels: im2col + GEMM per image, unfused BN, col2im) vs
+           fast (direct or packed conv into x, fused AVX2 batch norm keeping only x, the
+           input gradient as a flipped-weight convolution, the weight gradient direct /
+           folded over images / per image by shape); validated on the weight gradient
+           and the input delta, then timed (Network.time_layers)
   gemm     reference (double-accumulating triple loop, validation only) and the
            packed micro-kernels: avx512 (8x48, 24 zmm accumulators), avx2 (4x24 and 8x8
            sub-tiles), plain C++ (compiler-vectorised)
@@ -195,11 +202,54 @@ def bench_memory_bound(runs, only):
                   f"({nbytes / t['fast'] / 1e9:5.1f} GB/s)   err {err:.1e}")
 
 
+# (w=h, c, filters, batch): the demo's and yolov2-tiny-voc's training layers at their sizes.
+TRAIN_SHAPES = [(160, 3, 8, 32), (80, 8, 16, 32), (40, 16, 32, 32), (20, 32, 64, 32), (10, 64, 128, 32),
+                (5, 384, 256, 32), (416, 3, 16, 8), (208, 16, 32, 8), (104, 32, 64, 8), (52, 64, 128, 8),
+                (26, 128, 256, 8), (13, 512, 1024, 8)]
+
+
+def bench_train(runs):
+    print("== train (one 3x3 conv layer, BN + leaky, forward + backward; a 1x1 head, avgpool, softmax, cost) ==")
+    print(f"{'shape':30s} {'GFLOP':>7s} {'ref fwd':>8s} {'bwd':>8s} {'fast fwd':>9s} {'bwd':>8s} {'speedup':>7s}"
+          "  max rel err (weight gradient, input delta)")
+    for (s, c, f, b) in TRAIN_SHAPES:
+        text = (f"[net]\nbatch={b}\nwidth={s}\nheight={s}\nchannels={c}\n\n"
+                f"[convolutional]\nfilters={c}\nsize=1\nactivation=leaky\n\n"  # gives layer 1 an input delta
+                f"[convolutional]\nbatch_normalize=1\nfilters={f}\nsize=3\nstride=1\npad=1\nactivation=leaky\n\n"
+                "[convolutional]\nfilters=5\nsize=1\nactivation=linear\n\n[avgpool]\n\n[softmax]\n\n[cost]\n")
+        net = darknet_py.Network.from_text(text, name="train_bench", batch=b)
+        net.randomize(3)
+        net.training = True
+        rng = np.random.default_rng(1)
+        x = rng.standard_normal((b, c, s, s)).astype(np.float32)
+        truth = np.eye(5, dtype=np.float32)[rng.integers(0, 5, b)]
+        result = {}
+        for name, reference in (("reference", True), ("fast", False)):
+            net.set_exec_options(reference_kernels=reference)
+            for layer in net.layers:
+                for v in layer.update_buffers.values():
+                    v[...] = 0
+            net.accumulate(x, truth)
+            grads = net.layers[1].update_buffers["weight_updates"].copy()
+            delta_in = net.layers[0].delta.copy()
+            prof = net.time_layers(x, runs, 1, True, truth)
+            result[name] = (grads, delta_in, statistics.median(prof["layers"][1]),
+                            statistics.median(prof["backward_layers"][1]))
+        (g_ref, d_ref, f_ref, b_ref), (g_fast, d_fast, f_fast, b_fast) = result["reference"], result["fast"]
+        err_g = np.abs(g_fast - g_ref).max() / max(np.abs(g_ref).max(), 1e-30)
+        err_d = np.abs(d_fast - d_ref).max() / max(np.abs(d_ref).max(), 1e-30)
+        assert err_g < 1e-4 and err_d < 1e-4, f"fast training path disagrees: {err_g:.3g}, {err_d:.3g}"
+        fl = 3 * net.layers[1].flops * b  # per image: forward, weight gradient, input gradient
+        print(f"{s:4d}x{s:<4d}x{c:4d} -> {f:4d} b{b:<3d}    {fl / 1e9:7.2f} {f_ref * 1e3:8.2f} {b_ref * 1e3:8.2f} "
+              f"{f_fast * 1e3:9.2f} {b_fast * 1e3:8.2f} {(f_ref + b_ref) / (f_fast + b_fast):6.2f}x  "
+              f"{err_g:.1e} {err_d:.1e}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--only", choices=["conv", "winograd", "gemm", "maxpool", "reorg", "region"])
+    ap.add_argument("--only", choices=["conv", "winograd", "train", "gemm", "maxpool", "reorg", "region"])
     args = ap.parse_args()
     _core.set_num_threads(args.threads)
     print(f"threads {args.threads}, kernels {_core.cpu_kernel()}, medians of {args.runs} runs")
@@ -207,9 +257,11 @@ def main():
         bench_conv(args.runs)
     if args.only in (None, "winograd"):
         bench_winograd(args.runs)
+    if args.only in (None, "train"):
+        bench_train(args.runs)
     if args.only in (None, "gemm"):
         bench_gemm(args.runs)
-    bench_memory_bound(args.runs, args.only if args.only not in ("conv", "winograd", "gemm") else "none")
+    bench_memory_bound(args.runs, args.only if args.only not in ("conv", "winograd", "train", "gemm") else "none")
 
 
 if __name__ == "__main__":
