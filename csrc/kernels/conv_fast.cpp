@@ -85,6 +85,18 @@ void pack_im2col_panel(const ConvShape& s, const float* image, int k0, int kc, i
 // ---------------------------------------------------------------- direct 3x3, few channels
 namespace {
 
+// One h x w plane into dst as (h + 2) x (w + 2) with a zero border of one (3x3, pad 1).
+void pad_plane(const float* src, int h, int w, float* dst) {
+  const size_t wp = (size_t)w + 2, plane = ((size_t)h + 2) * wp;
+  std::fill(dst, dst + wp, 0.f);
+  std::fill(dst + plane - wp, dst + plane, 0.f);
+  for (int y = 0; y < h; ++y) {
+    float* row = dst + (size_t)(y + 1) * wp;
+    row[0] = row[wp - 1] = 0.f;
+    std::memcpy(row + 1, src + (size_t)y * w, sizeof(float) * w);
+  }
+}
+
 // One band of the direct kernel: RB filters x NJ*8 consecutive output pixels of one row.
 // B is never packed: row k of the virtual im2col matrix is the zero-padded input at
 // koff[k] (channel, tap row, tap column) past the output row's origin, contiguous along x.
@@ -210,16 +222,7 @@ void conv3x3_direct(CpuIsa isa, const ConvShape& s, const float* input, const fl
 #pragma omp parallel num_threads(threads)
     {
 #pragma omp for schedule(static)
-      for (int c = 0; c < s.c; ++c) {
-        float* dst = padded + c * plane;
-        std::fill(dst, dst + wp, 0.f);
-        std::fill(dst + (size_t)(hp - 1) * wp, dst + plane, 0.f);
-        for (int y = 0; y < s.h; ++y) {
-          float* row = dst + (size_t)(y + 1) * wp;
-          row[0] = row[wp - 1] = 0.f;
-          std::memcpy(row + 1, img + ((size_t)c * s.h + y) * s.w, sizeof(float) * s.w);
-        }
-      }
+      for (int c = 0; c < s.c; ++c) pad_plane(img + (size_t)c * s.h * s.w, s.h, s.w, padded + c * plane);
 #pragma omp for schedule(static)
       for (int y = 0; y < s.out_h; ++y)
         for (int st = 0; st < strips; ++st) {
@@ -504,17 +507,8 @@ void conv3x3_weight_gradient_direct(CpuIsa isa, const ConvShape& s, const float*
       const int n = std::min(per, s.batch - b0);
 #pragma omp for collapse(2) schedule(static)
       for (int j = 0; j < n; ++j)
-        for (int c = 0; c < s.c; ++c) {
-          float* dst = padded + j * image + c * plane;
-          std::fill(dst, dst + wp, 0.f);
-          std::fill(dst + (size_t)(hp - 1) * wp, dst + plane, 0.f);
-          const float* src = input + ((size_t)(b0 + j) * s.c + c) * spatial;
-          for (int y = 0; y < h; ++y) {
-            float* row = dst + (size_t)(y + 1) * wp;
-            row[0] = row[wp - 1] = 0.f;
-            std::memcpy(row + 1, src + (size_t)y * w, sizeof(float) * w);
-          }
-        }
+        for (int c = 0; c < s.c; ++c)
+          pad_plane(input + ((size_t)(b0 + j) * s.c + c) * spatial, h, w, padded + j * image + c * plane);
       for (int j = 0; j < n; ++j)
         for (int y0 = 0; y0 < h; y0 += rows_per_block) {
           const int rows = std::min(rows_per_block, h - y0);
