@@ -6,6 +6,7 @@
 
 #include "core/error.hpp"
 #include "kernels/gemm.hpp"
+#include "kernels/simd_avx2.hpp"
 
 namespace dn {
 
@@ -151,10 +152,6 @@ __attribute__((target("avx2,fma"))) inline __m256 bn_slope(__m256 v, bool leaky)
   const __m256 positive = _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GT_OQ);
   return _mm256_blendv_ps(_mm256_set1_ps(.1f), _mm256_set1_ps(1.f), positive);
 }
-// Lanes past n (1..7 valid) of a tail vector: the mask loads/stores take them as zeros.
-__attribute__((target("avx2,fma"))) inline __m256i tail_mask(int n) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
 __attribute__((target("avx2,fma"))) inline __m256d widen_low(__m256 v) {
   return _mm256_cvtps_pd(_mm256_castps256_ps128(v));
 }
@@ -184,7 +181,7 @@ __attribute__((target("avx2,fma"))) void forward_fused_avx2(const float* x, cons
         _mm256_storeu_ps(po + i, bn_activate(v, leaky));
       }
       if (i < spatial) {
-        const __m256i mask = tail_mask(spatial - i);
+        const __m256i mask = tail_mask_avx2(spatial - i);
         const __m256 v = _mm256_fmadd_ps(bn_normalized(l, _mm256_maskload_ps(px + i, mask)), l.scale, l.bias);
         _mm256_maskstore_ps(po + i, mask, bn_activate(v, leaky));
       }
@@ -229,7 +226,7 @@ __attribute__((target("avx2,fma"))) void backward_fused_avx2(const float* x, con
                                                               float* delta) {
   const float n = (float)batch * spatial;
   const int full = spatial / 8 * 8;
-  const __m256i mask = tail_mask(spatial - full);
+  const __m256i mask = tail_mask_avx2(spatial - full);
 #pragma omp parallel for schedule(static)
   for (int f = 0; f < filters; ++f) {
     const float m = mean[f];

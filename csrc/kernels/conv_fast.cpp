@@ -11,6 +11,7 @@
 #include "kernels/batchnorm.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/im2col.hpp"
+#include "kernels/simd_avx2.hpp"
 
 namespace dn {
 
@@ -139,7 +140,6 @@ __attribute__((target("avx2,fma"))) inline void direct_band(const DirectBand& t,
     }
   }
   const int rows = std::min(RB, t.mv - i0);
-  const __m256 tenth = _mm256_set1_ps(.1f), zero = _mm256_setzero_ps();
 #pragma GCC unroll 8
   for (int i = 0; i < RB; ++i) {
     if (i >= rows) break;
@@ -150,22 +150,12 @@ __attribute__((target("avx2,fma"))) inline void direct_band(const DirectBand& t,
     for (int j = 0; j < NJ; ++j) {
       const int n = t.width - j0 - 8 * j;  // valid pixels of this vector
       if (n <= 0) break;
-      __m256 v = _mm256_fmadd_ps(acc[i][j], s, bi);
-      if (t.act == Activation::Leaky)
-        v = _mm256_max_ps(v, _mm256_mul_ps(v, tenth));  // = Darknet's x > 0 ? x : .1x
-      else if (t.act == Activation::Relu)
-        v = _mm256_max_ps(v, zero);
-      else if (t.act != Activation::Linear) {  // rare activations: scalar finish
-        alignas(32) float tmp[8];
-        _mm256_store_ps(tmp, v);
-        for (int q = 0; q < 8; ++q) tmp[q] = activate(tmp[q], t.act);
-        v = _mm256_load_ps(tmp);
-      }
+      __m256 v = activate_avx2(_mm256_fmadd_ps(acc[i][j], s, bi), t.act);
       if (n >= 8) {
         if (t.accumulate) v = _mm256_add_ps(_mm256_loadu_ps(c + 8 * j), v);
         _mm256_storeu_ps(c + 8 * j, v);
       } else {
-        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        const __m256i mask = tail_mask_avx2(n);
         if (t.accumulate) v = _mm256_add_ps(_mm256_maskload_ps(c + 8 * j, mask), v);
         _mm256_maskstore_ps(c + 8 * j, mask, v);
       }
@@ -427,7 +417,7 @@ __attribute__((target("avx2,fma"))) void weight_gradient_rows(const float* const
 #pragma GCC unroll 3
     for (int k = 0; k < 3; ++k) acc[i][k] = _mm256_setzero_ps();
   const int full = w / 8 * 8;
-  const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(w - full), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  const __m256i tail = tail_mask_avx2(w - full);
   for (int r = 0; r < rows; ++r) {
     const float* xr = x + (size_t)r * wp;
     const size_t dr = (size_t)r * w;

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "kernels/simd_avx2.hpp"
 
 namespace dn {
 
@@ -135,9 +136,7 @@ __attribute__((target("avx2,fma"))) inline void band_avx2(const Tile& t, int i0,
     }
   }
   const bool epi = t.flags & kEpilogue;
-  const bool vec_act = t.act == Activation::Linear || t.act == Activation::Leaky || t.act == Activation::Relu;
   const int rows = std::min(RB, t.mv - i0);
-  const __m256 tenth = _mm256_set1_ps(.1f), zero = _mm256_setzero_ps();
   // Fully unrolled (constant indices), or GCC keeps acc in memory through the k loop.
 #pragma GCC unroll 8
   for (int i = 0; i < RB; ++i) {
@@ -151,22 +150,10 @@ __attribute__((target("avx2,fma"))) inline void band_avx2(const Tile& t, int i0,
       if (n <= 0) break;
       __m256 v = acc[i][j];
       __m256i mask = _mm256_setzero_si256();
-      if (n < 8) mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+      if (n < 8) mask = tail_mask_avx2(n);
       if (t.flags & kAccumulate)
         v = _mm256_add_ps(v, n >= 8 ? _mm256_loadu_ps(c + 8 * j) : _mm256_maskload_ps(c + 8 * j, mask));
-      if (epi) {
-        v = _mm256_fmadd_ps(v, _mm256_set1_ps(s), _mm256_set1_ps(bi));
-        if (t.act == Activation::Leaky)
-          v = _mm256_max_ps(v, _mm256_mul_ps(v, tenth));  // = Darknet's x > 0 ? x : .1x
-        else if (t.act == Activation::Relu)
-          v = _mm256_max_ps(v, zero);
-        else if (!vec_act) {  // rare activations: scalar finish
-          alignas(32) float tmp[8];
-          _mm256_store_ps(tmp, v);
-          for (int q = 0; q < 8; ++q) tmp[q] = activate(tmp[q], t.act);
-          v = _mm256_load_ps(tmp);
-        }
-      }
+      if (epi) v = activate_avx2(_mm256_fmadd_ps(v, _mm256_set1_ps(s), _mm256_set1_ps(bi)), t.act);
       if (n >= 8)
         _mm256_storeu_ps(c + 8 * j, v);
       else
