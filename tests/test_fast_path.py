@@ -250,9 +250,12 @@ def test_cpu_kernel_selection():
     assert _core.cpu_kernel() == _core.cpu_kernel_best()
 
 
-# Widths around the direct kernel's 24- and 8-pixel bands, strips of 1-8 filters, 1-24 channels.
+# Widths around the direct kernel's 24- and 8-pixel bands, strips of 1-8 filters, 1-24 channels;
+# the filter-vector variant (>= 8 channels, 17-64 filters): pixel tails of 1 and 2 (3-pixel
+# tiles), partial 32-filter blocks, rows longer than its 240-pixel chunk.
 DIRECT_SHAPES = [(1, 1, 3, 8), (7, 3, 1, 5), (8, 2, 3, 13), (17, 4, 16, 9), (23, 5, 24, 16), (25, 3, 3, 33),
-                 (47, 2, 8, 7), (50, 6, 24, 40), (33, 9, 5, 1), (19, 7, 40, 64), (26, 4, 64, 17), (11, 5, 64, 65)]
+                 (47, 2, 8, 7), (50, 6, 24, 40), (33, 9, 5, 1), (19, 7, 40, 64), (26, 4, 64, 17), (11, 5, 64, 65),
+                 (31, 3, 8, 32), (250, 2, 8, 33), (482, 2, 12, 24), (2, 3, 16, 48)]
 
 
 @pytest.mark.parametrize("batch", [1, 2])

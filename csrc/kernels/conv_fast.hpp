@@ -52,6 +52,9 @@ constexpr int kDirectMaxChannels = 24;
 // 32->16 0.78x the time, 104x104 32->64 0.85, 64->32 at 104 / 52 / 20 px 0.91 / 0.8 / 0.65,
 // 104x104 64->16 0.7, 208x208 32->32 even; 26x26 256->128 1.05 (slower, not taken).
 constexpr int kDirectFewFiltersMaxChannels = 64, kDirectFewFiltersMax = 64;
+// Up to this many filters the direct kernel swaps its roles (the filters are the vector
+// operand, the pixels broadcast; conv_fast.cpp's fv_row), bit-identical results.
+constexpr int kDirectFilterVectorMaxFilters = 64;
 bool conv3x3_direct_applicable(CpuIsa isa, const ConvShape& s);
 void conv3x3_direct(CpuIsa isa, const ConvShape& s, const float* input, const float* weights, const ConvEpilogue& ep,
                     float* output);

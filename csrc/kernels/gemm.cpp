@@ -124,7 +124,11 @@ __attribute__((target("avx2,fma"))) inline void band_avx2(const Tile& t, int i0,
   for (int i = 0; i < RB; ++i) ap[i] = t.a + std::min(i0 + i, t.mv - 1) * t.rs;
   const float* b = t.b + j0;
   const ptrdiff_t cs = kCs ? kCs : t.cs;  // constant strides let GCC fold the addressing
-  for (int k = 0; k < t.kc; ++k) {
+  // One k step; the main loop runs four at a time so the addresses are constant
+  // displacements instead of per-step arithmetic: the band is bound by issued ops, not
+  // FMAs, when this VM's core is shared (measured 0.75x of the FMA peak with one step per
+  // iteration, 0.85-0.9x with four, in its slow phases).
+  auto step = [&](int k) __attribute__((always_inline, target("avx2,fma"))) {
     __m256 bv[NJ];
 #pragma GCC unroll 4
     for (int j = 0; j < NJ; ++j) bv[j] = _mm256_loadu_ps(b + (size_t)k * W + 8 * j);
@@ -134,6 +138,22 @@ __attribute__((target("avx2,fma"))) inline void band_avx2(const Tile& t, int i0,
 #pragma GCC unroll 4
       for (int j = 0; j < NJ; ++j) acc[i][j] = _mm256_fmadd_ps(x, bv[j], acc[i][j]);
     }
+  };
+  // The 8 x 8 band stays rolled: unrolled, GCC spills its registers.)
+  constexpr int U = NJ == 1 ? 1 : 4;
+  const int kc = t.kc, kcu = kc / U * U;
+  for (int k0 = 0; k0 < kcu; k0 += U) {
+#pragma GCC unroll 4
+    for (int u = 0; u < U; ++u) step(u);
+    b += U * W;
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; ++i) ap[i] += U * cs;
+  }
+  for (int k = kcu; k < kc; ++k) {
+    step(0);
+    b += W;
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; ++i) ap[i] += cs;
   }
   const bool epi = t.flags & kEpilogue;
   const int rows = std::min(RB, t.mv - i0);

@@ -17,6 +17,7 @@
 
 #include "core/error.hpp"
 #include "kernels/gemm.hpp"
+#include "kernels/simd_avx2.hpp"
 
 namespace dn {
 
@@ -109,26 +110,13 @@ __attribute__((target("avx2"))) void transpose_filters_avx2(const float* src, si
       // more than the hardware prefetchers follow, and the weights come from DRAM.
       if (e % 16 == 0)
         for (int q = 0; q < 8; ++q) _mm_prefetch((const char*)(r + q * row_stride + e + len), _MM_HINT_T1);
-      __m256 x0 = _mm256_loadu_ps(r + e), x1 = _mm256_loadu_ps(r + row_stride + e),
-             x2 = _mm256_loadu_ps(r + 2 * row_stride + e), x3 = _mm256_loadu_ps(r + 3 * row_stride + e),
-             x4 = _mm256_loadu_ps(r + 4 * row_stride + e), x5 = _mm256_loadu_ps(r + 5 * row_stride + e),
-             x6 = _mm256_loadu_ps(r + 6 * row_stride + e), x7 = _mm256_loadu_ps(r + 7 * row_stride + e);
-      const __m256 t0 = _mm256_unpacklo_ps(x0, x1), t1 = _mm256_unpackhi_ps(x0, x1), t2 = _mm256_unpacklo_ps(x2, x3),
-                   t3 = _mm256_unpackhi_ps(x2, x3), t4 = _mm256_unpacklo_ps(x4, x5), t5 = _mm256_unpackhi_ps(x4, x5),
-                   t6 = _mm256_unpacklo_ps(x6, x7), t7 = _mm256_unpackhi_ps(x6, x7);
-      const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE),
-                   s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE),
-                   s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE),
-                   s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+      __m256 x[8];
+#pragma GCC unroll 8
+      for (int q = 0; q < 8; ++q) x[q] = _mm256_loadu_ps(r + q * row_stride + e);
+      transpose8x8_avx2(x);
       float* d = dst + (size_t)e * width + f;
-      _mm256_storeu_ps(d, _mm256_permute2f128_ps(s0, s4, 0x20));
-      _mm256_storeu_ps(d + width, _mm256_permute2f128_ps(s1, s5, 0x20));
-      _mm256_storeu_ps(d + 2 * width, _mm256_permute2f128_ps(s2, s6, 0x20));
-      _mm256_storeu_ps(d + 3 * width, _mm256_permute2f128_ps(s3, s7, 0x20));
-      _mm256_storeu_ps(d + 4 * width, _mm256_permute2f128_ps(s0, s4, 0x31));
-      _mm256_storeu_ps(d + 5 * width, _mm256_permute2f128_ps(s1, s5, 0x31));
-      _mm256_storeu_ps(d + 6 * width, _mm256_permute2f128_ps(s2, s6, 0x31));
-      _mm256_storeu_ps(d + 7 * width, _mm256_permute2f128_ps(s3, s7, 0x31));
+#pragma GCC unroll 8
+      for (int q = 0; q < 8; ++q) _mm256_storeu_ps(d + q * width, x[q]);
     }
     for (; e < len; ++e)
       for (int q = 0; q < 8; ++q) dst[(size_t)e * width + f + q] = r[q * row_stride + e];
