@@ -345,3 +345,50 @@ def test_direct_reference_is_a_convolution():
         dw, dx = conv_backward_direct(x, w, r, stride, pad, groups)
         assert np.sum(out * r) == pytest.approx(np.sum(x * dx), rel=1e-12)
         assert np.sum(out * r) == pytest.approx(np.sum(w * dw), rel=1e-12)
+
+
+# ---------------------------------------------------------------- the direct kernel's variants
+# (W, H, C, F, batch): pixel tails of 1 and 2 past the filter-vector kernel's 3-pixel tiles,
+# rows longer than its 240-pixel chunk, partial 32-filter blocks, 8-wide band tails.
+DIRECT_VARIANT_SHAPES = [(19, 3, 8, 17, 1), (50, 4, 16, 32, 2), (242, 2, 9, 33, 1), (7, 5, 24, 64, 1),
+                         (1, 1, 8, 40, 1), (26, 3, 64, 48, 1)]
+
+
+@pytest.mark.parametrize("shape", DIRECT_VARIANT_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_direct_kernel_variants_bit_identical(shape):
+    """The direct 3x3 kernel's two variants (weights broadcast with pixel vectors, and the
+    swapped roles for <= 64 filters) against the numpy conv here, and against each other bit
+    for bit: both form every output as the same FMA chain in the same (channel, tap) order."""
+    from darknet_py import _core, _testing
+    w, h, c, f, batch = shape
+    rng = np.random.default_rng(zlib.crc32(repr(shape).encode()))
+    x = rng.standard_normal((batch, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((f, c, 3, 3)).astype(np.float32)
+    scale = rng.uniform(.5, 1.5, f).astype(np.float32)
+    bias = rng.standard_normal(f).astype(np.float32)
+    conv = conv_direct(x, wt, 1, 1, 1)
+    expected = leaky(scale[None, :, None, None] * conv + bias[None, :, None, None])
+    mag = scale[None, :, None, None] * conv_direct(np.abs(x), np.abs(wt), 1, 1, 1) + np.abs(bias)[None, :, None, None]
+    isas = [i for i in available_isas() if i != "plain"]
+    if not isas:
+        pytest.skip("the direct kernel needs AVX2")  # never on the CI machines (AVX2 or better)
+    try:
+        for isa in isas:
+            _core.set_cpu_kernel(isa)
+            bands = _testing.conv3x3_direct(x, wt, scale, bias, "leaky", "bands")
+            vectors = _testing.conv3x3_direct(x, wt, scale, bias, "leaky", "filter_vectors")
+            check_bound(bands, expected, mag, GEMM_TOL, f"bands {shape} {isa}")
+            check_bound(vectors, expected, mag, GEMM_TOL, f"filter_vectors {shape} {isa}")
+            assert np.array_equal(bands.view(np.uint32), vectors.view(np.uint32)), f"{shape} {isa}: variants differ"
+    finally:
+        _core.set_cpu_kernel("auto")
+
+
+def test_direct_kernel_variant_errors():
+    from darknet_py import DarknetError, _testing
+    x = np.zeros((1, 8, 4, 4), np.float32)
+    ones = np.ones(65, np.float32)
+    with pytest.raises(DarknetError, match="at most 64 filters"):
+        _testing.conv3x3_direct(x, np.zeros((65, 8, 3, 3), np.float32), ones, ones, "linear", "filter_vectors")
+    with pytest.raises(DarknetError, match="variant"):
+        _testing.conv3x3_direct(x, np.zeros((4, 8, 3, 3), np.float32), ones[:4], ones[:4], "linear", "fast")

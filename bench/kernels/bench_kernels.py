@@ -3,7 +3,7 @@
 reference, then timed (the llm.c dev/cuda habit).
 
     python bench/kernels/bench_kernels.py [--threads 1] [--runs 7]
-                                          [--only conv|winograd|train|gemm|maxpool|reorg|region]
+                                          [--only conv|winograd|direct|train|gemm|maxpool|reorg|region]
 
 Versions:
   conv     reference = im2col + GEMM + separate BN/bias/activation passes
@@ -13,6 +13,13 @@ Versions:
            F(4x4,3x3) with cached weights (on) and streamed (stream), and what the
            measured auto rule picks; each
            validated against the reference, then timed alternately (same run)
+  direct   the direct 3x3 kernel (few channels or few filters), its two versions forced:
+           v1 bands (the weights broadcast in place, 4 x 24 register bands over the
+           pixels of the zero-padded input at each tap's offset) and v2 filter vectors
+           (<= 64 filters: a 32-filter block of repacked weights is the vector operand,
+           3 pixels broadcast, hand-scheduled 3 x 4 tile, transposed back to NCHW);
+           validated against each other bit for bit and against the GEMM path, then
+           timed alternately; "auto" is the rule's pick
   train    one conv layer's training forward + backward (3x3, BN + leaky, batch 8-32):
            reference (reference_kernels: im2col + GEMM per image, unfused BN, col2im) vs
            fast (direct or packed conv into x, fused AVX2 batch norm keeping only x, the
@@ -208,6 +215,53 @@ TRAIN_SHAPES = [(160, 3, 8, 32), (80, 8, 16, 32), (40, 16, 32, 32), (20, 32, 64,
                 (26, 128, 256, 8), (13, 512, 1024, 8)]
 
 
+# (w=h, c, filters) of 3x3 stride-1 layers the direct kernel takes (tiny-voc's and yolov2-voc's
+# first layers, the 32->64 / 16->32 ones, and input gradients of such layers in training).
+DIRECT_SHAPES = [(416, 3, 16), (416, 3, 32), (208, 16, 32), (208, 32, 64), (104, 32, 64), (104, 64, 32),
+                 (52, 64, 64), (208, 32, 16)]
+
+
+def bench_direct(runs):
+    print("== direct 3x3 (batch 1, folded BN + leaky): v1 bands vs v2 filter vectors, alternated ==")
+    print(f"{'shape':24s} {'GFLOP':>7s} {'v1 ms':>8s} {'GF/s':>6s} {'v2 ms':>8s} {'GF/s':>6s} {'v1/v2':>6s} "
+          f"{'auto':>5s}  max rel err vs reference path")
+    rng = np.random.default_rng(0)
+    for (s, c, f) in DIRECT_SHAPES:
+        x = rng.standard_normal((1, c, s, s)).astype(np.float32)
+        w = (rng.standard_normal((f, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32)
+        scale = rng.uniform(.5, 1.5, f).astype(np.float32)
+        bias = rng.standard_normal(f).astype(np.float32)
+        out = np.empty((1, f, s, s), np.float32)
+        call = lambda v: _testing.conv3x3_direct(x, w, scale, bias, "leaky", v, out=out)  # noqa: E731
+        v1 = call("bands").copy()
+        # the check: v1 with unit scales against the same layer on the reference path (im2col + GEMM)
+        net = single_layer_net(s, s, c, f"[convolutional]\nfilters={f}\nsize=3\nstride=1\npad=1\nactivation=leaky\n")
+        params = net.layers[0].params
+        params["weights"][...] = w.reshape(params["weights"].shape)
+        params["biases"][...] = bias
+        fl = 2.0 * s * s * f * c * 9
+        versions = ["bands"] + (["filter_vectors"] if f <= 64 else [])
+        if "filter_vectors" in versions:
+            v2 = call("filter_vectors").copy()
+            assert np.array_equal(v1.view(np.uint32), v2.view(np.uint32)), f"{(s, c, f)}: v1 and v2 differ"
+        ref = _testing.conv3x3_direct(x, w, np.ones(f, np.float32), bias, "leaky", "bands")  # unscaled
+        net.set_exec_options(reference_kernels=True)
+        expected = np.asarray(net.forward(x), np.float64)
+        err = np.abs(ref - expected).max() / max(1.0, np.abs(expected).max())
+        times = {v: [] for v in versions}
+        call("bands")
+        for _ in range(runs):
+            for v in versions:
+                t = time.perf_counter()
+                call(v)
+                times[v].append(time.perf_counter() - t)
+        t1 = statistics.median(times["bands"])
+        t2 = statistics.median(times["filter_vectors"]) if "filter_vectors" in times else float("nan")
+        auto = "v2" if (16 < f <= 64 and c >= 8) else "v1"
+        print(f"{s:4d}x{s:<4d}x{c:4d} -> {f:4d}   {fl / 1e9:7.3f} {t1 * 1e3:8.2f} {fl / t1 / 1e9:6.0f} "
+              f"{t2 * 1e3:8.2f} {fl / t2 / 1e9:6.0f} {t1 / t2:6.2f} {auto:>5s}  {err:.1e}")
+
+
 def bench_train(runs):
     print("== train (one 3x3 conv layer, BN + leaky, forward + backward; a 1x1 head, avgpool, softmax, cost) ==")
     print(f"{'shape':30s} {'GFLOP':>7s} {'ref fwd':>8s} {'bwd':>8s} {'fast fwd':>9s} {'bwd':>8s} {'speedup':>7s}"
@@ -249,7 +303,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--only", choices=["conv", "winograd", "train", "gemm", "maxpool", "reorg", "region"])
+    ap.add_argument("--only", choices=["conv", "winograd", "direct", "train", "gemm", "maxpool", "reorg", "region"])
     args = ap.parse_args()
     _core.set_num_threads(args.threads)
     print(f"threads {args.threads}, kernels {_core.cpu_kernel()}, medians of {args.runs} runs")
@@ -257,11 +311,14 @@ def main():
         bench_conv(args.runs)
     if args.only in (None, "winograd"):
         bench_winograd(args.runs)
+    if args.only in (None, "direct"):
+        bench_direct(args.runs)
     if args.only in (None, "train"):
         bench_train(args.runs)
     if args.only in (None, "gemm"):
         bench_gemm(args.runs)
-    bench_memory_bound(args.runs, args.only if args.only not in ("conv", "winograd", "train", "gemm") else "none")
+    bench_memory_bound(args.runs,
+                       args.only if args.only not in ("conv", "winograd", "direct", "train", "gemm") else "none")
 
 
 if __name__ == "__main__":

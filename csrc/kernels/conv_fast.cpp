@@ -337,7 +337,7 @@ bool conv3x3_direct_applicable(CpuIsa isa, const ConvShape& s) {
 }
 
 void conv3x3_direct(CpuIsa isa, const ConvShape& s, const float* input, const float* weights, const ConvEpilogue& ep,
-                    float* output) {
+                    float* output, DirectVariant variant) {
   check(conv3x3_direct_applicable(isa, s), "conv3x3_direct: not a 3x3 stride-1 pad-1 ungrouped convolution with at most ",
         kDirectMaxChannels, " channels on AVX2");
   require_cpu_isa(isa);
@@ -354,7 +354,12 @@ void conv3x3_direct(CpuIsa isa, const ConvShape& s, const float* input, const fl
   float* padded = padded_buf.data();
   const int strips = (s.filters + 7) / 8;
   const int threads = std::max(1, omp_get_max_threads());
-  if (s.filters > 16 && s.filters <= kDirectFilterVectorMaxFilters && s.c >= 8) {
+  check(variant != DirectVariant::FilterVectors || s.filters <= kDirectFilterVectorMaxFilters,
+        "conv3x3_direct: the filter-vector kernel takes at most ", kDirectFilterVectorMaxFilters, " filters");
+  const bool filter_vectors = variant == DirectVariant::Auto
+                                  ? s.filters > 16 && s.filters <= kDirectFilterVectorMaxFilters && s.c >= 8
+                                  : variant == DirectVariant::FilterVectors;
+  if (filter_vectors) {
     // Few filters: the filter-vector kernel, blocks of 32 filters.
     const int fv = 4, fbw = fv * 8, blocks = (s.filters + fbw - 1) / fbw;
     static thread_local std::vector<float> wt_buf;  // [block][K][fbw], zero past the last filter

@@ -56,8 +56,11 @@ constexpr int kDirectFewFiltersMaxChannels = 64, kDirectFewFiltersMax = 64;
 // operand, the pixels broadcast; conv_fast.cpp's fv_row), bit-identical results.
 constexpr int kDirectFilterVectorMaxFilters = 64;
 bool conv3x3_direct_applicable(CpuIsa isa, const ConvShape& s);
+// Which kernel conv3x3_direct runs: its rule (Auto), or one forced (the kernel lab and the
+// tests compare them; FilterVectors needs at most kDirectFilterVectorMaxFilters filters).
+enum class DirectVariant { Auto, Bands, FilterVectors };
 void conv3x3_direct(CpuIsa isa, const ConvShape& s, const float* input, const float* weights, const ConvEpilogue& ep,
-                    float* output);
+                    float* output, DirectVariant variant = DirectVariant::Auto);
 
 // ---- training backward of the raw convolution (batch norm and activation are the layer's)
 // weight_updates[filters, c, size, size] += sum over the batch of delta * columns^T, with the

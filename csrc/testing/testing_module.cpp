@@ -3,6 +3,7 @@
 // darknet_py package never imports it; tests/ and bench/ do.
 //   gemm              the fast or the reference CPU GEMM on numpy arrays
 //   run_region_layer  one [region] section run alone on a recorded input
+//   conv3x3_direct    the direct 3x3 kernel, its rule or one variant forced
 //
 // setup.py links it from these sources plus the core objects already compiled
 // for _core (nothing is compiled twice). It therefore holds its own copy of the
@@ -24,6 +25,7 @@
 #include "backend/backend.hpp"
 #include "core/error.hpp"
 #include "core/options.hpp"
+#include "kernels/conv_fast.hpp"
 #include "kernels/gemm.hpp"
 #include "layers/layers.hpp"
 #include "layers/region.hpp"
@@ -73,6 +75,49 @@ void run_gemm(bool ta, bool tb, int M, int N, int K, float alpha, const FloatArr
     gemm_reference(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, c, ldc);
   else
     gemm(isa, ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, c, ldc);
+}
+
+// The direct 3x3 stride-1 pad-1 convolution of input (N, C, H, W) with weights (F, C, 3, 3):
+// output = act(scale * conv + bias) per filter, on the default CPU kernel family, with the
+// kernel's own rule (variant "auto") or "bands" / "filter_vectors" forced.
+py::array_t<float> run_conv3x3_direct(const FloatArray& input, const FloatArray& weights, const FloatArray& scale,
+                                      const FloatArray& bias, const std::string& activation,
+                                      const std::string& variant, std::optional<py::array_t<float>> out_arg) {
+  if (input.ndim() != 4 || weights.ndim() != 4) fail("input must be (N, C, H, W) and weights (F, C, 3, 3)");
+  ConvShape s;
+  s.batch = (int)input.shape(0);
+  s.c = (int)input.shape(1);
+  s.h = s.out_h = (int)input.shape(2);
+  s.w = s.out_w = (int)input.shape(3);
+  s.filters = (int)weights.shape(0);
+  s.size = 3;
+  s.pad = 1;
+  if (weights.shape(1) != s.c || weights.shape(2) != 3 || weights.shape(3) != 3)
+    fail("weights must be (F, C, 3, 3) with the input's C");
+  if (scale.size() != s.filters || bias.size() != s.filters) fail("scale and bias need one value per filter");
+  ConvEpilogue ep;
+  ep.scale = scale.data();
+  ep.bias = bias.data();
+  if (!parse_activation(activation, &ep.act)) fail("unknown activation ", activation);
+  DirectVariant v = DirectVariant::Auto;
+  if (variant == "bands")
+    v = DirectVariant::Bands;
+  else if (variant == "filter_vectors")
+    v = DirectVariant::FilterVectors;
+  else if (variant != "auto")
+    fail("variant must be auto, bands or filter_vectors");
+  const CpuIsa isa = core_defaults().isa;
+  py::array_t<float> out = out_arg ? *out_arg
+                                   : py::array_t<float>({(py::ssize_t)s.batch, (py::ssize_t)s.filters,
+                                                         (py::ssize_t)s.h, (py::ssize_t)s.w});
+  if (!(out.flags() & py::array::c_style) || out.size() != (py::ssize_t)s.batch * s.filters * s.h * s.w)
+    fail("out must be a C-contiguous float32 array of (N, F, H, W)");
+  float* o = out.mutable_data();
+  {
+    py::gil_scoped_release r;
+    conv3x3_direct(isa, s, input.data(), weights.data(), ep, o, v);
+  }
+  return out;
 }
 
 // Runs one [region] section alone on a recorded input, on a CPU backend:
@@ -163,6 +208,13 @@ PYBIND11_MODULE(_testing, m) {
         py::arg("alpha"), py::arg("A"), py::arg("B"), py::arg("beta"), py::arg("C"), py::arg("reference") = false,
         "C = alpha*op(A)*op(B) + beta*C in place (row-major; ld = each array's row length), on the default "
         "CPU kernel family (_core.set_cpu_kernel); reference=True: the double-accumulating reference loop.");
+
+  m.def("conv3x3_direct", &dn::run_conv3x3_direct, py::arg("input"), py::arg("weights"), py::arg("scale"),
+        py::arg("bias"), py::arg("activation") = "linear", py::arg("variant") = "auto", py::arg("out") = py::none(),
+        "The direct 3x3 stride-1 pad-1 convolution (AVX2/AVX-512 kernel families; DarknetError on plain or\n"
+        "where it does not apply): act(scale * conv + bias) per filter. variant: 'auto' (the kernel's rule),\n"
+        "'bands' (weights broadcast, pixels the vectors) or 'filter_vectors' (<= 64 filters, swapped roles).\n"
+        "out: an (N, F, H, W) float32 array to write (returned), else a new one.");
 
   m.def("run_region_layer", &dn::run_region_layer, py::arg("cfg_file"), py::arg("cfg_text") = py::none(),
         py::arg("batch"), py::arg("w"), py::arg("h"), py::arg("c"), py::arg("input"), py::arg("truth") = py::none(),
