@@ -76,13 +76,16 @@ namespace wino_detail {
 #undef DN_WINO_TARGET
 #undef DN_WINO_SUFFIX
 
-void input_block(CpuIsa isa, const Geom& g, const float* input, int t0, int nb, int nbs, float* V) {
+// Channels [c_begin, c_end) only (the streamed driver splits a block's channels across threads).
+void input_block(CpuIsa isa, const Geom& g, const float* input, int t0, int nb, int nbs, float* V, int c_begin = 0,
+                 int c_end = -1) {
+  if (c_end < 0) c_end = g.c;
   switch (isa) {
-    case CpuIsa::Avx512: return input_block_avx512(g, input, t0, nb, nbs, V);
-    case CpuIsa::Avx2: return input_block_avx2(g, input, t0, nb, nbs, V);
+    case CpuIsa::Avx512: return input_block_avx512(g, input, t0, nb, nbs, V, c_begin, c_end);
+    case CpuIsa::Avx2: return input_block_avx2(g, input, t0, nb, nbs, V, c_begin, c_end);
     case CpuIsa::Plain: break;
   }
-  input_block_plain(g, input, t0, nb, nbs, V);
+  input_block_plain(g, input, t0, nb, nbs, V, c_begin, c_end);
 }
 
 void output_block(CpuIsa isa, const Geom& g, int filters, const float* M, int t0, int nb, int nbs,
@@ -283,10 +286,15 @@ void conv3x3_winograd_streamed(CpuIsa isa, const ConvShape& s, const float* inpu
     const int nq = (nb + kPanel - 1) / kPanel;
 #pragma omp parallel num_threads(threads)
     {
-#pragma omp for schedule(static)
+      // The input transform split over tile panels and channel chunks: a 13x13 image is one
+      // panel (16 tiles) and a 26x26 one a full panel and a 1-tile one, so panels alone left
+      // one thread doing nearly all of it.
+      const int cchunk = std::max(16, (g.c + 2 * threads - 1) / (2 * threads)), nchunks = (g.c + cchunk - 1) / cchunk;
+#pragma omp for schedule(dynamic, 1) collapse(2)
       for (int q = 0; q < nq; ++q)
-        wino_detail::input_block(isa, g, input, t0 + q * kPanel, std::min(kPanel, nb - q * kPanel), nbs,
-                                 V + (size_t)q * g.c * kPanel);
+        for (int cb = 0; cb < nchunks; ++cb)
+          wino_detail::input_block(isa, g, input, t0 + q * kPanel, std::min(kPanel, nb - q * kPanel), nbs,
+                                   V + (size_t)q * g.c * kPanel, cb * cchunk, std::min(g.c, (cb + 1) * cchunk));
       static thread_local std::vector<float> ubuf, mbuf, tbuf;
       if (ubuf.size() < 6 * xs_u) ubuf.resize(6 * xs_u);  // one row of U: 6 panels
       if (tbuf.size() < 9 * xs_u) tbuf.resize(9 * xs_u);
