@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "core/error.hpp"
 #include "kernels/batchnorm.hpp"
@@ -191,7 +193,7 @@ __attribute__((target("avx2,fma"))) void direct_row_strip(const DirectBand& t) {
 // and the input streams through once per block. The tile comes out pixel-major; 8 x 8
 // register transposes write it back as NCHW rows with the epilogue. Every output is the same
 // FMA chain in the same k order as direct_band's, so the results are bit-identical to it.
-// Measured (alternated, 1 thread, tiny-voc 208x208 16->32): see conv_fast.hpp.
+// Measured: the README's Performance section and the kernel lab's `direct` section.
 template <int PX, int FV>
 __attribute__((target("avx2,fma"))) inline void fv_tile(const float* in, size_t plane, int wp, int channels,
                                                          const float* wt, float* tile) {
@@ -267,8 +269,7 @@ __attribute__((target("avx2,fma"))) inline void fv_tile<3, 4>(const float* in, s
 }
 #undef DN_FV_TAP
 
-// One output row of one filter block, in chunks of 24 pixels: tiles into a pixel-major
-// buffer, then transposed to the filters' rows with the epilogue (as direct_band's).
+// One output row of one filter block: the input, weights and output of fv_row.
 struct FvRow {
   const float* in;     // padded input at the output row's origin
   size_t plane;        // floats per padded channel plane
@@ -290,8 +291,11 @@ __attribute__((target("avx2,fma"))) void fv_row(const FvRow& t) {
   // filter's output row as one contiguous run. Transposing straight into the output wrote
   // 32 rows 32 bytes at a time and cost a third of the layer's time.
   constexpr int FBW = FV * 8, PX = 3, kChunk = 240;
-  alignas(32) float tiles[kChunk * FBW];
-  alignas(32) float rows[FBW * kChunk];
+  // 60 KB per thread, kept off the stack (a host thread's stack may be small) and reused.
+  static thread_local std::vector<float> scratch;
+  if (scratch.size() < (size_t)2 * kChunk * FBW + 8) scratch.resize((size_t)2 * kChunk * FBW + 8);
+  float* tiles = scratch.data() + ((32 - reinterpret_cast<uintptr_t>(scratch.data()) % 32) % 32) / sizeof(float);
+  float* rows = tiles + kChunk * FBW;
   for (int x0 = 0; x0 < t.width; x0 += kChunk) {
     const int n = std::min(kChunk, t.width - x0);
     const float* in = t.in + x0;
