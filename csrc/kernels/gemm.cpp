@@ -125,9 +125,10 @@ __attribute__((target("avx2,fma"))) inline void band_avx2(const Tile& t, int i0,
   const float* b = t.b + j0;
   const ptrdiff_t cs = kCs ? kCs : t.cs;  // constant strides let GCC fold the addressing
   // One k step; the main loop runs four at a time so the addresses are constant
-  // displacements instead of per-step arithmetic: the band is bound by issued ops, not
-  // FMAs, when this VM's core is shared (measured 0.75x of the FMA peak with one step per
-  // iteration, 0.85-0.9x with four, in its slow phases).
+  // displacements instead of per-step arithmetic (20.5 instructions per 12 FMAs, not 24):
+  // the band is bound by issued instructions, not FMAs, when the VM's core behaves as
+  // shared (L1-resident, its slow phases: 0.70-0.77x of the FMA peak with one step per
+  // iteration, 0.78-0.85x with four).
   auto step = [&](int k) __attribute__((always_inline, target("avx2,fma"))) {
     __m256 bv[NJ];
 #pragma GCC unroll 4
@@ -139,7 +140,7 @@ __attribute__((target("avx2,fma"))) inline void band_avx2(const Tile& t, int i0,
       for (int j = 0; j < NJ; ++j) acc[i][j] = _mm256_fmadd_ps(x, bv[j], acc[i][j]);
     }
   };
-  // The 8 x 8 band stays rolled: unrolled, GCC spills its registers.)
+  // The 8 x 8 band stays rolled: unrolled, GCC spills its registers.
   constexpr int U = NJ == 1 ? 1 : 4;
   const int kc = t.kc, kcu = kc / U * U;
   for (int k0 = 0; k0 < kcu; k0 += U) {
