@@ -350,39 +350,46 @@ void conv3x3_direct(CpuIsa isa, const ConvShape& s, const float* input, const fl
   check(conv3x3_direct_applicable(isa, s), "conv3x3_direct: not a 3x3 stride-1 pad-1 ungrouped convolution with at most ",
         kDirectMaxChannels, " channels on AVX2");
   require_cpu_isa(isa);
-  const int hp = s.h + 2, wp = s.w + 2, K = s.c * 9;
-  const size_t plane = (size_t)hp * wp, out_plane = (size_t)s.out_h * s.out_w;
-  std::vector<int> koff(K);
-  for (int c = 0; c < s.c; ++c)
-    for (int ky = 0; ky < 3; ++ky)
-      for (int kx = 0; kx < 3; ++kx) koff[c * 9 + ky * 3 + kx] = (int)(c * plane + ky * wp + kx);
-  // The zero-padded image; 24 floats of slack: a row's last band reads past its end.
-  static thread_local std::vector<float> padded_buf;
-  const size_t need = (size_t)s.c * plane + 24;
-  if (padded_buf.size() < need) padded_buf.assign(need, 0.f);
-  float* padded = padded_buf.data();
-  const int strips = (s.filters + 7) / 8;
-  const int threads = std::max(1, omp_get_max_threads());
   check(variant != DirectVariant::FilterVectors || s.filters <= kDirectFilterVectorMaxFilters,
         "conv3x3_direct: the filter-vector kernel takes at most ", kDirectFilterVectorMaxFilters, " filters");
   const bool filter_vectors = variant == DirectVariant::Auto
                                   ? s.filters > 16 && s.filters <= kDirectFilterVectorMaxFilters && s.c >= 8
                                   : variant == DirectVariant::FilterVectors;
+  const int hp = s.h + 2, wp = s.w + 2, K = s.c * 9;
+  const size_t plane = (size_t)hp * wp, out_plane = (size_t)s.out_h * s.out_w;
+  // The zero-padded image; 24 floats of slack: a row's last band reads past its end.
+  static thread_local std::vector<float> padded_buf;
+  const size_t need = (size_t)s.c * plane + 24;
+  if (padded_buf.size() < need) padded_buf.assign(need, 0.f);
+  float* padded = padded_buf.data();
+  const int threads = std::max(1, omp_get_max_threads());
+  // Bands: the offset of each row of the virtual im2col matrix in the padded image.
+  std::vector<int> koff;
+  const int strips = (s.filters + 7) / 8;
+  // Filter vectors: blocks of 32 filters, the weights repacked [block][K][32], zero past the
+  // last filter (this thread's buffer: inside the region wt_buf is each thread's own).
+  constexpr int fbw = 32;
+  const int blocks = (s.filters + fbw - 1) / fbw;
+  static thread_local std::vector<float> wt_buf;
   if (filter_vectors) {
-    // Few filters: the filter-vector kernel, blocks of 32 filters.
-    const int fv = 4, fbw = fv * 8, blocks = (s.filters + fbw - 1) / fbw;
-    static thread_local std::vector<float> wt_buf;  // [block][K][fbw], zero past the last filter
     wt_buf.assign((size_t)blocks * K * fbw, 0.f);
     for (int f = 0; f < s.filters; ++f)
       for (int k = 0; k < K; ++k) wt_buf[((size_t)(f / fbw) * K + k) * fbw + f % fbw] = weights[(size_t)f * K + k];
-    const float* wt = wt_buf.data();  // this thread's buffer (inside the region wt_buf is each thread's own)
-    for (int b = 0; b < s.batch; ++b) {
-      const float* img = input + (size_t)b * s.c * s.h * s.w;
-      float* out = output + (size_t)b * s.filters * out_plane;
+  } else {
+    koff.resize(K);
+    for (int c = 0; c < s.c; ++c)
+      for (int ky = 0; ky < 3; ++ky)
+        for (int kx = 0; kx < 3; ++kx) koff[c * 9 + ky * 3 + kx] = (int)(c * plane + ky * wp + kx);
+  }
+  const float* wt = wt_buf.data();
+  for (int b = 0; b < s.batch; ++b) {
+    const float* img = input + (size_t)b * s.c * s.h * s.w;
+    float* out = output + (size_t)b * s.filters * out_plane;
 #pragma omp parallel num_threads(threads)
-      {
+    {
 #pragma omp for schedule(static)
-        for (int c = 0; c < s.c; ++c) pad_plane(img + (size_t)c * s.h * s.w, s.h, s.w, padded + c * plane);
+      for (int c = 0; c < s.c; ++c) pad_plane(img + (size_t)c * s.h * s.w, s.h, s.w, padded + c * plane);
+      if (filter_vectors) {
 #pragma omp for schedule(static) collapse(2)
         for (int y = 0; y < s.out_h; ++y)
           for (int blk = 0; blk < blocks; ++blk) {
@@ -400,38 +407,29 @@ void conv3x3_direct(CpuIsa isa, const ConvShape& s, const float* input, const fl
             t.bias = ep.bias ? ep.bias + blk * fbw : nullptr;
             t.act = ep.act;
             t.accumulate = ep.accumulate;
-            fv_row<4>(t);
+            fv_row<fbw / 8>(t);
+          }
+      } else {
+#pragma omp for schedule(static)
+        for (int y = 0; y < s.out_h; ++y)
+          for (int st = 0; st < strips; ++st) {
+            DirectBand t;
+            t.a = weights + (size_t)st * 8 * K;
+            t.lda = K;
+            t.K = K;
+            t.koff = koff.data();
+            t.b = padded + (size_t)y * wp;
+            t.c = out + (size_t)st * 8 * out_plane + (size_t)y * s.out_w;
+            t.ldc = out_plane;
+            t.mv = std::min(8, s.filters - st * 8);
+            t.width = s.out_w;
+            t.scale = ep.scale ? ep.scale + st * 8 : nullptr;
+            t.bias = ep.bias ? ep.bias + st * 8 : nullptr;
+            t.act = ep.act;
+            t.accumulate = ep.accumulate;
+            direct_row_strip(t);
           }
       }
-    }
-    return;
-  }
-  for (int b = 0; b < s.batch; ++b) {
-    const float* img = input + (size_t)b * s.c * s.h * s.w;
-    float* out = output + (size_t)b * s.filters * out_plane;
-#pragma omp parallel num_threads(threads)
-    {
-#pragma omp for schedule(static)
-      for (int c = 0; c < s.c; ++c) pad_plane(img + (size_t)c * s.h * s.w, s.h, s.w, padded + c * plane);
-#pragma omp for schedule(static)
-      for (int y = 0; y < s.out_h; ++y)
-        for (int st = 0; st < strips; ++st) {
-          DirectBand t;
-          t.a = weights + (size_t)st * 8 * K;
-          t.lda = K;
-          t.K = K;
-          t.koff = koff.data();
-          t.b = padded + (size_t)y * wp;
-          t.c = out + (size_t)st * 8 * out_plane + (size_t)y * s.out_w;
-          t.ldc = out_plane;
-          t.mv = std::min(8, s.filters - st * 8);
-          t.width = s.out_w;
-          t.scale = ep.scale ? ep.scale + st * 8 : nullptr;
-          t.bias = ep.bias ? ep.bias + st * 8 : nullptr;
-          t.act = ep.act;
-          t.accumulate = ep.accumulate;
-          direct_row_strip(t);
-        }
     }
   }
 }
