@@ -263,6 +263,11 @@ void Network::set_options(const ExecOptions& o) {
   } else {
     backend_->set_options(o);
   }
+  if (o.cuda_graphs != options_.cuda_graphs || o.device != options_.device) {
+    backend_->graph_reset();
+    graph_key_.clear();
+    graph_recorded_ = graph_failed_ = false;
+  }
   options_ = o;
   plan_outputs();
 }
@@ -505,7 +510,59 @@ void Network::forward_only(const float* input, const float* truth) {
   auto guard = lock();
   check_consistent();
   ThreadScope threads(options_.threads);
-  run_forward(stage_input(input), truth);
+  const float* staged = stage_input(input);
+  if (!truth && !train && !layer_times && options_.device == Device::Cuda && options_.cuda_graphs &&
+      forward_recorded(staged))
+    return;
+  run_forward(staged, truth);
+}
+
+std::vector<const void*> Network::graph_key(const float* device_input) {
+  const Device dev = options_.device;
+  ensure_workspace();
+  std::vector<const void*> key = {device_input, workspace_.empty() ? nullptr : workspace_.write(dev)};
+  const int64_t shape[] = {opt.batch, opt.w, opt.h, (int64_t)options_.cuda_math, options_.reference_kernels,
+                           (int64_t)layers.size()};
+  for (int64_t v : shape) key.push_back(reinterpret_cast<const void*>(static_cast<intptr_t>(v)));
+  for (auto& l : layers) {
+    key.push_back(l->output.write(dev));
+    for (FloatBuffer* b : l->all_buffers())
+      if (b != &l->output && !b->empty()) key.push_back(b->read(dev));
+  }
+  return key;
+}
+
+bool Network::forward_recorded(const float* device_input) {
+  if (graph_failed_) return false;
+  std::vector<const void*> key = graph_key(device_input);
+  if (graph_recorded_ && key == graph_key_ && backend_->graph_launch()) {
+    ++graph_replays;
+    return true;
+  }
+  const bool seen_before = key == graph_key_;
+  graph_key_ = std::move(key);
+  graph_recorded_ = false;
+  if (!seen_before) return false;  // first forward with these buffers: eager (allocations settle)
+  if (!backend_->graph_capture_begin()) {
+    graph_failed_ = true;
+    return false;
+  }
+  bool recorded = true;
+  try {
+    run_forward(device_input, nullptr);
+  } catch (...) {
+    recorded = false;  // e.g. an operation that cannot be captured: the eager forward reports real errors
+  }
+  recorded = backend_->graph_capture_end() && recorded;
+  if (!recorded || !backend_->graph_launch()) {
+    backend_->graph_reset();
+    graph_failed_ = true;  // this network runs eagerly from now on
+    graph_key_.clear();
+    return false;
+  }
+  graph_recorded_ = true;
+  ++graph_replays;
+  return true;
 }
 
 void Network::run_forward(const float* input, const float* truth_host) {
@@ -524,7 +581,10 @@ void Network::run_forward(const float* input, const float* truth_host) {
   ctx.truth = device_truth ? stage_truth(truth_host) : nullptr;
   using Clock = std::chrono::steady_clock;
   std::vector<double>* times = layer_times;
-  if (times) times->assign(layers.size(), 0.0);
+  if (times) {
+    times->assign(layers.size(), 0.0);
+    backend_->timing_start();
+  }
   for (size_t i = 0; i < layers.size(); ++i) {
     Layer* l = layers[i].get();
     Clock::time_point t0;
@@ -533,10 +593,13 @@ void Network::run_forward(const float* input, const float* truth_host) {
     l->forward(ctx);
     ctx.input = l->output.read(dev);
     if (times) {
-      backend_->synchronize();  // a GPU layer's time is its kernels' time
+      backend_->timing_mark((int)i);
       (*times)[i] = std::chrono::duration<double>(Clock::now() - t0).count();
     }
   }
+  // A GPU layer's time is its kernels' time, from events between the layers (the host times
+  // above are then only the launches).
+  if (times) backend_->timing_collect(times);
   // Network cost: mean over the layers that compute one (Darknet's calc_network_cost).
   double sum = 0;
   int count = 0;
@@ -557,15 +620,24 @@ void Network::backward(const float* input) {
   const float* in = stage_input(input);
   using Clock = std::chrono::steady_clock;
   std::vector<double>* times = layer_times;
-  if (times) times->resize(layers.size(), 0.0);
+  std::vector<double> pass;  // this pass's times, added to *times
+  if (times) {
+    times->resize(layers.size(), 0.0);
+    pass.assign(layers.size(), 0.0);
+    backend_->timing_start();
+  }
   for (int i = (int)layers.size() - 1; i >= 0; --i) {
     Clock::time_point t0;
     if (times) t0 = Clock::now();
     run_backward_layer(i, in);
     if (times) {
-      backend_->synchronize();
-      (*times)[i] += std::chrono::duration<double>(Clock::now() - t0).count();
+      backend_->timing_mark(i);
+      pass[(size_t)i] = std::chrono::duration<double>(Clock::now() - t0).count();
     }
+  }
+  if (times) {
+    backend_->timing_collect(&pass);  // the device's clock where it has one (see run_forward)
+    for (size_t i = 0; i < pass.size(); ++i) (*times)[i] += pass[i];
   }
 }
 

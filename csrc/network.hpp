@@ -81,6 +81,8 @@ class Network {
   // here (on a GPU the backend is synchronised after each layer); one pointer
   // test per layer when off.
   std::vector<double>* layer_times = nullptr;
+  // Inference forwards on CUDA that ran as a replay of the recorded graph (ExecOptions::cuda_graphs).
+  int64_t graph_replays = 0;
   // Inference memory: when false (and not training, on the CPU), forward() lends layer
   // outputs from a shared pool planned by liveness (a buffer is reused once
   // every layer that reads it -- the next layer, routes -- has run), so only
@@ -175,6 +177,15 @@ class Network {
   Layer& layer(int i);
 
  private:
+  // CUDA graph of the inference forward: recorded on the second forward that finds the same
+  // buffers (the first runs eagerly, settling every allocation), replayed while the key --
+  // input, every layer's device buffers, shape and options -- stays the same. Computing the key
+  // also brings every parameter's device copy up to date and marks the outputs as written on
+  // the device, as the layers' own forwards would.
+  std::vector<const void*> graph_key(const float* device_input);
+  bool forward_recorded(const float* device_input);  // true: the forward ran as a replay
+  std::vector<const void*> graph_key_;
+  bool graph_recorded_ = false, graph_failed_ = false;
   mutable std::recursive_mutex mutex_;
   // False after a shape change failed and could not be undone: every later call refuses
   // instead of running layers with mismatched shapes.

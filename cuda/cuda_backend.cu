@@ -91,6 +91,7 @@ CudaBackend::CudaBackend(const ExecOptions& o) {
   int device = 0;
   DN_CUDA_CHECK(cudaGetDevice(&device));
   DN_CUDA_CHECK(cudaDeviceGetAttribute(&multiprocessors_, cudaDevAttrMultiProcessorCount, device));
+  DN_CUDA_CHECK(cudaDeviceGetAttribute(&compute_major_, cudaDevAttrComputeCapabilityMajor, device));
   try {
     // Blocking stream: ordered with the legacy-stream copies of cuda::memory() (see cuda_backend.cuh).
     DN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamDefault));
@@ -107,7 +108,9 @@ CudaBackend::~CudaBackend() {
   // No throwing here: errors of queued work were reported by the last synchronize().
   if (stream_ && cudaStreamSynchronize(stream_) != cudaSuccess) (void)cudaGetLastError();
   for (auto& t : trees_) device_free(t.second.device);
-  device_free(scratch_);
+  for (void* s : scratch_) device_free(s);
+  for (cudaEvent_t e : events_) (void)cudaEventDestroy(e);
+  graph_reset();
   pinned_free(staging_);
   pinned_free(result_);
   if (staging_done_) (void)cudaEventDestroy(staging_done_);
@@ -141,17 +144,82 @@ void CudaBackend::synchronize() {
   DN_CUDA_CHECK(cudaGetLastError());
 }
 
-void* CudaBackend::scratch(size_t bytes) {
-  if (bytes > scratch_bytes_) {
+// Recording: every launch and copy queued on stream_ from graph_capture_begin to
+// graph_capture_end becomes a node of one graph, instead of running. Thread-local capture mode:
+// an unsafe call from this thread inside the window (a synchronous copy, an allocation, a
+// synchronisation) fails the capture; the caller then discards it and runs eagerly.
+bool CudaBackend::graph_capture_begin() {
+  graph_reset();
+  DN_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+  return true;
+}
+
+bool CudaBackend::graph_capture_end() {
+  cudaGraph_t graph = nullptr;
+  cudaError_t e = cudaStreamEndCapture(stream_, &graph);  // always leaves capture mode
+  if (e == cudaSuccess && graph) {
+    cudaGraphExec_t exec = nullptr;
+    e = cudaGraphInstantiate(&exec, graph, 0);
+    if (e == cudaSuccess) graph_exec_ = exec;
+  }
+  if (graph) (void)cudaGraphDestroy(graph);
+  if (e != cudaSuccess) (void)cudaGetLastError();  // a failed capture is not a sticky error
+  return graph_exec_ != nullptr;
+}
+
+bool CudaBackend::graph_launch() {
+  if (!graph_exec_) return false;
+  DN_CUDA_CHECK(cudaGraphLaunch(graph_exec_, stream_));
+  return true;
+}
+
+void CudaBackend::graph_reset() {
+  if (graph_exec_) (void)cudaGraphExecDestroy(graph_exec_);
+  graph_exec_ = nullptr;
+}
+
+void CudaBackend::timing_start() {
+  events_used_ = 0;
+  marked_layers_.clear();
+  timing_mark(-1);
+}
+
+void CudaBackend::timing_mark(int layer) {
+  if (events_used_ == events_.size()) {
+    cudaEvent_t e = nullptr;
+    DN_CUDA_CHECK(cudaEventCreate(&e));
+    events_.push_back(e);
+  }
+  DN_CUDA_CHECK(cudaEventRecord(events_[events_used_++], stream_));
+  if (layer >= 0) marked_layers_.push_back(layer);
+}
+
+bool CudaBackend::timing_collect(std::vector<double>* seconds) {
+  if (events_used_ < 2) return false;
+  DN_CUDA_CHECK(cudaEventSynchronize(events_[events_used_ - 1]));
+  for (size_t k = 0; k + 1 < events_used_; ++k) {
+    float ms = 0.f;
+    DN_CUDA_CHECK(cudaEventElapsedTime(&ms, events_[k], events_[k + 1]));
+    const int layer = marked_layers_[k];
+    if ((size_t)layer >= seconds->size()) seconds->resize((size_t)layer + 1, 0.0);
+    (*seconds)[(size_t)layer] = ms * 1e-3;
+  }
+  events_used_ = 0;
+  marked_layers_.clear();
+  return true;
+}
+
+void* CudaBackend::scratch(size_t bytes, int slot) {
+  if (bytes > scratch_bytes_[slot]) {
     // Work queued earlier may still read the old scratch.
     DN_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    device_free(scratch_);
-    scratch_ = nullptr;
-    scratch_bytes_ = 0;
-    scratch_ = device_alloc(bytes, false);
-    scratch_bytes_ = bytes;
+    device_free(scratch_[slot]);
+    scratch_[slot] = nullptr;
+    scratch_bytes_[slot] = 0;
+    scratch_[slot] = device_alloc(bytes, false);
+    scratch_bytes_[slot] = bytes;
   }
-  return scratch_;
+  return scratch_[slot];
 }
 
 const int* CudaBackend::tree_groups(const WordTree& tree) {

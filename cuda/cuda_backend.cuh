@@ -29,6 +29,8 @@ struct WordTree;
 
 namespace cuda {
 
+struct ImplicitGemm;  // conv_fast.cu
+
 // Counted allocations (AllocationStats). device_alloc zero-fills when asked.
 void* device_alloc(size_t bytes, bool zero);
 void device_free(void* p) noexcept;
@@ -101,12 +103,36 @@ class CudaBackend final : public Backend {
 
   void sgd(size_t n, float* param, float* update, float step, float decay_term, float momentum) override;
 
+  // CUDA graphs of the inference forward (Network records one and replays it).
+  bool graph_capture_begin() override;
+  bool graph_capture_end() override;
+  bool graph_launch() override;
+  void graph_reset() override;
+
+  // Per-layer times from CUDA events recorded on the stream (no synchronisation per layer).
+  void timing_start() override;
+  void timing_mark(int layer) override;
+  bool timing_collect(std::vector<double>* seconds) override;
+
+  // conv_fast.cu: the convolutions as implicit GEMMs (tensor cores under CudaMath::Tf32),
+  // batch folded in, fused epilogues; reference_kernels runs the layer's im2col + SGEMM instead.
+  bool conv_inference(ConvolutionalLayer& l, const float* input, float* output) override;
+  bool conv_forward_raw(ConvolutionalLayer& l, const float* input, float* output) override;
+  bool conv_weight_gradient(ConvolutionalLayer& l, const float* input, const float* delta) override;
+  bool conv_input_gradient(ConvolutionalLayer& l, const float* delta, float* prev_delta) override;
+
  private:
+  // Launches p (choosing the tile, the split of K and the arithmetic) and, when K is split,
+  // the reduction that finishes it.
+  void implicit_gemm(ImplicitGemm& p, int max_splits);
   // Device copy of a WordTree's groups, uploaded on first use: group offsets
   // [0, groups), then group sizes [groups, 2*groups).
   const int* tree_groups(const WordTree& tree);
-  // Device scratch of at least `bytes`, grown on demand and kept (reductions, split-K GEMM).
-  void* scratch(size_t bytes);
+  // Device scratch of at least `bytes`, grown on demand and kept: slot kScratchWork for
+  // reductions and split-K partial sums, kScratchFilters for the input gradient's flipped
+  // filters (alive while a split-K GEMM uses the other slot).
+  static constexpr int kScratchWork = 0, kScratchFilters = 1, kScratchSlots = 2;
+  void* scratch(size_t bytes, int slot = kScratchWork);
   // Partial sums of a reduction: room for kReduceBlocks doubles and the total.
   double* reduction_partials() { return static_cast<double*>(scratch((kReduceBlocks + 1) * sizeof(double))); }
   // Sums the first `blocks` partials on the device (fixed order: deterministic)
@@ -122,14 +148,20 @@ class CudaBackend final : public Backend {
   };
 
   int multiprocessors_ = 1;
+  int compute_major_ = 0;  // the device's compute capability (TF32 tensor cores from 8)
   cudaStream_t stream_ = nullptr;
   cudaEvent_t staging_done_ = nullptr;  // recorded after the last upload that read staging_
   float* staging_ = nullptr;            // pinned host staging for upload()
   size_t staging_bytes_ = 0;
   double* result_ = nullptr;  // pinned: one reduced value fetched from the device
-  void* scratch_ = nullptr;
-  size_t scratch_bytes_ = 0;
+  void* scratch_[kScratchSlots] = {};
+  size_t scratch_bytes_[kScratchSlots] = {};
   std::unordered_map<const WordTree*, TreeCache> trees_;
+  // Layer timing: events_[0] recorded by timing_start, events_[k] after the k-th marked layer.
+  std::vector<cudaEvent_t> events_;
+  cudaGraphExec_t graph_exec_ = nullptr;  // the recorded forward (graph_capture_end)
+  std::vector<int> marked_layers_;
+  size_t events_used_ = 0;
 };
 
 }  // namespace cuda

@@ -125,23 +125,28 @@ class Network:
 
     @property
     def exec_options(self) -> dict:
-        """This network's run-time switches: {device, isa, winograd, reference_kernels, threads}.
-        The environment (DARKNET_PY_ISA, DARKNET_PY_WINOGRAD, DARKNET_PY_REFERENCE_KERNELS,
-        DARKNET_PY_THREADS) only seeds their defaults when a network is built."""
+        """This network's run-time switches: {device, isa, winograd, reference_kernels, threads,
+        cuda_math, cuda_graphs}. The environment (DARKNET_PY_ISA, DARKNET_PY_WINOGRAD,
+        DARKNET_PY_REFERENCE_KERNELS, DARKNET_PY_THREADS, DARKNET_PY_CUDA_MATH,
+        DARKNET_PY_CUDA_GRAPHS) only seeds their defaults when a network is built."""
         return dict(self._net.exec_options)
 
     def set_exec_options(self, device: Optional[str] = None, isa: Optional[str] = None,
                          winograd: Optional[str] = None, reference_kernels: Optional[bool] = None,
-                         threads: Optional[int] = None) -> "Network":
+                         threads: Optional[int] = None, cuda_math: Optional[str] = None,
+                         cuda_graphs: Optional[bool] = None) -> "Network":
         """Change some run-time switches (None keeps the current value); returns self.
         isa: "auto", "avx512", "avx2" or "plain"; winograd: "auto", "on" or "off";
         reference_kernels: run inference on the plain reference kernels; threads: OpenMP
-        threads for this network's calls (0 = the runtime's default). Invalid values raise
-        DarknetError."""
+        threads for this network's calls (0 = the runtime's default); cuda_math: the CUDA
+        convolutions' arithmetic, "tf32" (tensor cores, the default) or "fp32" (plain FMA);
+        cuda_graphs: on CUDA, record an inference forward once and replay it as a CUDA graph
+        while the buffers stay the same (default True). Invalid values raise DarknetError."""
         self._net.set_exec_options(device=None if device is None else _device_name(device), isa=isa,
                                    winograd=winograd,
                                    reference_kernels=None if reference_kernels is None else bool(reference_kernels),
-                                   threads=None if threads is None else int(threads))
+                                   threads=None if threads is None else int(threads), cuda_math=cuda_math,
+                                   cuda_graphs=None if cuda_graphs is None else bool(cuda_graphs))
         return self
 
     @property

@@ -15,11 +15,14 @@ per-layer sum and the total can be compared directly. The machine's peak is
 measured once with an FMA microbenchmark (see bench/peak_fma.py) and cached in
 ~/.cache/darknet_py/peak.json.
 
-On a CUDA network (device="cuda", --device cuda) the core synchronises the
-device after each layer while timing, so a layer's time is its kernels' time
-(and the sum of layers includes one synchronisation per layer that an untimed
-forward does not pay). The CPU's FMA peak does not apply there: peak_gflops and
-pct_peak are None and the table shows "-".
+On a CUDA network (device="cuda", --device cuda) a layer's time comes from CUDA
+events recorded on the network's stream between the layers (no synchronisation per
+layer; the pass runs as an untimed one would, and the time between two events is the
+layer's kernels plus any gap while the host was still queueing them). The peak is the
+device's, measured at each profile (a few milliseconds, `_core.cuda_peak_gflops`):
+TF32 tensor-core products (mma.sync) when the network's cuda_math is "tf32" (the
+default), FP32 FMA when it is "fp32" or the reference kernels run. The emulated device
+runs CPU kernels on its own memory: no peak there (None, "-").
 """
 from __future__ import annotations
 
@@ -91,7 +94,7 @@ class LayerProfile:
     share: float         # ms / sum of layer ms
     flops: float         # per pass (all images of the batch)
     gflops: float        # achieved
-    pct_peak: Optional[float]  # gflops / machine peak * 100 (None on a GPU: no peak measured)
+    pct_peak: Optional[float]  # gflops / measured peak * 100 (None on the emulated device)
     backward_ms: Optional[float] = None
 
 
@@ -129,7 +132,8 @@ class Profile:
         if self.device == "cpu":
             where = f"cpu ({self.device_name}), {self.threads} thread(s), kernels {self.kernel}"
         else:
-            where = f"{self.device} ({self.device_name}), layers timed with a device sync each"
+            where = (f"cuda ({self.device_name}), kernels {self.kernel}, layers timed with CUDA events"
+                     if self.device == "cuda" else f"{self.device} ({self.device_name}), CPU kernels")
         peak = f"peak {self.peak_gflops:.0f} GFLOP/s" if self.peak_gflops else "peak -"
         lines = [f"{self.cfg}: {self.width}x{self.height}, batch {self.batch}, {where}, {peak}, "
                  f"median of {self.runs} runs",
@@ -167,6 +171,14 @@ class Profile:
         return buf.getvalue()
 
 
+def cuda_peak_gflops(math: str = "tf32") -> float:
+    """The CUDA device's measured peak GFLOP/s: "tf32" tensor-core products or "fp32" FMA
+    (measured at each call: a few milliseconds; DARKNET_PY_CUDA_PEAK_GFLOPS overrides)."""
+    if os.environ.get("DARKNET_PY_CUDA_PEAK_GFLOPS"):
+        return float(os.environ["DARKNET_PY_CUDA_PEAK_GFLOPS"])
+    return float(_core.cuda_peak_gflops(math))
+
+
 def _gpu_name() -> str:
     try:
         return str(_core.cuda_device_info(0)["name"])
@@ -192,10 +204,16 @@ def profile_network(net, runs: int = 20, warmup: int = 2, backward: bool = False
         peak = peak_gflops(threads)
         kernel = str(opts["isa"]) + (" (reference kernels)" if opts["reference_kernels"] else "")
         device_name = _cpu_model()
+    elif device == "cuda":
+        math = "fp32" if opts["reference_kernels"] else str(opts.get("cuda_math", "tf32"))
+        peak = cuda_peak_gflops(math)
+        kernel = f"cuda {math}" + (" (reference kernels: im2col + SGEMM)" if opts["reference_kernels"]
+                                   else " (implicit GEMM)")
+        device_name = _gpu_name()
     else:
         # The emulated device runs the CPU kernels (on separately allocated "device" memory).
         peak, kernel = None, device
-        device_name = f"CPU kernels, {_cpu_model()}" if device == "emulated" else _gpu_name()
+        device_name = f"CPU kernels, {_cpu_model()}"
     n_img = x.shape[0]
     meds = [statistics.median(t) * 1e3 for t in raw["layers"]]
     bmeds = [statistics.median(t) * 1e3 for t in raw["backward_layers"]] if backward else None
@@ -227,6 +245,8 @@ def register_commands(subparsers) -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--backward", action="store_true", help="also time the backward pass (training mode)")
     p.add_argument("--reference", action="store_true", help="time the plain reference kernels")
+    p.add_argument("--cuda-math", choices=["tf32", "fp32"], default=None,
+                   help="CUDA convolutions: tf32 tensor cores (default) or fp32 FMA")
     from .cli import add_device_argument
     add_device_argument(p)
     fmt = p.add_mutually_exclusive_group()
@@ -244,6 +264,8 @@ def profile_main(args) -> int:
         net.resize(args.size, args.size)
     if args.reference:
         net.set_exec_options(reference_kernels=True)
+    if args.cuda_math:
+        net.set_exec_options(cuda_math=args.cuda_math)
     prof = profile_network(net, runs=args.runs, warmup=args.warmup, backward=args.backward, batch=args.batch)
     if args.json:
         print(prof.to_json())

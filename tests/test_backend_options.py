@@ -39,7 +39,7 @@ ISA_TOL = 1e-5
 WINOGRAD_TOL = 1e-4
 FAST_PATH_TOL = 1e-4
 
-OPTION_KEYS = {"device", "isa", "winograd", "reference_kernels", "threads"}
+OPTION_KEYS = {"device", "isa", "winograd", "reference_kernels", "threads", "cuda_math", "cuda_graphs"}
 ISA_ORDER = ["plain", "avx2", "avx512"]
 BEST_ISA = _core.cpu_kernel_best()
 SUPPORTED_ISAS = ISA_ORDER[:ISA_ORDER.index(BEST_ISA) + 1]
@@ -114,7 +114,8 @@ OPTIONS_SCRIPT = """
 import json, darknet_py
 net = darknet_py.Network.from_text("[net]\\nwidth=8\\nheight=8\\nchannels=3\\n[convolutional]\\nfilters=4\\nsize=3\\n")
 seeded = net.exec_options
-net.set_exec_options(isa="auto", winograd="auto", reference_kernels=False, threads=0)
+net.set_exec_options(isa="auto", winograd="auto", reference_kernels=False, threads=0, cuda_math="tf32",
+                     cuda_graphs=True)
 print(json.dumps({"seeded": seeded, "overridden": net.exec_options}))
 """
 
@@ -124,18 +125,19 @@ print(json.dumps({"seeded": seeded, "overridden": net.exec_options}))
 def test_exec_options_defaults_in_a_clean_environment(tmp_path):
     r = run_python(OPTIONS_SCRIPT, {}, tmp_path)
     assert r["seeded"] == {"device": "cpu", "isa": BEST_ISA, "winograd": "auto", "reference_kernels": False,
-                           "threads": 0}
+                           "threads": 0, "cuda_math": "tf32", "cuda_graphs": True}
 
 
 def test_environment_only_seeds_the_defaults(tmp_path):
     """DARKNET_PY_ISA=plain (and the other switches) reach a new network's options, and the
     network's own set_exec_options overrides them."""
     r = run_python(OPTIONS_SCRIPT, {"DARKNET_PY_ISA": "plain", "DARKNET_PY_WINOGRAD": "off",
-                                    "DARKNET_PY_REFERENCE_KERNELS": "1", "DARKNET_PY_THREADS": "1"}, tmp_path)
+                                    "DARKNET_PY_REFERENCE_KERNELS": "1", "DARKNET_PY_THREADS": "1",
+                                    "DARKNET_PY_CUDA_MATH": "fp32", "DARKNET_PY_CUDA_GRAPHS": "0"}, tmp_path)
     assert r["seeded"] == {"device": "cpu", "isa": "plain", "winograd": "off", "reference_kernels": True,
-                           "threads": 1}
+                           "threads": 1, "cuda_math": "fp32", "cuda_graphs": False}
     assert r["overridden"] == {"device": "cpu", "isa": BEST_ISA, "winograd": "auto", "reference_kernels": False,
-                               "threads": 0}
+                               "threads": 0, "cuda_math": "tf32", "cuda_graphs": True}
 
 
 def test_exec_options_shape_and_setters(wino):
@@ -147,13 +149,14 @@ def test_exec_options_shape_and_setters(wino):
     assert isinstance(opts["threads"], int) and opts["threads"] >= 0
     before = dict(opts)
     try:
-        assert net.set_exec_options(isa="plain", winograd="off", reference_kernels=True, threads=1) is net
+        assert net.set_exec_options(isa="plain", winograd="off", reference_kernels=True, threads=1,
+                                    cuda_math="fp32", cuda_graphs=False) is net
         assert net.exec_options == {"device": "cpu", "isa": "plain", "winograd": "off", "reference_kernels": True,
-                                    "threads": 1}
+                                    "threads": 1, "cuda_math": "fp32", "cuda_graphs": False}
         assert net._net.reference_kernels is True  # the property reads the same option
         net.set_exec_options(winograd="on")  # None keeps the others
         assert net.exec_options == {"device": "cpu", "isa": "plain", "winograd": "on", "reference_kernels": True,
-                                    "threads": 1}
+                                    "threads": 1, "cuda_math": "fp32", "cuda_graphs": False}
         net.set_exec_options(isa="auto")
         assert net.exec_options["isa"] == BEST_ISA
         net._net.reference_kernels = False
@@ -287,6 +290,26 @@ def test_isa_support_follows_the_cpu(wino):
             net.set_exec_options(isa=isa)
         assert net.exec_options == before
     assert len(SUPPORTED_ISAS) + len(UNSUPPORTED_ISAS) == len(ISA_ORDER) and BEST_ISA in SUPPORTED_ISAS
+
+
+def test_cuda_math_switch_is_checked():
+    """cuda_math is 'tf32' (the default) or 'fp32'; anything else is refused, the options unchanged.
+    On the CPU it changes nothing (the switch picks the CUDA convolutions' arithmetic)."""
+    net = darknet_py.Network.from_text("[net]\nwidth=8\nheight=8\nchannels=3\n[convolutional]\nfilters=4\nsize=3\n")
+    before = net.exec_options
+    for bad in ("tf16", "FP32", ""):
+        with pytest.raises(DarknetError, match="CUDA math"):
+            net.set_exec_options(cuda_math=bad)
+        assert net.exec_options == before
+    x = np.random.default_rng(3).random((1, 3, 8, 8), dtype=np.float32)
+    y = net.forward(x).copy()
+    net.set_exec_options(cuda_math="fp32")
+    assert net.exec_options == {**before, "cuda_math": "fp32"}
+    np.testing.assert_array_equal(net.forward(x), y)
+    net.set_exec_options(cuda_graphs=False)
+    assert net.exec_options == {**before, "cuda_math": "fp32", "cuda_graphs": False}
+    np.testing.assert_array_equal(net.forward(x), y)
+    assert net._net.cuda_graph_replays == 0  # CPU networks never record
 
 
 def test_invalid_device_names_raise():

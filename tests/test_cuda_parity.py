@@ -333,9 +333,11 @@ def prepare(name: str, row: Row, tmp_dir: Path) -> Prepared:
     return Prepared(text, weights, x, truth)
 
 
-def run(name: str, row: Row, prep: Prepared, device: str) -> Dict[str, np.ndarray]:
+def run(name: str, row: Row, prep: Prepared, device: str, cuda_math: str = "fp32") -> Dict[str, np.ndarray]:
+    """cuda_math: the CUDA convolutions' arithmetic; the table's tolerances are FP32's."""
     b = row.shape[0]
     net = darknet_py.Network.from_text(prep.text, name=f"{name}.cfg", batch=b, device=device)
+    net.set_exec_options(cuda_math=cuda_math)
     assert net.device == device and net.exec_options["device"] == device
     net.randomize(PARAM_SEED)
     net.load_weights(str(prep.weights))
@@ -438,6 +440,38 @@ def test_cuda_matches_cpu(name, tmp_dir):
     ref = run(name, row, prep, "cpu")
     got = run(name, row, prep, "cuda")
     compare(name, row, prep.text, got, ref)
+
+
+# TF32 (the default cuda_math): the convolutions' operands rounded to 10-bit mantissas (unit
+# roundoff 2^-11 per operand), float accumulation. Bound for every array of a conv row, as the
+# table's (|cuda - cpu| <= atol * max(1, max|cpu|) + rtol * |cpu|): a product's relative error is
+# at most ~1e-3, and K random-sign terms sum to about sqrt(K) of their absolute sum; 5e-3 of the
+# array's scale covers one convolution (K = 27..150 here), its batch norm and its gradients.
+TF32 = Tol(5e-3, 5e-3)
+CONV_ROWS = sorted(n for n in ROWS if n.startswith("conv"))
+
+
+@pytest.mark.parametrize("name", CONV_ROWS)
+def test_cuda_tf32_matches_cpu(name, tmp_dir):
+    """The convolution rows with the tensor-core (TF32) arithmetic, within TF32's tolerance."""
+    reason = cuda_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    row = ROWS[name]
+    prep = prepare(name, row, tmp_dir)
+    ref = run(name, row, prep, "cpu")
+    got = run(name, row, prep, "cuda", cuda_math="tf32")
+    compare(name, row._replace(tol=TF32, tol_by=()), prep.text, got, ref)
+
+
+def test_conv_rows_cover_the_implicit_gemm_cases():
+    """The conv rows reach every path of cuda/conv_fast.cu: the three tile heights (<= 32, <= 64,
+    more filters), 1x1, stride 2, groups, and training (forward, weight and input gradients)."""
+    texts = {n: ROWS[n].layers for n in CONV_ROWS}
+    filters = [int(t.split("filters=")[1].split()[0]) for t in texts.values()]
+    assert min(filters) <= 32 and any(32 < f <= 64 for f in filters) and max(filters) > 64
+    assert any("size=1\n" in t for t in texts.values()) and any("stride=2" in t for t in texts.values())
+    assert any("groups=3" in t for t in texts.values()) and any(ROWS[n].train for n in CONV_ROWS)
 
 
 @pytest.mark.parametrize("name", sorted(ROWS))

@@ -2,6 +2,9 @@
 
     python tools/gpu_smoke.py            # from the repo root, with darknet_py installed
 
+Twice: with the CUDA convolutions in "fp32" (plain FMA; CPU vs CUDA within 1e-3 of the
+largest magnitude) and in "tf32" (tensor cores, the default; within 2e-2).
+
 For each network: the same seeded weights on "cpu" and "cuda", an inference
 forward, three training steps and inference forwards after them, compared CPU
 vs CUDA (and the allocation counters: a warmed-up step allocates nothing); a
@@ -23,7 +26,7 @@ import darknet_py as dp
 from darknet_py import _core
 
 REPO = Path(__file__).resolve().parents[1]
-REL_TOL = 1e-3  # CPU vs CUDA, relative to the output's largest magnitude
+REL_TOL = {"fp32": 1e-3, "tf32": 2e-2}  # CPU vs CUDA, relative to the output's largest magnitude
 
 TREE = "a -1\nb -1\nc 0\nd 0\ne 0\nf 1\ng 1\n"  # groups {a,b} {c,d,e} {f,g}
 
@@ -150,8 +153,9 @@ def make_pair(build, seed=1):
     return nets
 
 
-def check_net(name, build, truth_fn, failures):
-    print(f"== {name}", flush=True)
+def check_net(name, build, truth_fn, failures, math):
+    print(f"== {name} [cuda_math={math}]", flush=True)
+    name = f"{name} [{math}]"
     t0 = time.perf_counter()
     cpu, gpu = make_pair(build)
     rng = np.random.default_rng(0)
@@ -162,7 +166,7 @@ def check_net(name, build, truth_fn, failures):
     def compare(what, a, b):
         d = rel_diff(a, b)
         finite = bool(np.isfinite(a).all() and np.isfinite(b).all())
-        ok = finite and d <= REL_TOL
+        ok = finite and d <= REL_TOL[math]
         print(f"  {what:<28} rel diff {d:.2e} {'ok' if ok else 'FAIL'}{'' if finite else ' (non-finite)'}",
               flush=True)
         if not ok:
@@ -226,12 +230,14 @@ def main():
                                             device=d),
              lambda b, n, r: box_truth(b, n, 7, r)),
         ]
-        for name, build, truth_fn in cases:
-            try:
-                check_net(name, build, truth_fn, failures)
-            except Exception:  # report and go on with the next network
-                traceback.print_exc()
-                failures.append(f"{name}: exception")
+        for math in ("fp32", "tf32"):
+            _core.set_cuda_math(math)  # networks built from here on
+            for name, build, truth_fn in cases:
+                try:
+                    check_net(name, build, truth_fn, failures, math)
+                except Exception:  # report and go on with the next network
+                    traceback.print_exc()
+                    failures.append(f"{name} [{math}]: exception")
     print("\nFAILURES:\n  " + "\n  ".join(failures) if failures else "\nall smoke checks passed")
     return 1 if failures else 0
 

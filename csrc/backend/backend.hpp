@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/buffer.hpp"
 #include "core/options.hpp"
@@ -138,6 +139,29 @@ class Backend {
   // ------------------------------------------------------------ update
   // update += decay_term * param (decay_term != 0); param += step * update; update *= momentum.
   virtual void sgd(size_t n, float* param, float* update, float step, float decay_term, float momentum) = 0;
+
+  // ------------------------------------------------------------ recorded forwards
+  // A device that can record queued work and replay it (CUDA graphs): graph_capture_begin()
+  // starts recording (false: this backend cannot), graph_capture_end() keeps the recording
+  // (false: it failed and is discarded), graph_launch() queues the kept one (false: none),
+  // graph_reset() drops it. Network decides when a recording is still valid.
+  virtual bool graph_capture_begin() { return false; }
+  virtual bool graph_capture_end() { return false; }
+  virtual bool graph_launch() { return false; }
+  virtual void graph_reset() {}
+
+  // ------------------------------------------------------------ layer timing
+  // Network::layer_times on the device's own clock: timing_start() before a pass,
+  // timing_mark(i) once layer i's work is queued, timing_collect() after the pass (waits for
+  // the device) gives each marked layer the time since the previous mark. Returns false where
+  // the device has no clock of its own: the CPU's work is synchronous and the network keeps the
+  // host times it measured.
+  virtual void timing_start() {}
+  virtual void timing_mark(int layer) { (void)layer; }
+  virtual bool timing_collect(std::vector<double>* seconds) {
+    (void)seconds;
+    return false;
+  }
 
   // ------------------------------------------------------------ specialisations
   // Inference convolution with batch norm folded, bias and activation fused

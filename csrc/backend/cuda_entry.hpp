@@ -40,5 +40,9 @@ struct AllocationStats {
 };
 AllocationStats allocation_stats();
 
+// The device's measured arithmetic peak in GFLOP/s (cuda/peak.cu): FP32 FMA, or TF32 tensor-core
+// products (mma.sync; throws below compute capability 8.0). Takes a few milliseconds.
+double measure_peak_gflops(bool tensor_cores);
+
 }  // namespace cuda
 }  // namespace dn

@@ -97,6 +97,14 @@ WinogradMode parse_winograd_mode(const std::string& name) {
   fail("unknown winograd mode '", name, "' (auto, on, stream, off)");
 }
 
+const char* cuda_math_name(CudaMath m) { return m == CudaMath::Fp32 ? "fp32" : "tf32"; }
+
+CudaMath parse_cuda_math(const std::string& name) {
+  if (name == "tf32") return CudaMath::Tf32;
+  if (name == "fp32") return CudaMath::Fp32;
+  fail("unknown CUDA math '", name, "' (tf32, fp32)");
+}
+
 ExecOptions ExecOptions::from_environment() {
   ExecOptions o;
   o.isa = cpu_isa_best();
@@ -104,6 +112,9 @@ ExecOptions ExecOptions::from_environment() {
   from_env("DARKNET_PY_ISA", &o.isa, parse_cpu_isa);
   from_env("DARKNET_PY_WINOGRAD", &o.winograd, parse_winograd_mode);
   from_env("DARKNET_PY_THREADS", &o.threads, parse_thread_count);
+  from_env("DARKNET_PY_CUDA_MATH", &o.cuda_math, parse_cuda_math);
+  const char* graphs = std::getenv("DARKNET_PY_CUDA_GRAPHS");
+  if (graphs && *graphs) o.cuda_graphs = std::string(graphs) != "0";
   const char* reference = std::getenv("DARKNET_PY_REFERENCE_KERNELS");
   o.reference_kernels = reference && *reference && std::string(reference) != "0";
   return o;

@@ -22,6 +22,11 @@ DN_HD float bn_normalize(float x, float mean, float variance) {
 // the CUDA kernels (cuda/batchnorm.cu) share, written once so both round alike.
 // 1 / sqrt(var + eps), computed once per filter.
 DN_HD float bn_inv_std(float variance) { return 1.f / sqrtf(variance + kBatchNormEpsilon); }
+// Inference batch norm folded into the convolution's epilogue, y = conv * scale' + bias':
+// scale' = scale / sqrt(var + eps), bias' = bias - mean * scale' (CPU: fold_batchnorm;
+// CUDA: the implicit-GEMM epilogue of cuda/conv_fast.cu).
+DN_HD float bn_folded_scale(float scale, float variance) { return scale / sqrtf(variance + kBatchNormEpsilon); }
+DN_HD float bn_folded_bias(float bias, float mean, float folded_scale) { return bias - mean * folded_scale; }
 // Normalisation with the per-filter factor above: (x - mean) * inv_std.
 DN_HD float bn_apply(float x, float mean, float inv_std) { return (x - mean) * inv_std; }
 // Rolling statistics as Darknet: 0.99 * old + 0.01 * batch value. The two factors are named so a

@@ -26,9 +26,9 @@ void fold_batchnorm(int filters, const float* biases, const float* scales, const
   }
   out_scale.resize(filters);
   for (int f = 0; f < filters; ++f) {
-    const float s = scales[f] / sqrtf(var[f] + kBatchNormEpsilon);
+    const float s = bn_folded_scale(scales[f], var[f]);
     out_scale[f] = s;
-    out_bias[f] = biases[f] - mean[f] * s;
+    out_bias[f] = bn_folded_bias(biases[f], mean[f], s);
   }
 }
 

@@ -8,8 +8,9 @@ void im2col(const float* image, int channels, int height, int width, int size, i
   const int rows = channels * size * size;
 #pragma omp parallel for schedule(static) if ((long)rows * out_h * out_w > 65536)
   for (int r = 0; r < rows; ++r) {
-    const int kx = r % size, ky = (r / size) % size, ch = r / size / size;
-    const float* plane = image + (long)ch * height * width;
+    const Im2colRow row_of = im2col_row(r, size);
+    const int kx = row_of.kx, ky = row_of.ky;
+    const float* plane = image + (long)row_of.channel * height * width;
     float* dst = columns + (long)r * out_h * out_w;
     for (int oy = 0; oy < out_h; ++oy) {
       const int iy = oy * stride + ky - pad;

@@ -38,6 +38,21 @@ void bind_device(py::module_& m) {
 #endif
       },
       py::arg("device") = 0);
+  m.def(
+      "cuda_peak_gflops",
+      [](const std::string& math) {
+        const CudaMath m = parse_cuda_math(math);
+#ifdef DN_WITH_CUDA
+        if (!cuda_available()) fail(cuda_unavailable_reason());
+        py::gil_scoped_release release;
+        return cuda::measure_peak_gflops(m == CudaMath::Tf32);
+#else
+        (void)m;
+        fail(cuda_unavailable_reason());
+#endif
+      },
+      py::arg("math") = "fp32",
+      "The device's measured peak GFLOP/s: 'fp32' (FMA) or 'tf32' (tensor-core mma.sync).");
   m.def("cuda_synchronize", [] {
 #ifdef DN_WITH_CUDA
     if (cuda_available()) cuda::synchronize_device();

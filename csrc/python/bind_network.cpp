@@ -61,12 +61,15 @@ py::dict options_dict(const ExecOptions& o) {
   d["winograd"] = winograd_mode_name(o.winograd);
   d["reference_kernels"] = o.reference_kernels;
   d["threads"] = o.threads;
+  d["cuda_math"] = cuda_math_name(o.cuda_math);
+  d["cuda_graphs"] = o.cuda_graphs;
   return d;
 }
 
 // Options with the given fields replaced (None keeps the current value).
 ExecOptions with_changes(ExecOptions o, const py::object& device, const py::object& isa, const py::object& winograd,
-                         const py::object& reference_kernels, const py::object& threads) {
+                         const py::object& reference_kernels, const py::object& threads,
+                         const py::object& cuda_math, const py::object& cuda_graphs) {
   if (!device.is_none()) o.device = parse_device(device.cast<std::string>());
   if (!isa.is_none()) o.isa = parse_cpu_isa(isa.cast<std::string>());
   if (!winograd.is_none()) o.winograd = parse_winograd_mode(winograd.cast<std::string>());
@@ -76,6 +79,8 @@ ExecOptions with_changes(ExecOptions o, const py::object& device, const py::obje
     if (t < 0) fail("threads must be >= 0 (0 = the OpenMP default), got ", t);
     o.threads = t;
   }
+  if (!cuda_math.is_none()) o.cuda_math = parse_cuda_math(cuda_math.cast<std::string>());
+  if (!cuda_graphs.is_none()) o.cuda_graphs = cuda_graphs.cast<bool>();
   return o;
 }
 
@@ -163,18 +168,24 @@ void bind_network(py::module_& m) {
           py::call_guard<py::gil_scoped_release>(),
           "Move the network to 'cpu' or 'cuda' (parameters upload on first use and stay there).")
       .def_property_readonly("exec_options", [](const Network& n) { return options_dict(n.options()); })
+      .def_readonly("cuda_graph_replays", &Network::graph_replays,
+                    "Inference forwards that ran as a replay of the recorded CUDA graph.")
       .def(
           "set_exec_options",
           [](Network& n, const py::object& device, const py::object& isa, const py::object& winograd,
-             const py::object& reference_kernels, const py::object& threads) {
-            const ExecOptions o = with_changes(n.options(), device, isa, winograd, reference_kernels, threads);
+             const py::object& reference_kernels, const py::object& threads, const py::object& cuda_math,
+             const py::object& cuda_graphs) {
+            const ExecOptions o = with_changes(n.options(), device, isa, winograd, reference_kernels, threads,
+                                               cuda_math, cuda_graphs);
             py::gil_scoped_release release;
             n.set_options(o);
           },
           py::arg("device") = py::none(), py::arg("isa") = py::none(), py::arg("winograd") = py::none(),
           py::arg("reference_kernels") = py::none(), py::arg("threads") = py::none(),
+          py::arg("cuda_math") = py::none(), py::arg("cuda_graphs") = py::none(),
           "Change this network's execution options (None keeps a value): device 'cpu'|'cuda', isa "
-          "'auto'|'avx512'|'avx2'|'plain', winograd 'auto'|'on'|'stream'|'off', reference_kernels, threads (0 = default).")
+          "'auto'|'avx512'|'avx2'|'plain', winograd 'auto'|'on'|'stream'|'off', reference_kernels, threads (0 = "
+          "default), cuda_math 'tf32'|'fp32', cuda_graphs (CUDA inference forwards replayed as a graph).")
       .def_property_readonly("output_index", &Network::output_index,
                              "The output layer: the last layer that is not a [cost] layer.")
       .def(

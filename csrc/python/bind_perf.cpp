@@ -108,6 +108,17 @@ void bind_perf(py::module_& m) {
       "weights), 'stream' (every applicable layer, weights transformed per call: no extra memory), 'off'. "
       "Also DARKNET_PY_WINOGRAD.");
   m.def("winograd", [] { return std::string(winograd_mode_name(default_options().winograd)); });
+  m.def(
+      "set_cuda_math",
+      [](const std::string& name) {
+        ExecOptions o = default_options();
+        o.cuda_math = parse_cuda_math(name);
+        set_default_options(o);
+      },
+      py::arg("name"),
+      "Default arithmetic of the CUDA convolutions of networks built afterwards: 'tf32' (tensor cores) or "
+      "'fp32' (plain FMA); also DARKNET_PY_CUDA_MATH.");
+  m.def("cuda_math", [] { return std::string(cuda_math_name(default_options().cuda_math)); });
   m.def("set_num_threads", [](int n) {
     if (n <= 0) fail("threads must be > 0, got ", n);
     omp_set_num_threads(n);

@@ -1,0 +1,184 @@
+// cuda/conv_fast.cuh's kernels run on the CPU, one std::thread per CUDA thread, so their index
+// arithmetic (implicit im2col gathers, tiles, pipeline stages, split-K partials, the epilogue's
+// output mapping, the flipped filters) is tested on machines without a GPU
+// (tests/test_cuda_emulation.py). __CUDA_ARCH__ is set below 800, so the kernels take their
+// FP32 path with synchronous copies (the same loaders, barriers and epilogue; the TF32 wmma
+// products and cp.async are what only a GPU run checks). The launch sequence mirrors
+// CudaBackend::implicit_gemm and conv_input_gradient (cuda/conv_fast.cu).
+//
+//   g++ -std=c++17 -O1 -pthread -shared -fPIC -Icsrc -Icuda tests/cuda_emulation/conv_fast_host.cpp
+#include <cmath>
+#include <cstdint>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+struct EmuDim {
+  unsigned x = 1, y = 1, z = 1;
+};
+thread_local EmuDim threadIdx, blockIdx;
+static EmuDim blockDim, gridDim;
+
+// A reusable barrier for the threads of one block (__syncthreads).
+class EmuBarrier {
+ public:
+  explicit EmuBarrier(unsigned n) : n_(n) {}
+  void wait() {
+    std::unique_lock<std::mutex> lock(m_);
+    const unsigned gen = generation_;
+    if (++arrived_ == n_) {
+      arrived_ = 0;
+      ++generation_;
+      cv_.notify_all();
+    } else {
+      cv_.wait(lock, [&] { return generation_ != gen; });
+    }
+  }
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  unsigned n_, arrived_ = 0, generation_ = 0;
+};
+thread_local float* emu_shared = nullptr;
+thread_local EmuBarrier* emu_barrier = nullptr;
+
+#define __global__
+#define __device__
+#define __launch_bounds__(n)
+#define __CUDA_ARCH__ 700
+#define DN_DYNAMIC_SHARED(name) float* name = emu_shared
+#define DN_KERNEL_INLINE inline
+inline void __syncthreads() { emu_barrier->wait(); }
+using std::max;
+using std::min;
+
+#include "conv_fast.cuh"
+
+namespace {
+using namespace dn;
+using namespace dn::cuda;
+
+// Runs body() as grid x threads CUDA threads, block after block, with smem_bytes of shared memory.
+template <class Body>
+void emu_launch(EmuDim grid, unsigned threads, size_t smem_bytes, Body body) {
+  gridDim = grid;
+  blockDim = {threads, 1, 1};
+  std::vector<float> shared(smem_bytes / sizeof(float) + 1, NAN);  // NaN: reads of unwritten shared memory show
+  for (unsigned z = 0; z < grid.z; ++z)
+    for (unsigned y = 0; y < grid.y; ++y)
+      for (unsigned x = 0; x < grid.x; ++x) {
+        EmuBarrier barrier(threads);
+        std::vector<std::thread> team;
+        team.reserve(threads);
+        for (unsigned t = 0; t < threads; ++t)
+          team.emplace_back([&, t] {
+            threadIdx = {t, 1, 1};
+            threadIdx.y = threadIdx.z = 0;
+            blockIdx = {x, y, z};
+            emu_shared = shared.data();
+            emu_barrier = &barrier;
+            body();
+          });
+        for (auto& th : team) th.join();
+      }
+}
+
+template <class T, GemmOp kOp>
+void run_tiles(const ImplicitGemm& p, const GemmLaunch& l, bool vec_a) {
+  const EmuDim grid{l.grid_x, l.grid_y, l.grid_z};
+  if (vec_a) emu_launch(grid, kGemmThreads, T::kSmemBytes, [&] { implicit_gemm_kernel<T, kOp, false, true>(p); });
+  else emu_launch(grid, kGemmThreads, T::kSmemBytes, [&] { implicit_gemm_kernel<T, kOp, false, false>(p); });
+}
+
+template <GemmOp kOp>
+void run_op(const ImplicitGemm& p, const GemmLaunch& l, bool vec_a) {
+  if (l.tile_rows == TileSmall::BM) run_tiles<TileSmall, kOp>(p, l, vec_a);
+  else if (l.tile_rows == TileMedium::BM) run_tiles<TileMedium, kOp>(p, l, vec_a);
+  else run_tiles<TileLarge, kOp>(p, l, vec_a);
+}
+
+unsigned blocks_for(size_t n) { return (unsigned)std::max<size_t>(1, std::min<size_t>((n + 255) / 256, 8)); }
+
+// CudaBackend::implicit_gemm, with host vectors for the scratch.
+void implicit_gemm(ImplicitGemm& p, int multiprocessors, int max_splits, int* splits_out) {
+  const GemmLaunch l = plan_gemm(p, multiprocessors, max_splits);
+  std::vector<float> partial(l.partial_floats, NAN);
+  p.ep.partial = l.partial_floats ? partial.data() : nullptr;
+  if (p.ep.to_map) run_op<GemmOp::Forward>(p, l, p.K % 4 == 0 && reinterpret_cast<uintptr_t>(p.a) % 16 == 0);
+  else run_op<GemmOp::WeightGradient>(p, l, false);
+  if (p.ep.partial) {
+    const size_t n = (size_t)p.groups * p.M * p.N;
+    emu_launch({blocks_for(n), 1, 1}, 256, 0, [&] { conv_splitk_reduce(p); });
+  }
+  if (splits_out) *splits_out = p.splits;
+}
+
+}  // namespace
+
+extern "C" {
+
+// op 0: inference forward (folded batch norm when bn_scale, bias, activation act);
+// 1: training forward (raw sums); 2: weight gradient (out += ...); 3: input gradient
+// (out += ..., stride-1 'same' ungrouped only). a = weights (ops 0, 1, 3) or delta (op 2).
+// Returns 0, or 1 with the error in err.
+int emu_conv(int op, int batch, int c, int h, int w, int filters, int size, int stride, int pad, int groups,
+             const float* input, const float* a, float* out, const float* bias, const float* bn_scale,
+             const float* bn_mean, const float* bn_var, int act, int multiprocessors, int* splits, char* err,
+             int err_len) {
+  try {
+    ConvShape s;
+    s.batch = batch, s.c = c, s.h = h, s.w = w, s.filters = filters, s.size = size, s.stride = stride, s.pad = pad;
+    s.groups = groups;
+    s.out_h = (h + 2 * pad - size) / stride + 1;
+    s.out_w = (w + 2 * pad - size) / stride + 1;
+    if (op == 0 || op == 1) {
+      ImplicitGemm p = forward_gemm(s, input, a, out);
+      if (op == 0) {
+        p.ep.bias = bias;
+        p.ep.bn_scale = bn_scale, p.ep.bn_mean = bn_mean, p.ep.bn_var = bn_var;
+        p.ep.act = static_cast<Activation>(act);
+      }
+      implicit_gemm(p, multiprocessors, kForwardMaxSplits, splits);
+    } else if (op == 2) {
+      ImplicitGemm p = weight_gradient_gemm(s, input, a, out);
+      implicit_gemm(p, multiprocessors, kWeightGradientMaxSplits, splits);
+    } else if (op == 3) {
+      check(input_gradient_as_forward(s), "input gradient: not a stride-1 'same' ungrouped convolution");
+      const int taps = size * size;
+      const size_t count = (size_t)filters * c * taps;
+      std::vector<float> flipped(count + 4, NAN);
+      // 16-byte aligned as the device scratch (cudaMalloc) is.
+      float* fl = flipped.data() + ((16 - reinterpret_cast<uintptr_t>(flipped.data()) % 16) % 16) / sizeof(float);
+      emu_launch({blocks_for(count), 1, 1}, 256, 0, [&] { flip_transpose_filters(a, filters, c, taps, fl); });
+      ImplicitGemm p = input_gradient_gemm(s, input, fl, out);
+      implicit_gemm(p, multiprocessors, kForwardMaxSplits, splits);
+    } else {
+      fail("unknown op ", op);
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::snprintf(err, (size_t)err_len, "%s", e.what());
+    return 1;
+  }
+}
+
+// The tile rows and split count the planner picks (no kernels run).
+int emu_plan(int op, int M, int N, int K, int groups, int multiprocessors, int* tile_rows, int* splits) {
+  ImplicitGemm p;
+  p.M = M, p.N = N, p.K = K, p.groups = groups, p.c = 1, p.h = 1, p.w = 1, p.out_h = 1, p.out_w = 1;
+  try {
+    const GemmLaunch l = plan_gemm(p, multiprocessors, op == 2 ? kWeightGradientMaxSplits : kForwardMaxSplits);
+    *tile_rows = l.tile_rows;
+    *splits = p.splits;
+    return 0;
+  } catch (const std::exception&) {
+    return 1;
+  }
+}
+
+}  // extern "C"

@@ -1,0 +1,241 @@
+"""The CUDA implicit-GEMM convolutions (cuda/conv_fast.cuh), run on the CPU.
+
+tests/cuda_emulation/conv_fast_host.cpp compiles the kernels with g++, one std::thread per
+CUDA thread and a barrier for __syncthreads, on their FP32 path (synchronous copies instead of
+cp.async; the TF32 tensor-core products are what only tests/test_cuda_parity.py checks on a
+GPU). The same planner, loaders, pipeline stages, split-K partials and epilogue run as on the
+device, and each result is held against a float64 numpy convolution: forward (raw and with
+folded batch norm, bias and activation), weight gradient and input gradient, on odd shapes
+(channels and filters not multiples of 8 or 32, non-square maps, stride 2, 1x1, groups,
+valid padding) and with K split or not. Tolerance: 1e-4 of the largest reference value.
+"""
+import ctypes
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCE = REPO / "tests" / "cuda_emulation" / "conv_fast_host.cpp"
+TOL = 1e-4
+LINEAR, LEAKY = 3, 7  # dn::Activation (csrc/kernels/activations.hpp)
+
+
+@pytest.fixture(scope="module")
+def emu(tmp_path_factory):
+    cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
+    if cxx is None:
+        pytest.skip("no C++ compiler")
+    lib = tmp_path_factory.mktemp("emu") / "conv_fast_host.so"
+    cmd = [cxx, "-std=c++17", "-O1", "-pthread", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror",
+           "-Wno-unknown-pragmas", f"-I{REPO / 'csrc'}", f"-I{REPO / 'cuda'}", str(SOURCE), "-o", str(lib)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-4000:]
+    h = ctypes.CDLL(str(lib))
+    fp = ctypes.POINTER(ctypes.c_float)
+    ip = ctypes.POINTER(ctypes.c_int)
+    h.emu_conv.argtypes = [ctypes.c_int] * 10 + [fp, fp, fp, fp, fp, fp, fp, ctypes.c_int, ctypes.c_int, ip,
+                                                  ctypes.c_char_p, ctypes.c_int]
+    h.emu_conv.restype = ctypes.c_int
+    h.emu_plan.argtypes = [ctypes.c_int] * 6 + [ip, ip]
+    h.emu_plan.restype = ctypes.c_int
+    return h
+
+
+def _ptr(a):
+    return None if a is None else a.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+
+
+def run(h, op, shape, inp, a, out, multiprocessors, bias=None, bn=None, act=LINEAR):
+    batch, c, hh, w, filters, size, stride, pad, groups = shape
+    err = ctypes.create_string_buffer(512)
+    splits = ctypes.c_int(0)
+    bn = bn or (None, None, None)
+    rc = h.emu_conv(op, batch, c, hh, w, filters, size, stride, pad, groups, _ptr(inp), _ptr(a), _ptr(out),
+                    _ptr(bias), _ptr(bn[0]), _ptr(bn[1]), _ptr(bn[2]), act, multiprocessors, ctypes.byref(splits),
+                    err, len(err))
+    assert rc == 0, err.value.decode()
+    return splits.value
+
+
+def out_size(n, size, stride, pad):
+    return (n + 2 * pad - size) // stride + 1
+
+
+def im2col(x, size, stride, pad):
+    """(batch, c, h, w) -> (batch, c*size*size, oh*ow), Darknet's row order, float64."""
+    b, c, h, w = x.shape
+    oh, ow = out_size(h, size, stride, pad), out_size(w, size, stride, pad)
+    xp = np.zeros((b, c, h + 2 * pad, w + 2 * pad))
+    xp[:, :, pad:pad + h, pad:pad + w] = x
+    cols = np.empty((b, c, size, size, oh, ow))
+    for ky in range(size):
+        for kx in range(size):
+            cols[:, :, ky, kx] = xp[:, :, ky:ky + stride * oh:stride, kx:kx + stride * ow:stride]
+    return cols.reshape(b, c * size * size, oh * ow), oh, ow
+
+
+def conv_ref(x, wts, shape):
+    batch, c, h, w, filters, size, stride, pad, groups = shape
+    cg, fg = c // groups, filters // groups
+    out = []
+    for g in range(groups):
+        cols, oh, ow = im2col(x[:, g * cg:(g + 1) * cg].astype(np.float64), size, stride, pad)
+        wg = wts[g * fg:(g + 1) * fg].reshape(fg, -1).astype(np.float64)
+        out.append(np.einsum("fk,bkn->bfn", wg, cols))
+    return np.concatenate(out, axis=1).reshape(batch, filters, oh, ow)
+
+
+def weight_grad_ref(x, delta, shape):
+    batch, c, h, w, filters, size, stride, pad, groups = shape
+    cg, fg = c // groups, filters // groups
+    grads = []
+    for g in range(groups):
+        cols, _, _ = im2col(x[:, g * cg:(g + 1) * cg].astype(np.float64), size, stride, pad)
+        d = delta[:, g * fg:(g + 1) * fg].reshape(batch, fg, -1).astype(np.float64)
+        grads.append(np.einsum("bfn,bkn->fk", d, cols))
+    return np.concatenate(grads, axis=0).reshape(filters, cg, size, size)
+
+
+def input_grad_ref(delta, wts, shape):
+    """The adjoint of the convolution (col2im of W^T delta), float64."""
+    batch, c, h, w, filters, size, stride, pad, groups = shape
+    assert groups == 1
+    oh, ow = out_size(h, size, stride, pad), out_size(w, size, stride, pad)
+    cols = np.einsum("fk,bfn->bkn", wts.reshape(filters, -1).astype(np.float64),
+                     delta.reshape(batch, filters, -1).astype(np.float64)).reshape(batch, c, size, size, oh, ow)
+    xp = np.zeros((batch, c, h + 2 * pad, w + 2 * pad))
+    for ky in range(size):
+        for kx in range(size):
+            xp[:, :, ky:ky + stride * oh:stride, kx:kx + stride * ow:stride] += cols[:, :, ky, kx]
+    return xp[:, :, pad:pad + h, pad:pad + w]
+
+
+def close(got, ref, what):
+    scale = max(float(np.abs(ref).max()), 1e-30)
+    err = float(np.abs(got.astype(np.float64) - ref).max()) / scale
+    assert err <= TOL, f"{what}: max error {err:.2e} of the largest value (tolerance {TOL:g})"
+
+
+# batch, c, h, w, filters, size, stride, pad, groups
+SHAPES = [
+    (2, 3, 7, 9, 5, 3, 1, 1, 1),       # few channels and filters, non-square, K = 27 (scalar weight copies)
+    (1, 10, 11, 6, 40, 3, 2, 1, 1),    # stride 2, 40 filters (64-row tile)
+    (2, 17, 5, 7, 70, 1, 1, 0, 1),     # 1x1, 70 filters (128-row tile), K = 17
+    (1, 8, 6, 6, 16, 1, 1, 0, 1),      # 1x1, K = 8 (16-byte weight copies)
+    (2, 12, 6, 5, 8, 3, 1, 1, 2),      # groups
+    (1, 6, 9, 8, 33, 3, 1, 0, 1),      # valid padding, 33 filters
+    (3, 5, 13, 13, 130, 3, 1, 1, 1),   # 13x13, 130 filters: two row tiles, N spanning images
+    (1, 4, 5, 6, 7, 5, 1, 2, 1),       # 5x5 'same'
+    (2, 40, 8, 7, 24, 3, 1, 1, 1),     # forward K = 360: split on a big device
+    (4, 3, 20, 17, 10, 3, 1, 1, 1),    # weight-gradient K = 4 * 340: split on a big device
+]
+
+
+def expect_split(gemm_k, multiprocessors, splits):
+    """On a 132-SM device a GEMM of a few tiles with K >= 8 k-tiles is split; on 1 SM never."""
+    if multiprocessors == 1:
+        assert splits == 1
+    elif gemm_k >= 8 * 32:
+        assert splits > 1
+
+
+def shape_id(s):
+    return "b{}c{}_{}x{}_f{}_k{}s{}p{}g{}".format(*s)
+
+
+def make(shape, seed):
+    batch, c, h, w, filters, size, stride, pad, groups = shape
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (batch, c, h, w)).astype(np.float32)
+    wts = rng.uniform(-1, 1, (filters, c // groups, size, size)).astype(np.float32)
+    oh, ow = out_size(h, size, stride, pad), out_size(w, size, stride, pad)
+    return rng, x, wts, oh, ow
+
+
+@pytest.mark.parametrize("multiprocessors", [1, 132], ids=["whole-K", "split-K"])
+@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
+def test_forward_raw_and_inference(emu, shape, multiprocessors):
+    batch, c, h, w, filters, size, stride, pad, groups = shape
+    rng, x, wts, oh, ow = make(shape, 1)
+    ref = conv_ref(x, wts, shape)
+    out = np.full((batch, filters, oh, ow), np.nan, np.float32)
+    splits = run(emu, 1, shape, x, wts, out, multiprocessors)
+    close(out, ref, f"raw forward ({splits} splits)")
+    expect_split(c // groups * size * size, multiprocessors, splits)
+    # Inference: folded batch norm, bias, leaky.
+    bias = rng.uniform(-1, 1, filters).astype(np.float32)
+    gamma = rng.uniform(-2, 2, filters).astype(np.float32)  # negative scales too
+    mean = rng.uniform(-1, 1, filters).astype(np.float32)
+    var = rng.uniform(.1, 2, filters).astype(np.float32)
+    out[:] = np.nan
+    run(emu, 0, shape, x, wts, out, multiprocessors, bias=bias, bn=(gamma, mean, var), act=LEAKY)
+    s = gamma.astype(np.float64) / np.sqrt(var.astype(np.float64) + 1e-5)
+    y = ref * s[None, :, None, None] + (bias - mean * s)[None, :, None, None]
+    close(out, np.where(y > 0, y, .1 * y), "inference forward")
+    out[:] = np.nan
+    run(emu, 0, shape, x, wts, out, multiprocessors, bias=bias)  # no batch norm, linear
+    close(out, ref + bias[None, :, None, None], "inference forward, bias only")
+
+
+@pytest.mark.parametrize("multiprocessors", [1, 132], ids=["whole-K", "split-K"])
+@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
+def test_weight_gradient_accumulates(emu, shape, multiprocessors):
+    batch, c, h, w, filters, size, stride, pad, groups = shape
+    rng, x, wts, oh, ow = make(shape, 2)
+    delta = rng.uniform(-1, 1, (batch, filters, oh, ow)).astype(np.float32)
+    start = rng.uniform(-1, 1, wts.shape).astype(np.float32)
+    grad = start.copy()
+    splits = run(emu, 2, shape, x, delta, grad, multiprocessors)
+    close(grad, start + weight_grad_ref(x, delta, shape), f"weight gradient ({splits} splits)")
+    expect_split(batch * oh * ow, multiprocessors, splits)
+
+
+@pytest.mark.parametrize("multiprocessors", [1, 132], ids=["whole-K", "split-K"])
+@pytest.mark.parametrize("shape", [s for s in SHAPES if s[6] == 1 and s[8] == 1 and s[7] == s[5] // 2],
+                         ids=shape_id)
+def test_input_gradient_accumulates(emu, shape, multiprocessors):
+    batch, c, h, w, filters, size, stride, pad, groups = shape
+    rng, x, wts, oh, ow = make(shape, 3)
+    delta = rng.uniform(-1, 1, (batch, filters, oh, ow)).astype(np.float32)
+    start = rng.uniform(-1, 1, x.shape).astype(np.float32)
+    prev = start.copy()
+    splits = run(emu, 3, shape, delta, wts, prev, multiprocessors)  # the image operand is the delta
+    close(prev, start + input_grad_ref(delta, wts, shape), f"input gradient ({splits} splits)")
+    expect_split(filters * size * size, multiprocessors, splits)
+
+
+def test_planner_splits_only_when_the_device_would_idle(emu):
+    tile, splits = ctypes.c_int(0), ctypes.c_int(0)
+
+    def plan(op, M, N, K, groups=1, sms=132):
+        assert emu.emu_plan(op, M, N, K, groups, sms, ctypes.byref(tile), ctypes.byref(splits)) == 0
+        return tile.value, splits.value
+
+    # yolov2-voc 13x13 1024 -> 1024 at batch 1: 8 x 2 tiles on 132 SMs -> split K (at most 32 ways).
+    t, s = plan(0, 1024, 169, 9216)
+    assert t == 128 and 8 <= s <= 32
+    # The same layer at batch 64 fills the device: no split.
+    assert plan(0, 1024, 64 * 169, 9216) == (128, 1)
+    # First layer's weight gradient at batch 64 (32 x 27, K = 64 * 416 * 416): one tile, many splits.
+    t, s = plan(2, 32, 27, 64 * 416 * 416)
+    assert t == 32 and s == 256
+    # Tile rows follow the filters.
+    assert plan(0, 16, 100000, 27)[0] == 32 and plan(0, 48, 100000, 27)[0] == 64
+    # Small K is never split.
+    assert plan(0, 1024, 169, 100)[1] == 1
+
+
+def test_errors_are_reported_not_crashes(emu):
+    err = ctypes.create_string_buffer(512)
+    splits = ctypes.c_int(0)
+    x = np.zeros((1, 4, 5, 5), np.float32)
+    wts = np.zeros((4, 4, 3, 3), np.float32)
+    prev = np.zeros_like(x)
+    # Input gradient of a stride-2 conv is not a forward convolution: refused with a message.
+    rc = emu.emu_conv(3, 1, 4, 5, 5, 4, 3, 2, 1, 1, _ptr(x), _ptr(wts), _ptr(prev), None, None, None, None, LINEAR, 1,
+                      ctypes.byref(splits), err, len(err))
+    assert rc == 1 and b"same" in err.value
