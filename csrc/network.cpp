@@ -239,9 +239,9 @@ Layer& Network::layer(int i) {
 }
 
 void Network::ensure_workspace() {
-  // The CPU's fused inference convolution needs no im2col buffer; the generic algorithm
-  // (training, reference kernels, other backends) does.
-  const bool generic = train || options_.reference_kernels || options_.device != Device::Cpu;
+  // The backends' inference convolutions (the CPU's packed GEMM / Winograd, CUDA's implicit
+  // GEMM) need no im2col buffer; the generic algorithm (training, reference kernels) does.
+  const bool generic = train || options_.reference_kernels;
   size_t need = 0;
   for (const auto& l : layers) need = std::max(need, l->workspace_floats(generic));
   if (workspace_.size() < need) workspace_.reset(need);
@@ -286,7 +286,7 @@ void Network::check_consistent() const {
 
 uint64_t Network::planned_bytes() const {
   uint64_t total = 0;
-  const bool generic = train || options_.reference_kernels || options_.device != Device::Cpu;
+  const bool generic = train || options_.reference_kernels;  // as ensure_workspace
   size_t workspace = 0;
   for (const auto& l : layers) {
     for (FloatBuffer* b : l->all_buffers()) total += 4 * (uint64_t)b->size();

@@ -1,8 +1,13 @@
-// The batch-norm ops, mirroring csrc/kernels/batchnorm.cpp: per-filter
-// statistics and gradient sums accumulate in double (one block per filter,
-// coalesced over each filter's spatial planes; 1024 threads when there are
-// too few filters to fill the device), and every per-element step calls the
-// shared formulas of csrc/kernels/batchnorm.hpp.
+// The batch-norm ops, mirroring csrc/kernels/batchnorm.cpp and the CPU backend's fused
+// training passes: per-filter statistics and gradient sums accumulate in double over
+// multi-block reductions (a filter's batch x spatial elements split into chunks so that
+// filters x chunks blocks fill the device; each block writes its partial sums, one thread
+// per filter adds them in chunk order: deterministic), and every per-element step calls the
+// shared formulas of csrc/kernels/batchnorm.hpp. Training runs fused: the normalisation,
+// scale, bias and activation in one element pass; the activation gradient, the bias, scale,
+// mean and variance sums in one reduction pass, then one element pass for the input delta.
+#include <algorithm>
+
 #include "common.cuh"
 #include "cuda_backend.cuh"
 #include "kernels/batchnorm.hpp"
@@ -11,35 +16,6 @@ namespace dn {
 namespace cuda {
 
 namespace {
-
-constexpr int kFilterThreadsMax = 1024;  // see CudaBackend::filter_threads
-
-// Element j (0 <= j < batch*spatial) of filter f: image j / spatial, offset j % spatial.
-__device__ inline size_t filter_offset(size_t j, int f, int filters, int spatial) {
-  const size_t b = j / (size_t)spatial, i = j % (size_t)spatial;
-  return (b * filters + f) * (size_t)spatial + i;
-}
-
-__global__ void __launch_bounds__(kFilterThreadsMax)
-    mean_variance_kernel(const float* __restrict__ x, int batch, int filters, int spatial,
-                         float* __restrict__ mean, float* __restrict__ variance) {
-  const int f = blockIdx.x;
-  const size_t count = (size_t)batch * spatial;
-  const double n = (double)batch * spatial;
-  double sum = 0;
-  for (size_t j = threadIdx.x; j < count; j += blockDim.x) sum += x[filter_offset(j, f, filters, spatial)];
-  const double m = block_sum(sum) / n;
-  double sq = 0;
-  for (size_t j = threadIdx.x; j < count; j += blockDim.x) {
-    const float v = x[filter_offset(j, f, filters, spatial)];
-    sq += (v - m) * (v - m);
-  }
-  sq = block_sum(sq);
-  if (threadIdx.x == 0) {
-    mean[f] = (float)m;
-    variance[f] = (float)(sq / (n - 1));  // N-1, as Darknet
-  }
-}
 
 __global__ void normalize_kernel(float* __restrict__ x, const float* __restrict__ mean,
                                  const float* __restrict__ variance, size_t total, int filters, int spatial) {
@@ -67,63 +43,208 @@ __global__ void bias_kernel(float* __restrict__ x, const float* __restrict__ bia
   DN_GRID_STRIDE(i, total) x[i] += biases[(i / (size_t)spatial) % (size_t)filters];
 }
 
-// updates[f] += sum(delta) (x_norm == nullptr) or sum(delta * x_norm).
-__global__ void __launch_bounds__(kFilterThreadsMax)
-    filter_sum_kernel(const float* __restrict__ delta, const float* __restrict__ x_norm, int batch, int filters,
-                      int spatial, float* __restrict__ updates) {
-  const int f = blockIdx.x;
-  const size_t count = (size_t)batch * spatial;
-  double sum = 0;
-  if (x_norm) {
-    for (size_t j = threadIdx.x; j < count; j += blockDim.x) {
-      const size_t o = filter_offset(j, f, filters, spatial);
-      sum += (double)delta[o] * x_norm[o];
-    }
-  } else {
-    for (size_t j = threadIdx.x; j < count; j += blockDim.x) sum += delta[filter_offset(j, f, filters, spatial)];
-  }
-  sum = block_sum(sum);
-  if (threadIdx.x == 0) updates[f] += (float)sum;
+// ------------------------------------------------------------ multi-block per-filter sums
+constexpr int kPartialThreads = 256;
+constexpr unsigned kMinPerChunk = 4096, kMaxChunks = 1024;
+
+// Element j (0 <= j < batch*spatial, 32-bit) of filter f.
+__device__ inline size_t element_offset(unsigned j, int f, int filters, unsigned spatial) {
+  const unsigned b = j / spatial, i = j - b * spatial;
+  return ((size_t)b * filters + f) * spatial + i;
 }
 
-// One block per filter: the two sums, mean_delta / variance_delta, then the
-// element update. The block owns all of its filter's elements, so reading the
-// old delta (sums) before writing the new one only needs the block barrier.
-__global__ void __launch_bounds__(kFilterThreadsMax)
-    bn_delta_kernel(const float* __restrict__ x, const float* __restrict__ mean,
-                    const float* __restrict__ variance, int batch, int filters, int spatial,
-                    float* __restrict__ mean_delta, float* __restrict__ variance_delta, float* __restrict__ delta) {
-  const int f = blockIdx.x;
-  const size_t count = (size_t)batch * spatial;
-  const float mf = mean[f];
-  double dsum = 0, vsum = 0;
-  for (size_t j = threadIdx.x; j < count; j += blockDim.x) {
-    const size_t o = filter_offset(j, f, filters, spatial);
-    dsum += delta[o];
-    vsum += (double)delta[o] * (x[o] - mf);
+enum class Partial {
+  Sum,              // s0 = sum x
+  CenteredSquares,  // s0 = sum (x - mean_d[f])^2
+  Product,          // s0 = sum delta (x_norm null) or sum delta * x_norm
+  DeltaCentered,    // s0 = sum delta, s1 = sum delta * (x - mean[f])
+  TrainBackward,    // delta = delta * act'(y) * scale written back; s0 = sum delta*act'(y),
+                    // s1 = sum delta*act'(y) * x_norm, s2 = sum scaled, s3 = sum scaled * (x - mean[f])
+};
+
+struct PartialArgs {
+  const float* x = nullptr;
+  const float* y = nullptr;
+  const float* x_norm = nullptr;  // TrainBackward / Product: null derives it (x - mean) * inv_std
+  float* delta = nullptr;         // read (and written by TrainBackward)
+  const float* mean = nullptr;
+  const double* mean_d = nullptr;
+  const float* variance = nullptr;
+  const float* scales = nullptr;
+  Activation act = Activation::Linear;
+  int batch = 0, filters = 0;
+  unsigned spatial = 0, per_chunk = 0, chunks = 1;
+};
+
+// Blocks (chunk, filter); partials[(f * chunks + chunk) * kSums + s].
+template <Partial kOp, int kSums>
+__global__ void __launch_bounds__(kPartialThreads) filter_partials_kernel(PartialArgs a, double* __restrict__ partials) {
+  const unsigned chunk = blockIdx.x;
+  const int f = (int)blockIdx.y;
+  const unsigned count = (unsigned)a.batch * a.spatial;
+  const unsigned begin = chunk * a.per_chunk;
+  const unsigned end = min(count, begin + a.per_chunk);
+  double s[kSums];
+#pragma unroll
+  for (int k = 0; k < kSums; ++k) s[k] = 0;
+  const float mf = a.mean ? a.mean[f] : 0.f;
+  const double md = a.mean_d ? a.mean_d[f] : 0.0;
+  const float inv_std = a.variance ? bn_inv_std(a.variance[f]) : 1.f;
+  const float scale = a.scales ? a.scales[f] : 1.f;
+  for (unsigned j = begin + threadIdx.x; j < end; j += blockDim.x) {
+    const size_t o = element_offset(j, f, a.filters, a.spatial);
+    if (kOp == Partial::Sum) {
+      s[0] += a.x[o];
+    } else if (kOp == Partial::CenteredSquares) {
+      const float v = a.x[o];
+      s[0] += (v - md) * (v - md);
+    } else if (kOp == Partial::Product) {
+      s[0] += a.x_norm ? (double)a.delta[o] * a.x_norm[o] : (double)a.delta[o];
+    } else if (kOp == Partial::DeltaCentered) {
+      const float d = a.delta[o];
+      s[0] += d;
+      s[kSums > 1 ? 1 : 0] += (double)d * (a.x[o] - mf);
+    } else {  // TrainBackward: the CPU backend's per-element arithmetic
+      const float through_act = a.delta[o] * gradient(a.y[o], a.act);
+      const float xn = a.x_norm ? a.x_norm[o] : bn_apply(a.x[o], mf, inv_std);
+      const float scaled = through_act * scale;
+      a.delta[o] = scaled;
+      s[0] += through_act;
+      s[kSums > 1 ? 1 : 0] += (double)through_act * xn;
+      s[kSums > 2 ? 2 : 0] += scaled;
+      s[kSums > 3 ? 3 : 0] += (double)scaled * (a.x[o] - mf);
+    }
   }
-  dsum = block_sum(dsum);  // also the barrier between the reads above and the writes below
-  vsum = block_sum(vsum);
-  const float md = bn_mean_delta(dsum, variance[f]);
-  const float vd = bn_variance_delta(vsum, variance[f]);
-  if (threadIdx.x == 0) {
-    mean_delta[f] = md;
-    variance_delta[f] = vd;
+#pragma unroll
+  for (int k = 0; k < kSums; ++k) {
+    const double total = block_sum(s[k]);
+    if (threadIdx.x == 0) partials[((size_t)f * a.chunks + chunk) * kSums + k] = total;
   }
-  const float inv_std = bn_inv_std(variance[f]);
+}
+
+// sums[f * kSums + k] = partials of filter f added in chunk order.
+template <int kSums>
+__device__ inline void filter_totals(const double* partials, unsigned chunks, int f, double* sums) {
+#pragma unroll
+  for (int k = 0; k < kSums; ++k) sums[k] = 0;
+  for (unsigned c = 0; c < chunks; ++c)
+#pragma unroll
+    for (int k = 0; k < kSums; ++k) sums[k] += partials[((size_t)f * chunks + c) * kSums + k];
+}
+
+__global__ void finish_mean_kernel(const double* __restrict__ partials, unsigned chunks, int filters, double n,
+                                   double* __restrict__ mean_d, float* __restrict__ mean) {
+  DN_GRID_STRIDE(f, filters) {
+    double s;
+    filter_totals<1>(partials, chunks, (int)f, &s);
+    mean_d[f] = s / n;
+    mean[f] = (float)(s / n);
+  }
+}
+
+__global__ void finish_variance_kernel(const double* __restrict__ partials, unsigned chunks, int filters, double n,
+                                       float* __restrict__ variance) {
+  DN_GRID_STRIDE(f, filters) {
+    double s;
+    filter_totals<1>(partials, chunks, (int)f, &s);
+    variance[f] = (float)(s / (n - 1));  // N-1, as Darknet
+  }
+}
+
+__global__ void finish_add_kernel(const double* __restrict__ partials, unsigned chunks, int filters,
+                                  float* __restrict__ updates) {
+  DN_GRID_STRIDE(f, filters) {
+    double s;
+    filter_totals<1>(partials, chunks, (int)f, &s);
+    updates[f] += (float)s;
+  }
+}
+
+// Sums 0..1 of the delta pass -> mean_delta, variance_delta (and, with kSums 4, the bias and
+// scale gradients from sums 0..1 and the deltas from sums 2..3).
+template <int kSums>
+__global__ void finish_deltas_kernel(const double* __restrict__ partials, unsigned chunks, int filters,
+                                     const float* __restrict__ variance, float* __restrict__ bias_updates,
+                                     float* __restrict__ scale_updates, float* __restrict__ mean_delta,
+                                     float* __restrict__ variance_delta) {
+  DN_GRID_STRIDE(f, filters) {
+    double s[kSums];
+    filter_totals<kSums>(partials, chunks, (int)f, s);
+    const int d = kSums == 4 ? 2 : 0;
+    if (kSums == 4) {
+      bias_updates[f] += (float)s[0];
+      scale_updates[f] += (float)s[1];
+    }
+    mean_delta[f] = bn_mean_delta(s[d], variance[f]);
+    variance_delta[f] = bn_variance_delta(s[d + 1], variance[f]);
+  }
+}
+
+__global__ void input_delta_kernel(const float* __restrict__ x, const float* __restrict__ mean,
+                                   const float* __restrict__ variance, const float* __restrict__ mean_delta,
+                                   const float* __restrict__ variance_delta, int batch, int filters, int spatial,
+                                   float* __restrict__ delta) {
+  const unsigned total = (unsigned)batch * filters * spatial;
   const float n = (float)batch * spatial;
-  for (size_t j = threadIdx.x; j < count; j += blockDim.x) {
-    const size_t o = filter_offset(j, f, filters, spatial);
-    delta[o] = bn_input_delta(delta[o], inv_std, vd, x[o], mf, md, n);
+  for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += blockDim.x * gridDim.x) {
+    const int f = (int)((i / (unsigned)spatial) % (unsigned)filters);
+    delta[i] = bn_input_delta(delta[i], bn_inv_std(variance[f]), variance_delta[f], x[i], mean[f], mean_delta[f], n);
+  }
+}
+
+// out = act(x_norm * scale + bias), x_norm = (x - mean) * inv_std kept when asked.
+__global__ void train_normalize_kernel(const float* __restrict__ x, const float* __restrict__ mean,
+                                       const float* __restrict__ variance, const float* __restrict__ scales,
+                                       const float* __restrict__ biases, int batch, int filters, int spatial,
+                                       Activation act, float* __restrict__ out, float* __restrict__ x_norm) {
+  const unsigned total = (unsigned)batch * filters * spatial;
+  for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += blockDim.x * gridDim.x) {
+    const int f = (int)((i / (unsigned)spatial) % (unsigned)filters);
+    const float normalized = bn_apply(x[i], mean[f], bn_inv_std(variance[f]));
+    if (x_norm) x_norm[i] = normalized;
+    out[i] = activate(normalized * scales[f] + biases[f], act);
   }
 }
 
 }  // namespace
 
+// Chunks per filter for the multi-block sums: about 4 blocks per multiprocessor in all, at least
+// kMinPerChunk elements per chunk.
+static PartialArgs chunked(int batch, int filters, int spatial, int multiprocessors) {
+  const size_t count = (size_t)batch * spatial;
+  check(count * filters < ((size_t)1 << 32), "batch norm (CUDA): ", batch, " x ", filters, " x ", spatial,
+        " elements exceed 32-bit indexing");
+  check(filters <= 65535, "batch norm (CUDA): ", filters, " filters exceed the grid limit");
+  PartialArgs a;
+  a.batch = batch, a.filters = filters, a.spatial = (unsigned)spatial;
+  const size_t want = (4 * (size_t)multiprocessors + filters - 1) / filters;
+  const size_t chunks = std::max<size_t>(1, std::min<size_t>({want, count / kMinPerChunk, (size_t)kMaxChunks}));
+  a.per_chunk = (unsigned)((count + chunks - 1) / chunks);
+  a.chunks = (unsigned)((count + a.per_chunk - 1) / a.per_chunk);
+  return a;
+}
+
+template <Partial kOp, int kSums>
+static void launch_partials(const PartialArgs& a, double* partials, cudaStream_t stream) {
+  filter_partials_kernel<kOp, kSums><<<dim3(a.chunks, (unsigned)a.filters), kPartialThreads, 0, stream>>>(a, partials);
+  DN_CUDA_LAUNCH_CHECK();
+}
+
+
 void CudaBackend::bn_mean_variance(const float* x, int batch, int filters, int spatial, float* mean,
                                    float* variance) {
   if (filters <= 0 || batch <= 0 || spatial <= 0) return;
-  mean_variance_kernel<<<filters, filter_threads(filters), 0, stream_>>>(x, batch, filters, spatial, mean, variance);
+  PartialArgs a = chunked(batch, filters, spatial, multiprocessors_);
+  double* partials = partial_sums((size_t)filters * a.chunks + (size_t)filters);
+  double* mean_d = partials + (size_t)filters * a.chunks;  // the mean in double for the second pass
+  const double n = (double)batch * spatial;
+  a.x = x;
+  launch_partials<Partial::Sum, 1>(a, partials, stream_);
+  finish_mean_kernel<<<grid_for(filters), kThreads, 0, stream_>>>(partials, a.chunks, filters, n, mean_d, mean);
+  DN_CUDA_LAUNCH_CHECK();
+  a.mean_d = mean_d;
+  launch_partials<Partial::CenteredSquares, 1>(a, partials, stream_);
+  finish_variance_kernel<<<grid_for(filters), kThreads, 0, stream_>>>(partials, a.chunks, filters, n, variance);
   DN_CUDA_LAUNCH_CHECK();
 }
 
@@ -158,25 +279,66 @@ void CudaBackend::add_bias(float* x, const float* biases, int batch, int filters
 }
 
 void CudaBackend::backward_bias(float* bias_updates, const float* delta, int batch, int filters, int spatial) {
-  if (filters <= 0 || batch <= 0 || spatial <= 0) return;
-  filter_sum_kernel<<<filters, filter_threads(filters), 0, stream_>>>(delta, nullptr, batch, filters, spatial,
-                                                                      bias_updates);
-  DN_CUDA_LAUNCH_CHECK();
+  backward_scale(nullptr, delta, batch, filters, spatial, bias_updates);  // sum of delta alone
 }
 
 void CudaBackend::backward_scale(const float* x_norm, const float* delta, int batch, int filters, int spatial,
                                  float* scale_updates) {
   if (filters <= 0 || batch <= 0 || spatial <= 0) return;
-  filter_sum_kernel<<<filters, filter_threads(filters), 0, stream_>>>(delta, x_norm, batch, filters, spatial,
-                                                                      scale_updates);
+  PartialArgs a = chunked(batch, filters, spatial, multiprocessors_);
+  a.x_norm = x_norm;
+  a.delta = const_cast<float*>(delta);  // Product only reads it
+  double* partials = partial_sums((size_t)filters * a.chunks);
+  launch_partials<Partial::Product, 1>(a, partials, stream_);
+  finish_add_kernel<<<grid_for(filters), kThreads, 0, stream_>>>(partials, a.chunks, filters, scale_updates);
   DN_CUDA_LAUNCH_CHECK();
 }
 
 void CudaBackend::bn_backward_delta(const float* x, const float* mean, const float* variance, int batch, int filters,
                                     int spatial, float* mean_delta, float* variance_delta, float* delta) {
   if (filters <= 0 || batch <= 0 || spatial <= 0) return;
-  bn_delta_kernel<<<filters, filter_threads(filters), 0, stream_>>>(x, mean, variance, batch, filters, spatial,
-                                                                    mean_delta, variance_delta, delta);
+  PartialArgs a = chunked(batch, filters, spatial, multiprocessors_);
+  a.x = x, a.mean = mean, a.delta = delta;
+  double* partials = partial_sums((size_t)filters * a.chunks * 2);
+  launch_partials<Partial::DeltaCentered, 2>(a, partials, stream_);
+  finish_deltas_kernel<2><<<grid_for(filters), kThreads, 0, stream_>>>(partials, a.chunks, filters, variance, nullptr,
+                                                                       nullptr, mean_delta, variance_delta);
+  DN_CUDA_LAUNCH_CHECK();
+  const size_t total = (size_t)batch * filters * spatial;
+  input_delta_kernel<<<grid_for(total), kThreads, 0, stream_>>>(x, mean, variance, mean_delta, variance_delta, batch,
+                                                                filters, spatial, delta);
+  DN_CUDA_LAUNCH_CHECK();
+}
+
+void CudaBackend::bn_train_normalize(const float* mean, const float* variance, const float* scales,
+                                     const float* biases, int batch, int filters, int spatial, Activation act,
+                                     const float* x, float* out, float* x_norm) {
+  if (filters <= 0 || batch <= 0 || spatial <= 0) return;
+  (void)chunked(batch, filters, spatial, multiprocessors_);  // the 32-bit check
+  const size_t total = (size_t)batch * filters * spatial;
+  train_normalize_kernel<<<grid_for(total), kThreads, 0, stream_>>>(x, mean, variance, scales, biases, batch, filters,
+                                                                    spatial, act, out, x_norm);
+  DN_CUDA_LAUNCH_CHECK();
+}
+
+void CudaBackend::bn_train_backward(const float* y, Activation act, const float* x, const float* x_norm,
+                                    const float* mean, const float* variance, const float* scales,
+                                    const float* biases, int batch, int filters, int spatial, float* bias_updates,
+                                    float* scale_updates, float* mean_delta, float* variance_delta, float* delta) {
+  (void)biases;
+  if (filters <= 0 || batch <= 0 || spatial <= 0) return;
+  PartialArgs a = chunked(batch, filters, spatial, multiprocessors_);
+  a.x = x, a.y = y, a.x_norm = x_norm, a.delta = delta, a.mean = mean, a.variance = variance, a.scales = scales;
+  a.act = act;
+  double* partials = partial_sums((size_t)filters * a.chunks * 4);
+  launch_partials<Partial::TrainBackward, 4>(a, partials, stream_);
+  finish_deltas_kernel<4><<<grid_for(filters), kThreads, 0, stream_>>>(partials, a.chunks, filters, variance,
+                                                                       bias_updates, scale_updates, mean_delta,
+                                                                       variance_delta);
+  DN_CUDA_LAUNCH_CHECK();
+  const size_t total = (size_t)batch * filters * spatial;
+  input_delta_kernel<<<grid_for(total), kThreads, 0, stream_>>>(x, mean, variance, mean_delta, variance_delta, batch,
+                                                                filters, spatial, delta);
   DN_CUDA_LAUNCH_CHECK();
 }
 

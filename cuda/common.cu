@@ -97,13 +97,21 @@ AllocationStats allocation_stats() {
 
 namespace {
 
-__global__ void fill_kernel(float* __restrict__ x, size_t n, float value) {
-  DN_GRID_STRIDE(i, n) x[i] = value;
-}
-
-__global__ void axpy_kernel(size_t n, float alpha, const float* __restrict__ x, float* __restrict__ y) {
-  DN_GRID_STRIDE(i, n) y[i] += alpha * x[i];
-}
+struct FillOp {
+  float value;
+  __device__ void operator()(float& x, float&) const { x = value; }
+};
+struct AxpyOp {  // a = y, b = x
+  float alpha;
+  __device__ void operator()(float& y, float& x) const { y += alpha * x; }
+};
+struct SgdOp {  // a = param, b = update; decay or not is uniform over the launch
+  float step, decay_term, momentum;
+  __device__ void operator()(float& param, float& update) const {
+    if (decay_term != 0.f) sgd_step_decay(param, update, step, decay_term, momentum);
+    else sgd_step(param, update, step, momentum);
+  }
+};
 
 __global__ void sum_squares_kernel(const float* __restrict__ x, size_t n, double* __restrict__ partial) {
   double sum = 0;
@@ -123,15 +131,6 @@ __global__ void __launch_bounds__(kReduceBlocks) finish_sum_kernel(double* __res
   if (threadIdx.x == 0) partial[kReduceBlocks] = total;
 }
 
-// Decay or not is uniform over the launch; the branch keeps the CPU's two formulas.
-__global__ void sgd_kernel(size_t n, float* __restrict__ param, float* __restrict__ update, float step,
-                           float decay_term, float momentum) {
-  if (decay_term != 0.f) {
-    DN_GRID_STRIDE(i, n) sgd_step_decay(param[i], update[i], step, decay_term, momentum);
-  } else {
-    DN_GRID_STRIDE(i, n) sgd_step(param[i], update[i], step, momentum);
-  }
-}
 
 }  // namespace
 
@@ -150,8 +149,7 @@ void CudaBackend::fill(float* x, size_t n, float value) {
     DN_CUDA_CHECK(cudaMemsetAsync(x, 0, n * sizeof(float), stream_));
     return;
   }
-  fill_kernel<<<grid_for(n), kThreads, 0, stream_>>>(x, n, value);
-  DN_CUDA_LAUNCH_CHECK();
+  launch_elementwise<false>(x, nullptr, n, FillOp{value}, stream_);
 }
 
 void CudaBackend::copy(const float* src, float* dst, size_t n) {
@@ -161,8 +159,7 @@ void CudaBackend::copy(const float* src, float* dst, size_t n) {
 
 void CudaBackend::axpy(size_t n, float alpha, const float* x, float* y) {
   if (!n) return;
-  axpy_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, alpha, x, y);
-  DN_CUDA_LAUNCH_CHECK();
+  launch_elementwise<false>(y, x, n, AxpyOp{alpha}, stream_);
 }
 
 double CudaBackend::sum_squares(const float* x, size_t n) {
@@ -175,8 +172,7 @@ double CudaBackend::sum_squares(const float* x, size_t n) {
 
 void CudaBackend::sgd(size_t n, float* param, float* update, float step, float decay_term, float momentum) {
   if (!n) return;
-  sgd_kernel<<<grid_for(n), kThreads, 0, stream_>>>(n, param, update, step, decay_term, momentum);
-  DN_CUDA_LAUNCH_CHECK();
+  launch_elementwise<true>(param, update, n, SgdOp{step, decay_term, momentum}, stream_);
 }
 
 }  // namespace cuda

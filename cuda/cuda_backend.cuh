@@ -78,6 +78,15 @@ class CudaBackend final : public Backend {
                       float* scale_updates) override;
   void bn_backward_delta(const float* x, const float* mean, const float* variance, int batch, int filters,
                          int spatial, float* mean_delta, float* variance_delta, float* delta) override;
+  // Fused training batch norm (batchnorm.cu): one element pass forward; one reduction pass
+  // (activation gradient, bias/scale/mean/variance sums) and one element pass backward.
+  void bn_train_normalize(const float* mean, const float* variance, const float* scales, const float* biases,
+                          int batch, int filters, int spatial, Activation act, const float* x, float* out,
+                          float* x_norm) override;
+  void bn_train_backward(const float* y, Activation act, const float* x, const float* x_norm, const float* mean,
+                         const float* variance, const float* scales, const float* biases, int batch, int filters,
+                         int spatial, float* bias_updates, float* scale_updates, float* mean_delta,
+                         float* variance_delta, float* delta) override;
 
   void maxpool_forward(const MaxpoolShape& s, const float* input, float* output, int* argmax) override;
   void maxpool_backward(const MaxpoolShape& s, const float* delta, const int* argmax, float* prev_delta) override;
@@ -138,9 +147,8 @@ class CudaBackend final : public Backend {
   // Sums the first `blocks` partials on the device (fixed order: deterministic)
   // and returns the total on the host (waits for the stream).
   double finish_sum(unsigned blocks);
-  // Threads per block for the per-filter batch-norm reductions: wider blocks
-  // when there are too few filters to fill the device.
-  int filter_threads(int filters) const { return filters < 2 * multiprocessors_ ? 1024 : 256; }
+  // Room for the per-filter partial sums of the batch-norm reductions (batchnorm.cu).
+  double* partial_sums(size_t doubles) { return static_cast<double*>(scratch(doubles * sizeof(double))); }
 
   struct TreeCache {
     std::vector<int> offset, size;  // host copy, to notice a different tree at a reused address
