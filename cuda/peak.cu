@@ -1,4 +1,5 @@
-// The device's arithmetic peaks, measured (the profiler's "% of peak", like the CPU's
+// The device's arithmetic peaks and memory bandwidth, measured (the profiler's "% of peak" and
+// roofline, like the CPU's
 // FMA microbenchmark of bench/peak_fma.py): FP32 as independent fmaf chains on every
 // thread of a full grid, TF32 as wmma m16n16k8 products from registers (mma.sync: the
 // instruction the implicit-GEMM convolutions issue, cuda/conv_fast.cuh). Each is timed with
@@ -61,7 +62,50 @@ __global__ void tf32_peak_kernel(int iterations, float* sink) {
 #endif
 }
 
+__global__ void copy_bandwidth_kernel(const float4* __restrict__ src, float4* __restrict__ dst, size_t n4) {
+  DN_GRID_STRIDE(i, n4) dst[i] = src[i];
+}
+
 }  // namespace
+
+double measure_bandwidth_gbs() {
+  constexpr size_t kBytes = (size_t)256 << 20;  // per buffer: far beyond any L2
+  const size_t n4 = kBytes / sizeof(float4);
+  float* src = static_cast<float*>(device_alloc(kBytes, true));
+  float* dst = nullptr;
+  cudaEvent_t start = nullptr, stop = nullptr;
+  double best = 0;
+  try {
+    dst = static_cast<float*>(device_alloc(kBytes, false));
+    DN_CUDA_CHECK(cudaEventCreate(&start));
+    DN_CUDA_CHECK(cudaEventCreate(&stop));
+    int device = 0, sms = 1;
+    DN_CUDA_CHECK(cudaGetDevice(&device));
+    DN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    for (int launch = 0; launch < 5; ++launch) {
+      DN_CUDA_CHECK(cudaEventRecord(start));
+      copy_bandwidth_kernel<<<sms * 16, 256>>>(reinterpret_cast<const float4*>(src), reinterpret_cast<float4*>(dst),
+                                               n4);
+      DN_CUDA_LAUNCH_CHECK();
+      DN_CUDA_CHECK(cudaEventRecord(stop));
+      DN_CUDA_CHECK(cudaEventSynchronize(stop));
+      float ms = 0.f;
+      DN_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+      if (launch > 0 && ms > 0) best = std::max(best, 2.0 * kBytes / (ms * 1e-3) / 1e9);  // read + write
+    }
+  } catch (...) {
+    if (start) (void)cudaEventDestroy(start);
+    if (stop) (void)cudaEventDestroy(stop);
+    device_free(src);
+    device_free(dst);
+    throw;
+  }
+  (void)cudaEventDestroy(start);
+  (void)cudaEventDestroy(stop);
+  device_free(src);
+  device_free(dst);
+  return best;
+}
 
 double measure_peak_gflops(bool tensor_cores) {
   int device = 0, sms = 1, major = 0;

@@ -47,6 +47,7 @@ class LayerView:
     input_shape = property(lambda self: (self._layer.c, self._layer.h, self._layer.w))
     output_shape = property(lambda self: (self._layer.out_c, self._layer.out_h, self._layer.out_w))
     flops = property(lambda self: self._layer.flops)
+    parameter_count = property(lambda self: self._layer.parameter_count)
     cost = property(lambda self: self._layer.cost)
 
     @property

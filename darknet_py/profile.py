@@ -96,6 +96,10 @@ class LayerProfile:
     gflops: float        # achieved
     pct_peak: Optional[float]  # gflops / measured peak * 100 (None on the emulated device)
     backward_ms: Optional[float] = None
+    # Roofline (CUDA): forward bytes = 4 * (batch * (inputs + outputs) + parameters), and the
+    # roofline bound max(flops / peak, bytes / bandwidth) as a percentage of the measured time.
+    bytes: Optional[float] = None
+    pct_roofline: Optional[float] = None
 
 
 @dataclass
@@ -107,13 +111,14 @@ class Profile:
     threads: int
     runs: int
     kernel: str
-    peak_gflops: Optional[float]       # the CPU's FMA peak; None on a GPU
+    peak_gflops: Optional[float]       # the measured peak of the arithmetic used (None: emulated)
     total_ms: float                    # median of whole forward passes
     layer_sum_ms: float                # sum of per-layer medians
     total_backward_ms: Optional[float] = None
     layers: List[LayerProfile] = field(default_factory=list)
     device: str = "cpu"                # "cpu" or "cuda"
     device_name: str = ""              # the CPU model or the GPU's name
+    bandwidth_gbs: Optional[float] = None  # the device memory's measured bandwidth (CUDA)
 
     @property
     def total_flops(self) -> float:
@@ -135,12 +140,18 @@ class Profile:
             where = (f"cuda ({self.device_name}), kernels {self.kernel}, layers timed with CUDA events"
                      if self.device == "cuda" else f"{self.device} ({self.device_name}), CPU kernels")
         peak = f"peak {self.peak_gflops:.0f} GFLOP/s" if self.peak_gflops else "peak -"
+        roof = self.bandwidth_gbs is not None
+        if roof:
+            peak += f", memory {self.bandwidth_gbs:.0f} GB/s"
         lines = [f"{self.cfg}: {self.width}x{self.height}, batch {self.batch}, {where}, {peak}, "
                  f"median of {self.runs} runs",
                  f"layer     filters    size              input                output           "
-                 f"{'ms':>8} {'share':>6} {'GFLOP/s':>8} {'%peak':>6}" + (f" {'bwd ms':>8}" if bw else "")]
+                 f"{'ms':>8} {'share':>6} {'GFLOP/s':>8} {'%peak':>6}" + (f" {'%roof':>6}" if roof else "") +
+                 (f" {'bwd ms':>8}" if bw else "")]
         for l in self.layers:
             pct = f"{l.pct_peak:5.1f}%" if l.pct_peak is not None else f"{'-':>6}"
+            if roof:
+                pct += f" {l.pct_roofline:5.1f}%" if l.pct_roofline is not None else f" {'-':>6}"
             lines.append(f"{l.index:5d} {l.description:<66.66s} {l.ms:8.3f} {l.share * 100:5.1f}% "
                          f"{l.gflops:8.1f} {pct}" + (f" {l.backward_ms:8.3f}" if bw else ""))
         g = self.total_flops / (self.total_ms * 1e-3) / 1e9
@@ -150,6 +161,12 @@ class Profile:
                      (f"; backward {self.total_backward_ms:.2f} ms" if bw else ""))
         for t, (ms, fl, gf) in sorted(self.by_type().items(), key=lambda kv: -kv[1][0]):
             lines.append(f"  {t:14s} {ms:8.2f} ms  {ms / self.layer_sum_ms * 100:5.1f}%  {gf:7.1f} GFLOP/s")
+        if roof and self.peak_gflops:
+            ridge = self.peak_gflops / self.bandwidth_gbs
+            bound = [l for l in self.layers if l.bytes and l.flops / l.bytes < ridge]
+            lines.append(f"roofline: ridge at {ridge:.1f} FLOP/byte; {len(bound)} of {len(self.layers)} layers are "
+                         f"memory-bound ({sum(l.ms for l in bound):.2f} ms); %roof = the roofline bound "
+                         "max(FLOPs / peak, bytes / bandwidth) over the measured time")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -163,11 +180,14 @@ class Profile:
     def to_csv(self) -> str:
         buf = io.StringIO()
         w = csv.writer(buf)
-        w.writerow(["index", "type", "description", "ms", "share", "flops", "gflops", "pct_peak", "backward_ms"])
+        w.writerow(["index", "type", "description", "ms", "share", "flops", "gflops", "pct_peak", "backward_ms",
+                    "bytes", "pct_roofline"])
         for l in self.layers:
             w.writerow([l.index, l.type, l.description.strip(), f"{l.ms:.4f}", f"{l.share:.4f}", f"{l.flops:.0f}",
                         f"{l.gflops:.2f}", "" if l.pct_peak is None else f"{l.pct_peak:.2f}",
-                        "" if l.backward_ms is None else f"{l.backward_ms:.4f}"])
+                        "" if l.backward_ms is None else f"{l.backward_ms:.4f}",
+                        "" if l.bytes is None else f"{l.bytes:.0f}",
+                        "" if l.pct_roofline is None else f"{l.pct_roofline:.2f}"])
         return buf.getvalue()
 
 
@@ -207,6 +227,7 @@ def profile_network(net, runs: int = 20, warmup: int = 2, backward: bool = False
     elif device == "cuda":
         math = "fp32" if opts["reference_kernels"] else str(opts.get("cuda_math", "tf32"))
         peak = cuda_peak_gflops(math)
+        bandwidth = float(os.environ.get("DARKNET_PY_CUDA_BANDWIDTH_GBS") or _core.cuda_bandwidth_gbs())
         kernel = f"cuda {math}" + (" (reference kernels: im2col + SGEMM)" if opts["reference_kernels"]
                                    else " (implicit GEMM)")
         device_name = _gpu_name()
@@ -214,6 +235,8 @@ def profile_network(net, runs: int = 20, warmup: int = 2, backward: bool = False
         # The emulated device runs the CPU kernels (on separately allocated "device" memory).
         peak, kernel = None, device
         device_name = f"CPU kernels, {_cpu_model()}"
+    if device != "cuda":
+        bandwidth = None
     n_img = x.shape[0]
     meds = [statistics.median(t) * 1e3 for t in raw["layers"]]
     bmeds = [statistics.median(t) * 1e3 for t in raw["backward_layers"]] if backward else None
@@ -222,13 +245,20 @@ def profile_network(net, runs: int = 20, warmup: int = 2, backward: bool = False
     for i, (ms, l) in enumerate(zip(meds, net.layers)):
         fl = l.flops * n_img
         g = fl / (ms * 1e-3) / 1e9 if ms > 0 else 0.0
+        nbytes = roof = None
+        if bandwidth:
+            c, h, w = l.input_shape
+            oc, oh, ow = l.output_shape
+            nbytes = 4.0 * (n_img * (c * h * w + oc * oh * ow) + l.parameter_count)
+            bound_s = max(fl / (peak * 1e9), nbytes / (bandwidth * 1e9))
+            roof = bound_s / (ms * 1e-3) * 100 if ms > 0 else None
         layers.append(LayerProfile(i, l.type, l.describe(), ms, ms / s if s else 0.0, fl, g,
-                                   g / peak * 100 if peak else None, bmeds[i] if bmeds else None))
+                                   g / peak * 100 if peak else None, bmeds[i] if bmeds else None, nbytes, roof))
     return Profile(cfg=os.path.basename(net.cfg_path or "<net>"), width=net.width, height=net.height, batch=n_img,
                    threads=threads, runs=int(runs), kernel=kernel, peak_gflops=peak,
                    total_ms=statistics.median(raw["total"]) * 1e3, layer_sum_ms=s,
                    total_backward_ms=statistics.median(raw["total_backward"]) * 1e3 if backward else None,
-                   layers=layers, device=device, device_name=device_name)
+                   layers=layers, device=device, device_name=device_name, bandwidth_gbs=bandwidth)
 
 
 # ---------------------------------------------------------------- CLI

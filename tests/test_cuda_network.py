@@ -253,6 +253,8 @@ def test_profiler_on_device(device, weights_dir):
     else:  # CUDA events between layers, % of the measured FP32 peak (this module runs cuda_math fp32)
         assert prof.kernel.startswith("cuda fp32") and "CUDA events" in first
         assert prof.peak_gflops > 1000 and all(0 <= l.pct_peak <= 100 for l in prof.layers)
+        assert prof.bandwidth_gbs > 100 and all(l.pct_roofline > 0 for l in prof.layers)
+        assert "%roof" in prof.table() and "roofline: ridge" in prof.table()
         # The layers' event times add up to about the pass (launches overlap the kernels).
         assert 0.5 * prof.total_ms <= prof.layer_sum_ms <= 1.5 * prof.total_ms
     assert net.device == device

@@ -207,3 +207,33 @@ def test_heaviest_layer_takes_longer_than_a_trivial_one(net):
     med = [statistics.median(t) for t in raw["layers"]]
     soft = [l.type for l in net.layers].index("softmax")
     assert med[0] > med[soft], med
+
+
+def test_cuda_roofline_columns_from_closed_form_bytes(net, monkeypatch):
+    """On a CUDA network the profile adds each layer's forward bytes, 4 * (batch * (inputs +
+    outputs) + parameters), and the roofline bound max(FLOPs / peak, bytes / bandwidth) as a
+    percentage of its time. The device is faked here (exec options, peak, bandwidth, raw times),
+    so the arithmetic and the table are checked on any machine."""
+    import darknet_py.profile as profile_mod
+    L = len(net)
+    times = np.full((L, 3), 2e-4)
+    monkeypatch.setattr(net, "time_layers", lambda x, runs, warmup, backward, truth=None:
+                        {"layers": times.tolist(), "total": [2e-4 * L] * 3})
+    opts = dict(net.exec_options, device="cuda", cuda_math="fp32")
+    monkeypatch.setattr(type(net), "exec_options", property(lambda self: opts))
+    monkeypatch.setenv("DARKNET_PY_CUDA_PEAK_GFLOPS", "1000")
+    monkeypatch.setattr(profile_mod._core, "cuda_bandwidth_gbs", lambda: 2000.0, raising=False)
+    prof = net.profile(runs=3, warmup=0)
+    assert prof.bandwidth_gbs == 2000.0 and prof.peak_gflops == 1000.0 and prof.kernel.startswith("cuda fp32")
+    for l, layer in zip(prof.layers, net.layers):
+        c, h, w = layer.input_shape
+        oc, oh, ow = layer.output_shape
+        params = sum(v.size for v in layer.params.values())
+        assert layer.parameter_count == params
+        want_bytes = 4.0 * (BATCH * (c * h * w + oc * oh * ow) + params)
+        assert l.bytes == pytest.approx(want_bytes, rel=1e-12)
+        bound = max(l.flops / 1e12, want_bytes / 2e12)
+        assert l.pct_roofline == pytest.approx(bound / 2e-4 * 100, rel=1e-9)
+    table = prof.table()
+    assert "%roof" in table and "memory 2000 GB/s" in table and "roofline: ridge at 0.5 FLOP/byte" in table
+    assert "bytes" in prof.to_csv().splitlines()[0]

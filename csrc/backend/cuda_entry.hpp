@@ -43,6 +43,8 @@ AllocationStats allocation_stats();
 // The device's measured arithmetic peak in GFLOP/s (cuda/peak.cu): FP32 FMA, or TF32 tensor-core
 // products (mma.sync; throws below compute capability 8.0). Takes a few milliseconds.
 double measure_peak_gflops(bool tensor_cores);
+// The device memory's measured bandwidth in GB/s (read + write bytes of a 256 MB copy kernel).
+double measure_bandwidth_gbs();
 
 }  // namespace cuda
 }  // namespace dn

@@ -53,6 +53,15 @@ void bind_device(py::module_& m) {
       },
       py::arg("math") = "fp32",
       "The device's measured peak GFLOP/s: 'fp32' (FMA) or 'tf32' (tensor-core mma.sync).");
+  m.def("cuda_bandwidth_gbs", [] {
+#ifdef DN_WITH_CUDA
+    if (!cuda_available()) fail(cuda_unavailable_reason());
+    py::gil_scoped_release release;
+    return cuda::measure_bandwidth_gbs();
+#else
+    fail(cuda_unavailable_reason());
+#endif
+  }, "The device memory's measured bandwidth in GB/s (a 256 MB device-to-device copy, read + write).");
   m.def("cuda_synchronize", [] {
 #ifdef DN_WITH_CUDA
     if (cuda_available()) cuda::synchronize_device();

@@ -149,6 +149,14 @@ void bind_network(py::module_& m) {
       .def_readonly("has_cost", &Layer::has_cost)
       .def_readonly("cost", &Layer::cost)
       .def_property_readonly("flops", &Layer::flops)
+      .def_property_readonly(
+          "parameter_count",
+          [](Layer& l) {
+            size_t n = 0;
+            for (const Blob& b : l.params()) n += b.count();
+            return n;
+          },
+          "Floats in the layer's parameters (weights-file order), without reading them.")
       .def("describe", &Layer::describe);
 
   py::class_<Network>(m, "Network")
