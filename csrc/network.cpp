@@ -543,7 +543,12 @@ bool Network::forward_recorded(const float* device_input) {
   graph_key_ = std::move(key);
   graph_recorded_ = false;
   if (!seen_before) return false;  // first forward with these buffers: eager (allocations settle)
-  if (!backend_->graph_capture_begin()) {
+  bool began = false;
+  try {
+    began = backend_->graph_capture_begin();
+  } catch (const DarknetError&) {  // this device or driver cannot record: run eagerly
+  }
+  if (!began) {
     graph_failed_ = true;
     return false;
   }

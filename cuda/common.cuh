@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "core/error.hpp"
+#include "kernel_utils.cuh"
 
 namespace dn {
 namespace cuda {
@@ -43,11 +44,6 @@ inline unsigned reduce_grid(size_t n) {
   const unsigned g = grid_for(n);
   return g > (unsigned)kReduceBlocks ? (unsigned)kReduceBlocks : g;
 }
-
-// for (size_t i = global thread index; i < n; i += total threads)
-#define DN_GRID_STRIDE(i, n)                                                          \
-  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (size_t)(n); \
-       i += (size_t)blockDim.x * gridDim.x)
 
 // ------------------------------------------------------------ element-wise, 128-bit
 // f(a[i], b[i]) for i < n over one array a (b null) or two, in place: float4 groups in a
@@ -98,38 +94,6 @@ void launch_elementwise(float* a, const float* b, size_t n, F f, cudaStream_t st
     elementwise_kernel<kWriteB><<<grid_for(n), kThreads, 0, stream>>>(a, bw, n, f);
   }
   DN_CUDA_LAUNCH_CHECK();
-}
-
-__device__ inline double warp_sum(double v) {
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
-  return v;
-}
-
-__device__ inline float warp_sum(float v) {
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
-  return v;
-}
-
-// Sum of v over the whole block, returned to every thread. blockDim.x must be
-// a multiple of 32 (at most 1024); every thread of the block must call it.
-// Safe to call repeatedly in one kernel.
-__device__ inline double block_sum(double v) {
-  __shared__ double warp_sums[32];
-  __shared__ double total;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int warps = blockDim.x >> 5;
-  v = warp_sum(v);
-  if (lane == 0) warp_sums[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    double s = lane < warps ? warp_sums[lane] : 0.0;
-    s = warp_sum(s);
-    if (lane == 0) total = s;
-  }
-  __syncthreads();
-  const double result = total;
-  __syncthreads();  // everyone has read `total` before a next call overwrites it
-  return result;
 }
 
 }  // namespace cuda

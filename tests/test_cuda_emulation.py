@@ -1,13 +1,20 @@
-"""The CUDA implicit-GEMM convolutions (cuda/conv_fast.cuh), run on the CPU.
+"""The CUDA kernels of cuda/conv_fast.cuh and cuda/batchnorm.cuh, run on the CPU.
 
-tests/cuda_emulation/conv_fast_host.cpp compiles the kernels with g++, one std::thread per
-CUDA thread and a barrier for __syncthreads, on their FP32 path (synchronous copies instead of
-cp.async; the TF32 tensor-core products are what only tests/test_cuda_parity.py checks on a
-GPU). The same planner, loaders, pipeline stages, split-K partials and epilogue run as on the
-device, and each result is held against a float64 numpy convolution: forward (raw and with
-folded batch norm, bias and activation), weight gradient and input gradient, on odd shapes
-(channels and filters not multiples of 8 or 32, non-square maps, stride 2, 1x1, groups,
-valid padding) and with K split or not. Tolerance: 1e-4 of the largest reference value.
+tests/cuda_emulation/*_host.cpp compile the kernels with g++ (emulation.hpp: one std::thread
+per CUDA thread, a barrier for __syncthreads, a warp barrier around a shared table for
+__shfl_down_sync), on their FP32 paths (synchronous copies instead of cp.async; the TF32
+tensor-core products are what only tests/test_cuda_parity.py checks on a GPU).
+
+Convolutions: the same planner, loaders, pipeline stages, split-K partials and epilogue run as
+on the device, and each result is held against a float64 numpy convolution: forward (raw and
+with folded batch norm, bias and activation), weight gradient and input gradient, on odd shapes
+(channels and filters not multiples of 8 or 32, non-square maps, stride 2, 1x1, groups, valid
+padding) and with K split or not. Tolerance: 1e-4 of the largest reference value.
+
+Batch norm: the multi-block per-filter sums (one chunk and several) and the fused training
+passes in CudaBackend's launch sequences, against float64 numpy of Darknet's formulas
+(variance with N-1; mean_delta, variance_delta, normalize_delta). Tolerance: 1e-5 of each
+array's largest value.
 """
 import ctypes
 import os
@@ -19,7 +26,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCE = REPO / "tests" / "cuda_emulation" / "conv_fast_host.cpp"
+SOURCES = sorted((REPO / "tests" / "cuda_emulation").glob("*_host.cpp"))
 TOL = 1e-4
 LINEAR, LEAKY = 3, 7  # dn::Activation (csrc/kernels/activations.hpp)
 
@@ -31,7 +38,7 @@ def emu(tmp_path_factory):
         pytest.skip("no C++ compiler")
     lib = tmp_path_factory.mktemp("emu") / "conv_fast_host.so"
     cmd = [cxx, "-std=c++17", "-O1", "-pthread", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror",
-           "-Wno-unknown-pragmas", f"-I{REPO / 'csrc'}", f"-I{REPO / 'cuda'}", str(SOURCE), "-o", str(lib)]
+           "-Wno-unknown-pragmas", f"-I{REPO / 'csrc'}", f"-I{REPO / 'cuda'}", *map(str, SOURCES), "-o", str(lib)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-4000:]
     h = ctypes.CDLL(str(lib))
@@ -42,6 +49,12 @@ def emu(tmp_path_factory):
     h.emu_conv.restype = ctypes.c_int
     h.emu_plan.argtypes = [ctypes.c_int] * 6 + [ip, ip]
     h.emu_plan.restype = ctypes.c_int
+    i, c = ctypes.c_int, ctypes.c_char_p
+    h.emu_bn_mean_variance.argtypes = [fp, i, i, i, fp, fp, i, ip, c, i]
+    h.emu_bn_backward_scale.argtypes = [fp, fp, i, i, i, fp, i, c, i]
+    h.emu_bn_backward_delta.argtypes = [fp, fp, fp, i, i, i, fp, fp, fp, i, c, i]
+    h.emu_bn_train_normalize.argtypes = [fp, fp, fp, fp, i, i, i, i, fp, fp, fp, c, i]
+    h.emu_bn_train_backward.argtypes = [fp, i, fp, fp, fp, fp, fp, i, i, i, fp, fp, fp, fp, fp, i, ip, c, i]
     return h
 
 
@@ -239,3 +252,130 @@ def test_errors_are_reported_not_crashes(emu):
     rc = emu.emu_conv(3, 1, 4, 5, 5, 4, 3, 2, 1, 1, _ptr(x), _ptr(wts), _ptr(prev), None, None, None, None, LINEAR, 1,
                       ctypes.byref(splits), err, len(err))
     assert rc == 1 and b"same" in err.value
+
+
+# ---------------------------------------------------------------- batch norm
+
+BN_TOL = 1e-5
+EPS = 1e-5
+# batch, filters, spatial (h * w): one chunk per filter, and several (>= 2 * 4096 elements per
+# filter with many multiprocessors to fill)
+BN_SHAPES = [(2, 5, 7 * 9), (3, 3, 100 * 110), (1, 19, 13 * 13), (4, 2, 64 * 64)]
+
+
+def bn_close(got, ref, what):
+    ref = np.asarray(ref, np.float64)
+    scale = max(float(np.abs(ref).max()), 1e-30)
+    err = float(np.abs(np.asarray(got, np.float64) - ref).max()) / scale
+    assert err <= BN_TOL, f"{what}: max error {err:.2e} of the largest value (tolerance {BN_TOL:g})"
+
+
+def bn_data(shape, seed):
+    batch, filters, spatial = shape
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(0.5, 2.0, (batch, filters, spatial))).astype(np.float32)
+    return rng, x
+
+
+def stats64(x):
+    x = x.astype(np.float64)
+    n = x.shape[0] * x.shape[2]
+    mean = x.sum(axis=(0, 2)) / n
+    var = ((x - mean[None, :, None]) ** 2).sum(axis=(0, 2)) / (n - 1)
+    return mean, var, n
+
+
+def call(fn, *args):
+    err = ctypes.create_string_buffer(512)
+    assert fn(*args, err, len(err)) == 0, err.value.decode()
+
+
+@pytest.mark.parametrize("sms", [1, 132], ids=["few-SMs", "many-SMs"])
+@pytest.mark.parametrize("shape", BN_SHAPES, ids=lambda s: "b{}f{}s{}".format(*s))
+def test_bn_statistics_and_sums(emu, shape, sms):
+    batch, filters, spatial = shape
+    rng, x = bn_data(shape, 5)
+    mean = np.full(filters, np.nan, np.float32)
+    var = np.full(filters, np.nan, np.float32)
+    chunks = ctypes.c_int(0)
+    call(emu.emu_bn_mean_variance, _ptr(x), batch, filters, spatial, _ptr(mean), _ptr(var), sms, ctypes.byref(chunks))
+    m64, v64, n = stats64(x)
+    bn_close(mean, m64, f"mean ({chunks.value} chunks)")
+    bn_close(var, v64, f"variance ({chunks.value} chunks)")
+    if sms > 1 and batch * spatial >= 2 * 4096:
+        assert chunks.value > 1
+    delta = rng.normal(0, 1, x.shape).astype(np.float32)
+    x_norm = rng.normal(0, 1, x.shape).astype(np.float32)
+    start = rng.normal(0, 1, filters).astype(np.float32)
+    bias_upd, scale_upd = start.copy(), start.copy()
+    call(emu.emu_bn_backward_scale, None, _ptr(delta), batch, filters, spatial, _ptr(bias_upd), sms)
+    call(emu.emu_bn_backward_scale, _ptr(x_norm), _ptr(delta), batch, filters, spatial, _ptr(scale_upd), sms)
+    bn_close(bias_upd, start + delta.astype(np.float64).sum(axis=(0, 2)), "bias gradient")
+    bn_close(scale_upd, start + (delta.astype(np.float64) * x_norm).sum(axis=(0, 2)), "scale gradient")
+
+
+def bn_delta_ref(d, x, mean, var, n):
+    """Darknet's mean_delta, variance_delta and normalize_delta in float64 from float32 inputs."""
+    mean, var = mean.astype(np.float64), var.astype(np.float64)
+    xc = x.astype(np.float64) - mean[None, :, None]
+    md = d.sum(axis=(0, 2)) * (-1 / np.sqrt(var + EPS))
+    vd = (d * xc).sum(axis=(0, 2)) * -.5 * (var + EPS) ** -1.5
+    out = d / np.sqrt(var + EPS)[None, :, None] + vd[None, :, None] * 2 * xc / n + md[None, :, None] / n
+    return md, vd, out
+
+
+@pytest.mark.parametrize("sms", [1, 132], ids=["few-SMs", "many-SMs"])
+@pytest.mark.parametrize("shape", BN_SHAPES, ids=lambda s: "b{}f{}s{}".format(*s))
+def test_bn_backward_delta(emu, shape, sms):
+    batch, filters, spatial = shape
+    rng, x = bn_data(shape, 6)
+    mean, var, n = stats64(x)
+    mean, var = mean.astype(np.float32), var.astype(np.float32)
+    delta = rng.normal(0, 1, x.shape).astype(np.float32)
+    d_ref = delta.astype(np.float64)
+    md, vd = np.full(filters, np.nan, np.float32), np.full(filters, np.nan, np.float32)
+    call(emu.emu_bn_backward_delta, _ptr(x), _ptr(mean), _ptr(var), batch, filters, spatial, _ptr(md), _ptr(vd),
+         _ptr(delta), sms)
+    md_ref, vd_ref, out_ref = bn_delta_ref(d_ref, x, mean, var, n)
+    bn_close(md, md_ref, "mean_delta")
+    bn_close(vd, vd_ref, "variance_delta")
+    bn_close(delta, out_ref, "input delta")
+
+
+@pytest.mark.parametrize("keep_x_norm", [True, False], ids=["x_norm kept", "x_norm derived"])
+@pytest.mark.parametrize("sms", [1, 132], ids=["few-SMs", "many-SMs"])
+@pytest.mark.parametrize("shape", BN_SHAPES, ids=lambda s: "b{}f{}s{}".format(*s))
+def test_bn_fused_training_passes(emu, shape, sms, keep_x_norm):
+    """bn_train_normalize then bn_train_backward (leaky), as a convolution's training step runs them."""
+    batch, filters, spatial = shape
+    rng, x = bn_data(shape, 7)
+    mean, var, n = stats64(x)
+    mean, var = mean.astype(np.float32), var.astype(np.float32)
+    scales = rng.uniform(.5, 1.5, filters).astype(np.float32)
+    biases = rng.uniform(-.5, .5, filters).astype(np.float32)
+    out = np.full(x.shape, np.nan, np.float32)
+    x_norm = np.full(x.shape, np.nan, np.float32) if keep_x_norm else None
+    call(emu.emu_bn_train_normalize, _ptr(mean), _ptr(var), _ptr(scales), _ptr(biases), batch, filters, spatial,
+         LEAKY, _ptr(x), _ptr(out), _ptr(x_norm))
+    inv_std = (1 / np.sqrt(var.astype(np.float64) + EPS))[None, :, None]
+    xn_ref = (x.astype(np.float64) - mean[None, :, None]) * inv_std
+    y_ref = xn_ref * scales[None, :, None] + biases[None, :, None]
+    y_ref = np.where(y_ref > 0, y_ref, .1 * y_ref)
+    bn_close(out, y_ref, "training forward output")
+    if keep_x_norm:
+        bn_close(x_norm, xn_ref, "x_norm")
+    delta = rng.normal(0, 1, x.shape).astype(np.float32)
+    through = delta.astype(np.float64) * np.where(out > 0, 1.0, .1)
+    start = rng.normal(0, 1, filters).astype(np.float32)
+    bias_upd, scale_upd = start.copy(), start.copy()
+    md, vd = np.full(filters, np.nan, np.float32), np.full(filters, np.nan, np.float32)
+    chunks = ctypes.c_int(0)
+    call(emu.emu_bn_train_backward, _ptr(out), LEAKY, _ptr(x), _ptr(x_norm), _ptr(mean), _ptr(var), _ptr(scales),
+         batch, filters, spatial, _ptr(bias_upd), _ptr(scale_upd), _ptr(md), _ptr(vd), _ptr(delta), sms,
+         ctypes.byref(chunks))
+    bn_close(bias_upd, start + through.sum(axis=(0, 2)), f"bias gradient ({chunks.value} chunks)")
+    bn_close(scale_upd, start + (through * xn_ref).sum(axis=(0, 2)), "scale gradient")
+    md_ref, vd_ref, out_ref = bn_delta_ref(through * scales[None, :, None], x, mean, var, n)
+    bn_close(md, md_ref, "mean_delta")
+    bn_close(vd, vd_ref, "variance_delta")
+    bn_close(delta, out_ref, "input delta")

@@ -179,11 +179,14 @@ def test_cuda_graph_replays_equal_eager_forwards(weights_dir):
         np.testing.assert_array_equal(graphed.forward(x), eager.forward(x), err_msg=f"forward {i}")
     assert graphed._net.cuda_graph_replays == len(inputs) - 1  # recorded on the 2nd, replayed after
     assert eager._net.cuda_graph_replays == 0
+    out_before = graphed.forward(inputs[0]).copy()
     for net in (graphed, eager):  # a parameter written on the host reaches the replay
         net.layers[0].params["weights"][0, 0, 0, 0] += 0.5
         net.layers[2].params["biases"][3] -= 0.25
     before = graphed._net.cuda_graph_replays
-    np.testing.assert_array_equal(graphed.forward(inputs[0]), eager.forward(inputs[0]), err_msg="after weights")
+    out_after = graphed.forward(inputs[0])
+    assert not np.array_equal(out_after, out_before), "the replay did not see the new weights"
+    np.testing.assert_array_equal(out_after, eager.forward(inputs[0]), err_msg="after weights")
     assert graphed._net.cuda_graph_replays == before + 1
     for net in (graphed, eager):
         net.resize(320, 320)

@@ -1,4 +1,4 @@
-// cuda/conv_fast.cuh's kernels run on the CPU, one std::thread per CUDA thread, so their index
+// cuda/conv_fast.cuh's kernels run on the CPU (emulation.hpp: one std::thread per CUDA thread), so their index
 // arithmetic (implicit im2col gathers, tiles, pipeline stages, split-K partials, the epilogue's
 // output mapping, the flipped filters) is tested on machines without a GPU
 // (tests/test_cuda_emulation.py). __CUDA_ARCH__ is set below 800, so the kernels take their
@@ -6,87 +6,19 @@
 // products and cp.async are what only a GPU run checks). The launch sequence mirrors
 // CudaBackend::implicit_gemm and conv_input_gradient (cuda/conv_fast.cu).
 //
-//   g++ -std=c++17 -O1 -pthread -shared -fPIC -Icsrc -Icuda tests/cuda_emulation/conv_fast_host.cpp
-#include <cmath>
+//   g++ -std=c++17 -O1 -pthread -shared -fPIC -Icsrc -Icuda tests/cuda_emulation/*_host.cpp
 #include <cstdint>
-#include <condition_variable>
 #include <cstdio>
-#include <cstring>
 #include <exception>
-#include <mutex>
-#include <thread>
 #include <vector>
 
-struct EmuDim {
-  unsigned x = 1, y = 1, z = 1;
-};
-thread_local EmuDim threadIdx, blockIdx;
-static EmuDim blockDim, gridDim;
-
-// A reusable barrier for the threads of one block (__syncthreads).
-class EmuBarrier {
- public:
-  explicit EmuBarrier(unsigned n) : n_(n) {}
-  void wait() {
-    std::unique_lock<std::mutex> lock(m_);
-    const unsigned gen = generation_;
-    if (++arrived_ == n_) {
-      arrived_ = 0;
-      ++generation_;
-      cv_.notify_all();
-    } else {
-      cv_.wait(lock, [&] { return generation_ != gen; });
-    }
-  }
-
- private:
-  std::mutex m_;
-  std::condition_variable cv_;
-  unsigned n_, arrived_ = 0, generation_ = 0;
-};
-thread_local float* emu_shared = nullptr;
-thread_local EmuBarrier* emu_barrier = nullptr;
-
-#define __global__
-#define __device__
-#define __launch_bounds__(n)
-#define __CUDA_ARCH__ 700
-#define DN_DYNAMIC_SHARED(name) float* name = emu_shared
-#define DN_KERNEL_INLINE inline
-inline void __syncthreads() { emu_barrier->wait(); }
-using std::max;
-using std::min;
-
+#include "emulation.hpp"
+// emulation.hpp first: it defines the CUDA keywords the header uses.
 #include "conv_fast.cuh"
 
 namespace {
 using namespace dn;
 using namespace dn::cuda;
-
-// Runs body() as grid x threads CUDA threads, block after block, with smem_bytes of shared memory.
-template <class Body>
-void emu_launch(EmuDim grid, unsigned threads, size_t smem_bytes, Body body) {
-  gridDim = grid;
-  blockDim = {threads, 1, 1};
-  std::vector<float> shared(smem_bytes / sizeof(float) + 1, NAN);  // NaN: reads of unwritten shared memory show
-  for (unsigned z = 0; z < grid.z; ++z)
-    for (unsigned y = 0; y < grid.y; ++y)
-      for (unsigned x = 0; x < grid.x; ++x) {
-        EmuBarrier barrier(threads);
-        std::vector<std::thread> team;
-        team.reserve(threads);
-        for (unsigned t = 0; t < threads; ++t)
-          team.emplace_back([&, t] {
-            threadIdx = {t, 1, 1};
-            threadIdx.y = threadIdx.z = 0;
-            blockIdx = {x, y, z};
-            emu_shared = shared.data();
-            emu_barrier = &barrier;
-            body();
-          });
-        for (auto& th : team) th.join();
-      }
-}
 
 template <class T, GemmOp kOp>
 void run_tiles(const ImplicitGemm& p, const GemmLaunch& l, bool vec_a) {
@@ -102,8 +34,6 @@ void run_op(const ImplicitGemm& p, const GemmLaunch& l, bool vec_a) {
   else run_tiles<TileLarge, kOp>(p, l, vec_a);
 }
 
-unsigned blocks_for(size_t n) { return (unsigned)std::max<size_t>(1, std::min<size_t>((n + 255) / 256, 8)); }
-
 // CudaBackend::implicit_gemm, with host vectors for the scratch.
 void implicit_gemm(ImplicitGemm& p, int multiprocessors, int max_splits, int* splits_out) {
   const GemmLaunch l = plan_gemm(p, multiprocessors, max_splits);
@@ -113,7 +43,7 @@ void implicit_gemm(ImplicitGemm& p, int multiprocessors, int max_splits, int* sp
   else run_op<GemmOp::WeightGradient>(p, l, false);
   if (p.ep.partial) {
     const size_t n = (size_t)p.groups * p.M * p.N;
-    emu_launch({blocks_for(n), 1, 1}, 256, 0, [&] { conv_splitk_reduce(p); });
+    emu_launch({emu_blocks_for(n), 1, 1}, 256, 0, [&] { conv_splitk_reduce(p); });
   }
   if (splits_out) *splits_out = p.splits;
 }
@@ -154,7 +84,7 @@ int emu_conv(int op, int batch, int c, int h, int w, int filters, int size, int 
       std::vector<float> flipped(count + 4, NAN);
       // 16-byte aligned as the device scratch (cudaMalloc) is.
       float* fl = flipped.data() + ((16 - reinterpret_cast<uintptr_t>(flipped.data()) % 16) % 16) / sizeof(float);
-      emu_launch({blocks_for(count), 1, 1}, 256, 0, [&] { flip_transpose_filters(a, filters, c, taps, fl); });
+      emu_launch({emu_blocks_for(count), 1, 1}, 256, 0, [&] { flip_transpose_filters(a, filters, c, taps, fl); });
       ImplicitGemm p = input_gradient_gemm(s, input, fl, out);
       implicit_gemm(p, multiprocessors, kForwardMaxSplits, splits);
     } else {
