@@ -2,23 +2,11 @@
 // applied element-wise (128-bit accesses: common.cuh's launch_elementwise).
 #include "common.cuh"
 #include "cuda_backend.cuh"
+#include "elementwise.cuh"
 #include "kernels/activations.hpp"
 
 namespace dn {
 namespace cuda {
-
-namespace {
-
-struct ActivateOp {
-  Activation a;
-  __device__ void operator()(float& x, float&) const { x = dn::activate(x, a); }
-};
-struct GradientOp {  // a = delta, b = y
-  Activation a;
-  __device__ void operator()(float& delta, float& y) const { delta *= dn::gradient(y, a); }
-};
-
-}  // namespace
 
 void CudaBackend::activate(float* x, size_t n, Activation a) {
   if (a == Activation::Linear || n == 0) return;  // identity, as activate_array

@@ -7,6 +7,7 @@
 
 #include "common.cuh"
 #include "cuda_backend.cuh"
+#include "elementwise.cuh"
 #include "kernels/sgd.hpp"
 
 namespace dn {
@@ -97,21 +98,6 @@ AllocationStats allocation_stats() {
 
 namespace {
 
-struct FillOp {
-  float value;
-  __device__ void operator()(float& x, float&) const { x = value; }
-};
-struct AxpyOp {  // a = y, b = x
-  float alpha;
-  __device__ void operator()(float& y, float& x) const { y += alpha * x; }
-};
-struct SgdOp {  // a = param, b = update; decay or not is uniform over the launch
-  float step, decay_term, momentum;
-  __device__ void operator()(float& param, float& update) const {
-    if (decay_term != 0.f) sgd_step_decay(param, update, step, decay_term, momentum);
-    else sgd_step(param, update, step, momentum);
-  }
-};
 
 __global__ void sum_squares_kernel(const float* __restrict__ x, size_t n, double* __restrict__ partial) {
   double sum = 0;

@@ -46,42 +46,7 @@ inline unsigned reduce_grid(size_t n) {
 }
 
 // ------------------------------------------------------------ element-wise, 128-bit
-// f(a[i], b[i]) for i < n over one array a (b null) or two, in place: float4 groups in a
-// grid-stride loop with 32-bit indices, the n % 4 tail elements by the first threads of block 0.
-// b is written back only when kWriteB. launch_elementwise takes this path when every pointer is
-// 16-byte aligned (whole buffers from cudaMalloc are) and falls back to a scalar 64-bit loop.
-template <bool kWriteB, class F>
-__global__ void elementwise_vec4_kernel(float* __restrict__ a, float* __restrict__ b, unsigned groups,
-                                        unsigned tail, F f) {
-  float4* a4 = reinterpret_cast<float4*>(a);
-  float4* b4 = reinterpret_cast<float4*>(b);
-  for (unsigned g = blockIdx.x * blockDim.x + threadIdx.x; g < groups; g += blockDim.x * gridDim.x) {
-    float4 va = a4[g];
-    float4 vb = b ? b4[g] : make_float4(0.f, 0.f, 0.f, 0.f);
-    f(va.x, vb.x);
-    f(va.y, vb.y);
-    f(va.z, vb.z);
-    f(va.w, vb.w);
-    a4[g] = va;
-    if (kWriteB && b) b4[g] = vb;
-  }
-  if (blockIdx.x == 0 && threadIdx.x < tail) {
-    const size_t i = (size_t)groups * 4 + threadIdx.x;
-    float vb = b ? b[i] : 0.f;
-    f(a[i], vb);
-    if (kWriteB && b) b[i] = vb;
-  }
-}
-
-template <bool kWriteB, class F>
-__global__ void elementwise_kernel(float* __restrict__ a, float* __restrict__ b, size_t n, F f) {
-  DN_GRID_STRIDE(i, n) {
-    float vb = b ? b[i] : 0.f;
-    f(a[i], vb);
-    if (kWriteB && b) b[i] = vb;
-  }
-}
-
+// launch_elementwise: the kernels of kernel_utils.cuh over one array or two, in place.
 template <bool kWriteB, class F>
 void launch_elementwise(float* a, const float* b, size_t n, F f, cudaStream_t stream) {
   if (!n) return;

@@ -11,6 +11,10 @@ with folded batch norm, bias and activation), weight gradient and input gradient
 (channels and filters not multiples of 8 or 32, non-square maps, stride 2, 1x1, groups, valid
 padding) and with K split or not. Tolerance: 1e-4 of the largest reference value.
 
+Element-wise ops (fill, axpy, sgd, activate, gradient): the 128-bit kernel (float4 groups,
+32-bit indices, the n % 4 tail) and the scalar fallback for unaligned arrays, against numpy of
+the CPU's formulas, exactly (the same float operations).
+
 Batch norm: the multi-block per-filter sums (one chunk and several) and the fused training
 passes in CudaBackend's launch sequences, against float64 numpy of Darknet's formulas
 (variance with N-1; mean_delta, variance_delta, normalize_delta). Tolerance: 1e-5 of each
@@ -55,6 +59,9 @@ def emu(tmp_path_factory):
     h.emu_bn_backward_delta.argtypes = [fp, fp, fp, i, i, i, fp, fp, fp, i, c, i]
     h.emu_bn_train_normalize.argtypes = [fp, fp, fp, fp, i, i, i, i, fp, fp, fp, c, i]
     h.emu_bn_train_backward.argtypes = [fp, i, fp, fp, fp, fp, fp, i, i, i, fp, fp, fp, fp, fp, i, ip, c, i]
+    f = ctypes.c_float
+    h.emu_elementwise.argtypes = [i, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, f, f, f, i]
+    h.emu_elementwise.restype = i
     return h
 
 
@@ -379,3 +386,51 @@ def test_bn_fused_training_passes(emu, shape, sms, keep_x_norm):
     bn_close(md, md_ref, "mean_delta")
     bn_close(vd, vd_ref, "variance_delta")
     bn_close(delta, out_ref, "input delta")
+
+
+# ---------------------------------------------------------------- element-wise
+
+def aligned(n, offset):
+    """A float32 array of n elements starting `offset` floats past a 16-byte boundary."""
+    raw = np.empty(n + 8, np.float32)
+    start = (-raw.ctypes.data // 4) % 4 + offset
+    return raw[start:start + n]
+
+
+@pytest.mark.parametrize("offset", [0, 1], ids=["aligned", "unaligned"])
+@pytest.mark.parametrize("n", [1, 7, 64, 4 * 1000 + 3])
+def test_elementwise_ops_exact(emu, n, offset):
+    rng = np.random.default_rng(n + offset)
+
+    def arrays():
+        a, b = aligned(n, offset), aligned(n, offset)
+        a[:] = rng.normal(0, 1, n)
+        b[:] = rng.normal(0, 1, n)
+        return a, b
+
+    def run(op, a, b, p0=0.0, p1=0.0, p2=0.0, act=LINEAR):
+        width = emu.emu_elementwise(op, a.ctypes.data, None if b is None else b.ctypes.data, n, p0, p1, p2, act)
+        assert width == (4 if offset == 0 else 1)
+
+    a, _ = arrays()
+    run(0, a, None, 2.5)
+    np.testing.assert_array_equal(a, np.full(n, 2.5, np.float32))
+    a, b = arrays()
+    want = (a + np.float32(.3) * b).astype(np.float32)
+    run(1, a, b, .3)
+    np.testing.assert_array_equal(a, want)
+    a, b = arrays()  # sgd with decay: update += decay * param; param += step * update; update *= momentum
+    upd = (b + np.float32(-.01) * a).astype(np.float32)
+    par = (a + np.float32(.05) * upd).astype(np.float32)
+    upd = (upd * np.float32(.9)).astype(np.float32)
+    run(2, a, b, .05, -.01, .9)
+    np.testing.assert_array_equal(a, par)
+    np.testing.assert_array_equal(b, upd)
+    a, _ = arrays()
+    want = np.where(a > 0, a, np.float32(.1) * a).astype(np.float32)
+    run(3, a, None, act=LEAKY)
+    np.testing.assert_array_equal(a, want)
+    a, b = arrays()  # gradient: a (delta) *= leaky'(b (y))
+    want = (a * np.where(b > 0, np.float32(1), np.float32(.1))).astype(np.float32)
+    run(4, a, b, act=LEAKY)
+    np.testing.assert_array_equal(a, want)

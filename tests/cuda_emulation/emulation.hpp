@@ -62,6 +62,11 @@ inline thread_local EmuBlock emu_block;
 
 inline void __syncthreads() { emu_block.block->wait(); }
 
+struct float4 {
+  float x, y, z, w;
+};
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+
 template <class T>
 T __shfl_down_sync(unsigned /*mask*/, T v, int offset) {
   const unsigned t = threadIdx.x, lane = t % 32;
