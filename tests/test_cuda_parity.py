@@ -448,7 +448,9 @@ def test_cuda_matches_cpu(name, tmp_dir):
 # at most ~1e-3, and K random-sign terms sum to about sqrt(K) of their absolute sum; 5e-3 of the
 # array's scale covers one convolution (K = 27..150 here), its batch norm and its gradients.
 TF32 = Tol(5e-3, 5e-3)
-CONV_ROWS = sorted(n for n in ROWS if n.startswith("conv"))
+# The stair activation is a step function: a TF32 rounding next to a step moves the output by
+# a whole step, so that row stays with the FP32 comparison.
+CONV_ROWS = sorted(n for n in ROWS if n.startswith("conv") and n != "conv_activation_stair")
 
 
 @pytest.mark.parametrize("name", CONV_ROWS)
