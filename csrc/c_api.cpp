@@ -347,6 +347,27 @@ int dn_network_set_device(dn_network* net, const char* device) {
   });
 }
 
+int dn_network_set_cuda_math(dn_network* net, const char* math) {
+  return guarded(__func__, [&] {
+    require_pointer(net, "net");
+    require_pointer(math, "math");
+    HandleUse use(net);
+    dn::ExecOptions o = net->net->options();
+    o.cuda_math = dn::parse_cuda_math(math);
+    net->net->set_options(o);
+  });
+}
+
+int dn_network_set_cuda_graphs(dn_network* net, int enable) {
+  return guarded(__func__, [&] {
+    require_pointer(net, "net");
+    HandleUse use(net);
+    dn::ExecOptions o = net->net->options();
+    o.cuda_graphs = enable != 0;
+    net->net->set_options(o);
+  });
+}
+
 int dn_cuda_available(void) {
   try {
     return dn::cuda_available() ? 1 : 0;

@@ -216,6 +216,9 @@ static void test_bad_sizes(void) {
   EXPECT_FAIL(dn_network_resize(net, 0, 32), DN_INVALID_ARGUMENT, "size must be positive");
   EXPECT_FAIL(dn_network_set_threads(net, -1), DN_INVALID_ARGUMENT, "threads must be >= 0");
   EXPECT_FAIL(dn_network_set_device(net, "tpu"), DN_ERROR, "tpu");
+  EXPECT_FAIL(dn_network_set_cuda_math(net, "tf16"), DN_ERROR, "unknown CUDA math 'tf16'");
+  EXPECT_FAIL(dn_network_set_cuda_math(net, NULL), DN_INVALID_ARGUMENT, "math is NULL");
+  EXPECT_FAIL(dn_network_set_cuda_graphs(NULL, 1), DN_INVALID_ARGUMENT, "net is NULL");
   if (!dn_cuda_available()) /* a build without CUDA, or no device: refused with the reason */
     EXPECT_FAIL(dn_network_set_device(net, "cuda"), DN_ERROR, "");
   EXPECT_FAIL(dn_network_layer_type(net, 4, &text), DN_INVALID_ARGUMENT, "layer index 4 out of range (4 layers)");
@@ -326,6 +329,10 @@ static void test_compute(void) {
   CHECK(count == 150);
   EXPECT_OK(dn_network_set_threads(net, 2));
   EXPECT_OK(dn_network_set_device(net, "cpu"));
+  EXPECT_OK(dn_network_set_cuda_math(net, "fp32"));
+  EXPECT_OK(dn_network_set_cuda_graphs(net, 0));
+  EXPECT_OK(dn_network_set_cuda_math(net, "tf32"));
+  EXPECT_OK(dn_network_set_cuda_graphs(net, 1));
   EXPECT_OK(dn_network_forward(net, input32, 3 * 32 * 32, &out, &n));
   CHECK(out != NULL && n == 35 * 16 * 16);
   if (out) memcpy(first, out, sizeof first);

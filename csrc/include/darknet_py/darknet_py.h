@@ -107,6 +107,12 @@ DN_API int dn_network_set_threads(dn_network* net, int threads);
 /* Moves the network to "cpu" or "cuda" (parameters upload on the next forward; moving back
  * pulls everything to the host). Fails with a reason when CUDA is not built in or no device. */
 DN_API int dn_network_set_device(dn_network* net, const char* device);
+/* The CUDA convolutions' arithmetic: "tf32" (tensor cores, the default) or "fp32" (plain FMA,
+ * parity with the CPU to 1e-4); other names are refused. No effect on the CPU. */
+DN_API int dn_network_set_cuda_math(dn_network* net, const char* math);
+/* enable = 1 (default): on CUDA, an inference forward is recorded once as a CUDA graph and
+ * replayed while the network's buffers stay the same; 0 runs every forward eagerly. */
+DN_API int dn_network_set_cuda_graphs(dn_network* net, int enable);
 /* 1 when this build has CUDA and a usable device, else 0 (cannot fail). */
 DN_API int dn_cuda_available(void);
 /* keep = 1 (default): every layer keeps its output after a forward (dn_network_layer_output

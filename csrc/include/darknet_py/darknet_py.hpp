@@ -127,6 +127,8 @@ class Network {
   }
 
   void set_threads(int threads) { check_status(dn_network_set_threads(handle_, threads)); }
+  void set_cuda_math(const std::string& math) { check_status(dn_network_set_cuda_math(handle_, math.c_str())); }
+  void set_cuda_graphs(bool enable) { check_status(dn_network_set_cuda_graphs(handle_, enable ? 1 : 0)); }
   void set_device(const std::string& device) { check_status(dn_network_set_device(handle_, device.c_str())); }
   void set_keep_outputs(bool keep) { check_status(dn_network_set_keep_outputs(handle_, keep ? 1 : 0)); }
   void resize(int width, int height) { check_status(dn_network_resize(handle_, width, height)); }
