@@ -50,10 +50,16 @@ void launch_op(const ImplicitGemm& p, int tile_rows, bool tf32, bool vec_a, dim3
 
 }  // namespace
 
-void CudaBackend::implicit_gemm(ImplicitGemm& p, int max_splits) {
+bool CudaBackend::implicit_gemm(ImplicitGemm& p, int max_splits, float* mean, float* variance) {
   const GemmLaunch launch = plan_gemm(p, multiprocessors_, max_splits);
   p.ep.partial = launch.partial_floats
                      ? static_cast<float*>(scratch(launch.partial_floats * sizeof(float), kScratchWork))
+                     : nullptr;
+  // Batch statistics in the epilogue need whole sums: not with split K.
+  const bool stats = mean && variance && !p.ep.partial && p.ep.to_map;
+  const int filters = p.groups * p.M;
+  p.ep.stats = stats ? static_cast<double*>(scratch((size_t)filters * launch.grid_x * 2 * sizeof(double),
+                                                    kScratchFilters))
                      : nullptr;
   const dim3 grid(launch.grid_x, launch.grid_y, launch.grid_z);
   const bool tf32 = options_.cuda_math == CudaMath::Tf32 && compute_major_ >= 8;
@@ -68,6 +74,12 @@ void CudaBackend::implicit_gemm(ImplicitGemm& p, int max_splits) {
     conv_splitk_reduce<<<grid_for((size_t)p.groups * p.M * p.N), kThreads, 0, stream_>>>(p);
     DN_CUDA_LAUNCH_CHECK();
   }
+  if (stats) {
+    conv_stats_finish<<<grid_for((size_t)filters), kThreads, 0, stream_>>>(p.ep.stats, filters, (int)launch.grid_x,
+                                                                          (double)p.N, mean, variance);
+    DN_CUDA_LAUNCH_CHECK();
+  }
+  return stats;
 }
 
 bool CudaBackend::conv_inference(ConvolutionalLayer& l, const float* input, float* output) {
@@ -88,6 +100,15 @@ bool CudaBackend::conv_forward_raw(ConvolutionalLayer& l, const float* input, fl
   if (options_.reference_kernels) return false;
   ImplicitGemm p = forward_gemm(l.shape(), input, l.weights.read(Device::Cuda), output);
   implicit_gemm(p, kForwardMaxSplits);
+  return true;
+}
+
+bool CudaBackend::conv_forward_raw_stats(ConvolutionalLayer& l, const float* input, float* output, float* mean,
+                                         float* variance) {
+  if (options_.reference_kernels) return false;
+  ImplicitGemm p = forward_gemm(l.shape(), input, l.weights.read(Device::Cuda), output);
+  if (!implicit_gemm(p, kForwardMaxSplits, mean, variance))  // K was split: the separate reduction
+    bn_mean_variance(output, l.batch, l.filters, l.out_h * l.out_w, mean, variance);
   return true;
 }
 

@@ -37,6 +37,7 @@
 #include "kernels/batchnorm.hpp"
 #include "kernels/conv_fast.hpp"
 #include "kernels/im2col.hpp"
+#include "kernel_utils.cuh"
 
 // cp.async and the TF32 wmma shapes exist from sm_80; below, plain copies and the FP32 path
 // (the host never asks for TF32 there).
@@ -97,6 +98,9 @@ struct Epilogue {
   const float* bn_scale = nullptr, *bn_mean = nullptr, *bn_var = nullptr;  // inference batch norm, folded
   Activation act = Activation::Linear;
   float* partial = nullptr;    // split-K: raw sums [groups][splits][M][N], finished by conv_splitk_reduce
+  // Forward without split-K: per (filter, column tile) the sum and the sum of squares of the raw
+  // sums, [groups*M][gridDim.x][2] in double; conv_stats_finish turns them into batch statistics.
+  double* stats = nullptr;
 };
 
 struct ImplicitGemm {
@@ -181,6 +185,24 @@ __global__ void conv_splitk_reduce(ImplicitGemm p) {
     float scale = 1.f, shift = 0.f;
     if (!p.ep.accumulate) filter_affine(p.ep, f, &scale, &shift);
     store_final(p, f, n, sum, scale, shift);
+  }
+}
+
+// Batch statistics from the per-tile sums of implicit_gemm_kernel (tiles added in order):
+// mean = S / n, variance = (SS - S * mean) / (n - 1) (Darknet's N-1; in double, clamped at 0).
+__global__ void conv_stats_finish(const double* __restrict__ stats, int filters, int tiles, double n,
+                                  float* __restrict__ mean, float* __restrict__ variance) {
+  for (size_t f = (size_t)blockIdx.x * blockDim.x + threadIdx.x; f < (size_t)filters;
+       f += (size_t)blockDim.x * gridDim.x) {
+    double sum = 0, squares = 0;
+    for (int t = 0; t < tiles; ++t) {
+      sum += stats[(f * tiles + t) * 2];
+      squares += stats[(f * tiles + t) * 2 + 1];
+    }
+    const double m = sum / n;
+    mean[f] = (float)m;
+    const double centered = squares - sum * m;
+    variance[f] = (float)((centered > 0 ? centered : 0.0) / (n - 1));
   }
 }
 
@@ -416,6 +438,28 @@ __global__ void __launch_bounds__(kGemmThreads) implicit_gemm_kernel(const Impli
   if (!to_partial && !p.ep.accumulate && tid < T::BM && m0 + tid < p.M)
     filter_affine(p.ep, g * p.M + m0 + tid, filter_scale + tid, filter_shift + tid);
   __syncthreads();
+
+  // Batch statistics of the raw sums (the training forward of a batch-norm layer): a warp per
+  // row of the tile, lanes along n, double sums; written per (filter, column tile).
+  if (p.ep.stats && !to_partial) {
+    const int warp_id = tid / 32, lane = tid % 32;
+    for (int m = warp_id; m < T::BM; m += kGemmThreads / 32) {
+      double sum = 0, squares = 0;
+      for (int n = lane; n < T::BN; n += 32)
+        if (n0 + n < p.N) {
+          const double v = Cs[m * T::kLdC + n];
+          sum += v;
+          squares += v * v;
+        }
+      sum = warp_sum(sum);
+      squares = warp_sum(squares);
+      if (lane == 0 && m0 + m < p.M) {
+        double* o = p.ep.stats + (((size_t)g * p.M + m0 + m) * gridDim.x + blockIdx.x) * 2;
+        o[0] = sum;
+        o[1] = squares;
+      }
+    }
+  }
 
   // Consecutive threads take consecutive n: coalesced stores along the pixels (or weight rows).
   for (int e = tid; e < T::BM * T::BN; e += kGemmThreads) {

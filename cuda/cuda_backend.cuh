@@ -79,7 +79,13 @@ class CudaBackend final : public Backend {
   void bn_backward_delta(const float* x, const float* mean, const float* variance, int batch, int filters,
                          int spatial, float* mean_delta, float* variance_delta, float* delta) override;
   // Fused training batch norm (batchnorm.cu): one element pass forward; one reduction pass
-  // (activation gradient, bias/scale/mean/variance sums) and one element pass backward.
+  // (activation gradient, bias/scale/mean/variance sums) and one element pass backward. x_norm is
+  // not kept (the backward recomputes it from x with the same formula): one map less written,
+  // read and held on the device per batch-norm layer.
+  bool bn_train_derives_x_norm(Activation act) const override {
+    (void)act;
+    return !options_.reference_kernels;
+  }
   void bn_train_normalize(const float* mean, const float* variance, const float* scales, const float* biases,
                           int batch, int filters, int spatial, Activation act, const float* x, float* out,
                           float* x_norm) override;
@@ -127,13 +133,17 @@ class CudaBackend final : public Backend {
   // batch folded in, fused epilogues; reference_kernels runs the layer's im2col + SGEMM instead.
   bool conv_inference(ConvolutionalLayer& l, const float* input, float* output) override;
   bool conv_forward_raw(ConvolutionalLayer& l, const float* input, float* output) override;
+  bool conv_forward_raw_stats(ConvolutionalLayer& l, const float* input, float* output, float* mean,
+                              float* variance) override;
   bool conv_weight_gradient(ConvolutionalLayer& l, const float* input, const float* delta) override;
   bool conv_input_gradient(ConvolutionalLayer& l, const float* delta, float* prev_delta) override;
 
  private:
   // Launches p (choosing the tile, the split of K and the arithmetic) and, when K is split,
-  // the reduction that finishes it.
-  void implicit_gemm(ImplicitGemm& p, int max_splits);
+  // the reduction that finishes it. With mean and variance (a forward), the epilogue also sums
+  // each filter's raw outputs and a last kernel writes the batch statistics: returns true then,
+  // false where K was split (no statistics computed).
+  bool implicit_gemm(ImplicitGemm& p, int max_splits, float* mean = nullptr, float* variance = nullptr);
   // Device copy of a WordTree's groups, uploaded on first use: group offsets
   // [0, groups), then group sizes [groups, 2*groups).
   const int* tree_groups(const WordTree& tree);

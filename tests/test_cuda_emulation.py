@@ -52,6 +52,8 @@ def emu(tmp_path_factory):
                                                   ctypes.c_char_p, ctypes.c_int]
     h.emu_conv.restype = ctypes.c_int
     h.emu_plan.argtypes = [ctypes.c_int] * 6 + [ip, ip]
+    h.emu_conv_stats.argtypes = [ctypes.c_int] * 9 + [fp, fp, fp, fp, fp, ctypes.c_int, ip, ip, ctypes.c_char_p,
+                                                      ctypes.c_int]
     h.emu_plan.restype = ctypes.c_int
     i, c = ctypes.c_int, ctypes.c_char_p
     h.emu_bn_mean_variance.argtypes = [fp, i, i, i, fp, fp, i, ip, c, i]
@@ -199,6 +201,33 @@ def test_forward_raw_and_inference(emu, shape, multiprocessors):
     out[:] = np.nan
     run(emu, 0, shape, x, wts, out, multiprocessors, bias=bias)  # no batch norm, linear
     close(out, ref + bias[None, :, None, None], "inference forward, bias only")
+
+
+@pytest.mark.parametrize("multiprocessors", [1, 132], ids=["whole-K", "split-K"])
+@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
+def test_training_forward_with_batch_statistics(emu, shape, multiprocessors):
+    """The raw forward of a batch-norm layer with its mean and variance (N-1) per filter from the
+    epilogue's per-tile sums, or from the batch-norm reduction where K is split."""
+    batch, c, h, w, filters, size, stride, pad, groups = shape
+    rng, x, wts, oh, ow = make(shape, 4)
+    ref = conv_ref(x, wts, shape)
+    out = np.full((batch, filters, oh, ow), np.nan, np.float32)
+    mean = np.full(filters, np.nan, np.float32)
+    var = np.full(filters, np.nan, np.float32)
+    splits, from_epilogue = ctypes.c_int(0), ctypes.c_int(0)
+    err = ctypes.create_string_buffer(512)
+    rc = emu.emu_conv_stats(batch, c, h, w, filters, size, stride, pad, groups, _ptr(x), _ptr(wts), _ptr(out),
+                            _ptr(mean), _ptr(var), multiprocessors, ctypes.byref(splits), ctypes.byref(from_epilogue),
+                            err, len(err))
+    assert rc == 0, err.value.decode()
+    assert from_epilogue.value == (splits.value == 1)
+    close(out, ref, "raw forward")
+    n = batch * oh * ow
+    m64 = ref.sum(axis=(0, 2, 3)) / n
+    v64 = ((ref - m64[None, :, None, None]) ** 2).sum(axis=(0, 2, 3)) / (n - 1)
+    for got, want, what in ((mean, m64, "mean"), (var, v64, "variance")):
+        err_rel = float(np.abs(got - want).max()) / max(float(np.abs(want).max()), 1e-30)
+        assert err_rel <= 1e-5, f"{what} ({'epilogue' if from_epilogue.value else 'reduction'}): {err_rel:.2e}"
 
 
 @pytest.mark.parametrize("multiprocessors", [1, 132], ids=["whole-K", "split-K"])

@@ -177,6 +177,15 @@ class Backend {
     (void)l, (void)input, (void)output;
     return false;
   }
+  // The same with the batch statistics of the raw sums (a batch-norm layer's training forward):
+  // mean and variance (N-1) per filter computed as the convolution finishes (CUDA: in the
+  // implicit GEMM's epilogue) instead of in a separate pass. Returns false to run
+  // conv_forward_raw (or the generic loop) and bn_mean_variance.
+  virtual bool conv_forward_raw_stats(ConvolutionalLayer& l, const float* input, float* output, float* mean,
+                                      float* variance) {
+    (void)l, (void)input, (void)output, (void)mean, (void)variance;
+    return false;
+  }
   // Training backward of the raw convolution over the whole batch, given the delta at the
   // conv's output: weight_updates += delta * columns^T (conv_weight_gradient) and
   // prev_delta += the input gradient (conv_input_gradient). Return false to run the

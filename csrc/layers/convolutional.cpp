@@ -164,7 +164,11 @@ void ConvolutionalLayer::forward(LayerContext& ctx) {
   // Training batch norm keeps the raw convolution in x: the convolution writes it there.
   const bool train_bn = ctx.train && batch_normalize;
   float* conv_out = train_bn ? x.write(dev) : out;
-  if (!be.conv_forward_raw(*this, ctx.input, conv_out)) {
+  float* batch_mean = train_bn ? mean.write(dev) : nullptr;
+  float* batch_var = train_bn ? variance.write(dev) : nullptr;
+  // A backend may produce the batch statistics with the convolution (CUDA: in its epilogue).
+  const bool stats_done = train_bn && be.conv_forward_raw_stats(*this, ctx.input, conv_out, batch_mean, batch_var);
+  if (!stats_done && !be.conv_forward_raw(*this, ctx.input, conv_out)) {
     const float* wts = weights.read(dev);
     for (int b = 0; b < batch; ++b)
       for (int g = 0; g < groups; ++g) {
@@ -183,9 +187,7 @@ void ConvolutionalLayer::forward(LayerContext& ctx) {
   const size_t n = output.size();
   if (batch_normalize) {
     if (train_bn) {
-      float* batch_mean = mean.write(dev);
-      float* batch_var = variance.write(dev);
-      be.bn_mean_variance(conv_out, batch, filters, spatial, batch_mean, batch_var);
+      if (!stats_done) be.bn_mean_variance(conv_out, batch, filters, spatial, batch_mean, batch_var);
       be.bn_rolling_update(rolling_mean.write(dev), rolling_variance.write(dev), batch_mean, batch_var, filters);
       x_norm_derived = be.bn_train_derives_x_norm(activation);
       be.bn_train_normalize(batch_mean, batch_var, scales.read(dev), biases.read(dev), batch, filters, spatial,

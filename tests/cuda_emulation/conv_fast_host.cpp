@@ -34,18 +34,29 @@ void run_op(const ImplicitGemm& p, const GemmLaunch& l, bool vec_a) {
   else run_tiles<TileLarge, kOp>(p, l, vec_a);
 }
 
-// CudaBackend::implicit_gemm, with host vectors for the scratch.
-void implicit_gemm(ImplicitGemm& p, int multiprocessors, int max_splits, int* splits_out) {
+// CudaBackend::implicit_gemm, with host vectors for the scratch; returns whether the batch
+// statistics were computed (mean and variance given, K not split).
+bool implicit_gemm(ImplicitGemm& p, int multiprocessors, int max_splits, int* splits_out, float* mean = nullptr,
+                   float* variance = nullptr) {
   const GemmLaunch l = plan_gemm(p, multiprocessors, max_splits);
   std::vector<float> partial(l.partial_floats, NAN);
   p.ep.partial = l.partial_floats ? partial.data() : nullptr;
+  const bool stats = mean && variance && !p.ep.partial && p.ep.to_map;
+  const int filters = p.groups * p.M;
+  std::vector<double> tile_sums(stats ? (size_t)filters * l.grid_x * 2 : 0, NAN);
+  p.ep.stats = stats ? tile_sums.data() : nullptr;
   if (p.ep.to_map) run_op<GemmOp::Forward>(p, l, p.K % 4 == 0 && reinterpret_cast<uintptr_t>(p.a) % 16 == 0);
   else run_op<GemmOp::WeightGradient>(p, l, false);
   if (p.ep.partial) {
     const size_t n = (size_t)p.groups * p.M * p.N;
     emu_launch({emu_blocks_for(n), 1, 1}, 256, 0, [&] { conv_splitk_reduce(p); });
   }
+  if (stats)
+    emu_launch({emu_blocks_for(filters), 1, 1}, 256, 0, [&] {
+      conv_stats_finish(tile_sums.data(), filters, (int)l.grid_x, (double)p.N, mean, variance);
+    });
   if (splits_out) *splits_out = p.splits;
+  return stats;
 }
 
 }  // namespace
@@ -90,6 +101,33 @@ int emu_conv(int op, int batch, int c, int h, int w, int filters, int size, int 
     } else {
       fail("unknown op ", op);
     }
+    return 0;
+  } catch (const std::exception& e) {
+    std::snprintf(err, (size_t)err_len, "%s", e.what());
+    return 1;
+  }
+}
+
+int emu_bn_mean_variance(const float* x, int batch, int filters, int spatial, float* mean, float* variance, int sms,
+                         int* chunks, char* err, int err_len);
+
+// CudaBackend::conv_forward_raw_stats: the raw forward with the batch statistics from its epilogue,
+// or (K split) from the separate batch-norm reduction. *from_epilogue says which ran.
+int emu_conv_stats(int batch, int c, int h, int w, int filters, int size, int stride, int pad, int groups,
+                   const float* input, const float* weights, float* out, float* mean, float* variance,
+                   int multiprocessors, int* splits, int* from_epilogue, char* err, int err_len) {
+  try {
+    ConvShape s;
+    s.batch = batch, s.c = c, s.h = h, s.w = w, s.filters = filters, s.size = size, s.stride = stride, s.pad = pad;
+    s.groups = groups;
+    s.out_h = (h + 2 * pad - size) / stride + 1;
+    s.out_w = (w + 2 * pad - size) / stride + 1;
+    ImplicitGemm p = forward_gemm(s, input, weights, out);
+    *from_epilogue = implicit_gemm(p, multiprocessors, kForwardMaxSplits, splits, mean, variance) ? 1 : 0;
+    int chunks = 0;
+    if (!*from_epilogue)
+      return emu_bn_mean_variance(out, batch, filters, s.out_h * s.out_w, mean, variance, multiprocessors, &chunks,
+                                  err, err_len);
     return 0;
   } catch (const std::exception& e) {
     std::snprintf(err, (size_t)err_len, "%s", e.what());
