@@ -1,7 +1,7 @@
 // The CUDA backend's convolutions as one implicit GEMM: the device code and its planning.
 // cuda/conv_fast.cu launches it for CudaBackend; tests/cuda_emulation runs the same code on
-// the CPU (a thread per CUDA thread, the FP32 path) so its index arithmetic is tested without a
-// GPU. The CPU's counterpart is csrc/kernels/conv_fast.cpp.
+// the CPU (a thread per CUDA thread, wmma emulated, synchronous copies) so its index arithmetic
+// and fragment layout are tested without a GPU. The CPU's counterpart is csrc/kernels/conv_fast.cpp.
 //
 //   forward          out[f][n]  = sum_k W[f][k] * col[k][n]       n = (image, output pixel)
 //   input gradient   the forward over the delta with the filters flipped and transposed
@@ -40,12 +40,20 @@
 #include "kernel_utils.cuh"
 
 // cp.async and the TF32 wmma shapes exist from sm_80; below, plain copies and the FP32 path
-// (the host never asks for TF32 there).
+// (the host never asks for TF32 there). DN_CP_ASYNC: the copies as cp.async (off in the CPU
+// emulation of tests/cuda_emulation, which provides nvcuda::wmma itself).
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
 #define DN_SM80 1
+#ifndef DN_EMULATION
 #include <mma.h>
+#endif
 #else
 #define DN_SM80 0
+#endif
+#if DN_SM80 && !defined(DN_EMULATION)
+#define DN_CP_ASYNC 1
+#else
+#define DN_CP_ASYNC 0
 #endif
 #ifndef DN_DYNAMIC_SHARED
 #define DN_DYNAMIC_SHARED(name) extern __shared__ __align__(128) float name[]
@@ -118,7 +126,7 @@ struct ImplicitGemm {
 
 // ------------------------------------------------------------ cp.async (sm_80+)
 DN_KERNEL_INLINE void copy4_async(float* smem, const float* gmem, bool valid) {
-#if DN_SM80
+#if DN_CP_ASYNC
   const unsigned dst = (unsigned)__cvta_generic_to_shared(smem);
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(gmem), "r"(valid ? 4 : 0));
 #else
@@ -126,7 +134,7 @@ DN_KERNEL_INLINE void copy4_async(float* smem, const float* gmem, bool valid) {
 #endif
 }
 DN_KERNEL_INLINE void copy16_async(float* smem, const float* gmem, bool valid) {
-#if DN_SM80
+#if DN_CP_ASYNC
   const unsigned dst = (unsigned)__cvta_generic_to_shared(smem);
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(valid ? 16 : 0));
 #else
@@ -134,13 +142,13 @@ DN_KERNEL_INLINE void copy16_async(float* smem, const float* gmem, bool valid) {
 #endif
 }
 DN_KERNEL_INLINE void async_commit() {
-#if DN_SM80
+#if DN_CP_ASYNC
   asm volatile("cp.async.commit_group;\n" ::);
 #endif
 }
 template <int kPending>
 DN_KERNEL_INLINE void async_wait() {  // at most kPending committed groups still in flight
-#if DN_SM80
+#if DN_CP_ASYNC
   asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
 #endif
 }

@@ -2,8 +2,10 @@
 
 tests/cuda_emulation/*_host.cpp compile the kernels with g++ (emulation.hpp: one std::thread
 per CUDA thread, a barrier for __syncthreads, a warp barrier around a shared table for
-__shfl_down_sync), on their FP32 paths (synchronous copies instead of cp.async; the TF32
-tensor-core products are what only tests/test_cuda_parity.py checks on a GPU).
+__shfl_down_sync, nvcuda::wmma's TF32 API with its alignment rules checked), with synchronous
+copies instead of cp.async (cp.async, the real tensor cores and the timings are what only a GPU
+run checks). The TF32 path is held against float64 convolutions of the TF32-rounded operands
+within 1e-5, so every fragment must land where it belongs.
 
 Convolutions: the same planner, loaders, pipeline stages, split-K partials and epilogue run as
 on the device, and each result is held against a float64 numpy convolution: forward (raw and
@@ -52,6 +54,8 @@ def emu(tmp_path_factory):
                                                   ctypes.c_char_p, ctypes.c_int]
     h.emu_conv.restype = ctypes.c_int
     h.emu_plan.argtypes = [ctypes.c_int] * 6 + [ip, ip]
+    h.emu_set_tf32.argtypes = [ctypes.c_int]
+    h.emu_set_tf32(0)
     h.emu_conv_stats.argtypes = [ctypes.c_int] * 9 + [fp, fp, fp, fp, fp, ctypes.c_int, ip, ip, ctypes.c_char_p,
                                                       ctypes.c_int]
     h.emu_plan.restype = ctypes.c_int
@@ -136,10 +140,10 @@ def input_grad_ref(delta, wts, shape):
     return xp[:, :, pad:pad + h, pad:pad + w]
 
 
-def close(got, ref, what):
+def close(got, ref, what, tol=TOL):
     scale = max(float(np.abs(ref).max()), 1e-30)
     err = float(np.abs(got.astype(np.float64) - ref).max()) / scale
-    assert err <= TOL, f"{what}: max error {err:.2e} of the largest value (tolerance {TOL:g})"
+    assert err <= tol, f"{what}: max error {err:.2e} of the largest value (tolerance {tol:g})"
 
 
 # batch, c, h, w, filters, size, stride, pad, groups
@@ -201,6 +205,43 @@ def test_forward_raw_and_inference(emu, shape, multiprocessors):
     out[:] = np.nan
     run(emu, 0, shape, x, wts, out, multiprocessors, bias=bias)  # no batch norm, linear
     close(out, ref + bias[None, :, None, None], "inference forward, bias only")
+
+
+def tf32(a):
+    """Operands as the kernels round them (__float_to_tf32: nearest, ties away from zero)."""
+    u = np.asarray(a, np.float32).view(np.uint32).astype(np.uint64)
+    finite = (u & 0x7f800000) != 0x7f800000
+    u = np.where(finite, (u + 0x1000) & 0xffffe000, u).astype(np.uint32)
+    return u.view(np.float32)
+
+
+@pytest.mark.parametrize("multiprocessors", [1, 132], ids=["whole-K", "split-K"])
+@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
+def test_tf32_tensor_core_path(emu, shape, multiprocessors):
+    """The TF32 path (wmma fragments: warp tiling, row- and column-major B, the C tile's store)
+    through emulation.hpp's wmma, against float64 convolutions of the TF32-rounded operands: the
+    fragments must land where the FP32 path's register tiles do (only float accumulation order
+    differs, within 1e-5)."""
+    batch, c, h, w, filters, size, stride, pad, groups = shape
+    rng, x, wts, oh, ow = make(shape, 8)
+    emu.emu_set_tf32(1)
+    try:
+        out = np.full((batch, filters, oh, ow), np.nan, np.float32)
+        splits = run(emu, 1, shape, x, wts, out, multiprocessors)
+        ref = conv_ref(tf32(x), tf32(wts), shape)
+        assert np.abs(ref - conv_ref(x, wts, shape)).max() > 0  # the rounding is visible at all
+        close_tf32 = lambda got, want, what: close(got, want, what, tol=1e-5)  # noqa: E731
+        close_tf32(out, ref, f"TF32 forward ({splits} splits)")
+        delta = rng.uniform(-1, 1, (batch, filters, oh, ow)).astype(np.float32)
+        grad = np.zeros(wts.shape, np.float32)
+        run(emu, 2, shape, x, delta, grad, multiprocessors)
+        close_tf32(grad, weight_grad_ref(tf32(x), tf32(delta), shape), "TF32 weight gradient")
+        if stride == 1 and groups == 1 and pad == size // 2:
+            prev = np.zeros(x.shape, np.float32)
+            run(emu, 3, shape, delta, wts, prev, multiprocessors)
+            close_tf32(prev, input_grad_ref(tf32(delta), tf32(wts), shape), "TF32 input gradient")
+    finally:
+        emu.emu_set_tf32(0)
 
 
 @pytest.mark.parametrize("multiprocessors", [1, 132], ids=["whole-K", "split-K"])

@@ -30,10 +30,10 @@ Tolerances (the same references on both devices):
 Arithmetic: the tolerances above are FP32's, so this module builds its networks with
 cuda_math="fp32" (the convolutions as plain-FMA implicit GEMMs). The default, "tf32" (tensor
 cores), is held to its own bound in test_full_net_tf32_* below:
-  TF32_NET    |tf32 - darknet| <= 3e-2 * max(1, |darknet|) over the final output of a whole
+  TF32_NET    |tf32 - darknet| <= 5e-2 * max(1, |darknet|) over the final output of a whole
               network (each convolution's operands rounded to 10-bit mantissas, about 1e-3
-              relative per layer, compounding over 9 to 23 layers); the test prints the
-              measured error.
+              relative per layer, compounding over 9 to 23 layers: a reasoned bound, not yet
+              measured); the test prints the measured error.
 
 Device-specific checks: the zero-allocation test reads _core.cuda_allocation_stats() on
 "cuda" and _core.emulated_memory_stats() on "emulated", where it also counts the transfers
@@ -131,7 +131,7 @@ def test_full_net_every_layer(dev_ran, device):
             f"{case.dir.name} on {device}: layer {i} ({layer.type}) max err {err.max():.3g}"
 
 
-TF32_NET = 3e-2
+TF32_NET = 5e-2
 
 
 @pytest.mark.parametrize("name", ["yolov2-tiny-voc_416", "yolov2-voc_416"])

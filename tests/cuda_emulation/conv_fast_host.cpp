@@ -1,9 +1,9 @@
 // cuda/conv_fast.cuh's kernels run on the CPU (emulation.hpp: one std::thread per CUDA thread), so their index
 // arithmetic (implicit im2col gathers, tiles, pipeline stages, split-K partials, the epilogue's
 // output mapping, the flipped filters) is tested on machines without a GPU
-// (tests/test_cuda_emulation.py). __CUDA_ARCH__ is set below 800, so the kernels take their
-// FP32 path with synchronous copies (the same loaders, barriers and epilogue; the TF32 wmma
-// products and cp.async are what only a GPU run checks). The launch sequence mirrors
+// (tests/test_cuda_emulation.py). emulation.hpp sets __CUDA_ARCH__ 800 with DN_EMULATION: the kernels take their
+// FP32 and TF32 paths with synchronous copies (the same loaders, barriers and epilogue; the TF32
+// products through emulation.hpp's wmma; cp.async itself is what only a GPU run checks). The launch sequence mirrors
 // CudaBackend::implicit_gemm and conv_input_gradient (cuda/conv_fast.cu).
 //
 //   g++ -std=c++17 -O1 -pthread -shared -fPIC -Icsrc -Icuda tests/cuda_emulation/*_host.cpp
@@ -20,11 +20,20 @@ namespace {
 using namespace dn;
 using namespace dn::cuda;
 
+// The arithmetic of the emulated launches: false = FP32 FMA, true = TF32 (emulated wmma).
+bool emu_tf32 = false;
+
+template <class T, GemmOp kOp, bool kTf32>
+void run_math(const ImplicitGemm& p, const EmuDim& grid, bool vec_a) {
+  if (vec_a) emu_launch(grid, kGemmThreads, T::kSmemBytes, [&] { implicit_gemm_kernel<T, kOp, kTf32, true>(p); });
+  else emu_launch(grid, kGemmThreads, T::kSmemBytes, [&] { implicit_gemm_kernel<T, kOp, kTf32, false>(p); });
+}
+
 template <class T, GemmOp kOp>
 void run_tiles(const ImplicitGemm& p, const GemmLaunch& l, bool vec_a) {
   const EmuDim grid{l.grid_x, l.grid_y, l.grid_z};
-  if (vec_a) emu_launch(grid, kGemmThreads, T::kSmemBytes, [&] { implicit_gemm_kernel<T, kOp, false, true>(p); });
-  else emu_launch(grid, kGemmThreads, T::kSmemBytes, [&] { implicit_gemm_kernel<T, kOp, false, false>(p); });
+  if (emu_tf32) run_math<T, kOp, true>(p, grid, vec_a);
+  else run_math<T, kOp, false>(p, grid, vec_a);
 }
 
 template <GemmOp kOp>
@@ -62,6 +71,9 @@ bool implicit_gemm(ImplicitGemm& p, int multiprocessors, int max_splits, int* sp
 }  // namespace
 
 extern "C" {
+
+// The convolutions' arithmetic for the calls that follow: 0 FP32, 1 TF32 (CudaMath).
+void emu_set_tf32(int on) { emu_tf32 = on != 0; }
 
 // op 0: inference forward (folded batch norm when bn_scale, bias, activation act);
 // 1: training forward (raw sums); 2: weight gradient (out += ...); 3: input gradient

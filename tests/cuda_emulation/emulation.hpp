@@ -3,15 +3,22 @@
 // the block, __shfl_down_sync a barrier of the warp around a shared table (every lane of the
 // warp must call it, as the kernels do); __shared__ variables are static (one block runs at a
 // time); dynamic shared memory is a host array filled with NaN so reads of unwritten shared
-// memory show in the results. __CUDA_ARCH__ is set below 800: the kernels take their FP32
-// paths with synchronous copies (no cp.async, no tensor cores).
+// memory show in the results. __CUDA_ARCH__ is 800 with DN_EMULATION: copies are synchronous
+// (no cp.async), and nvcuda::wmma's TF32 m16n16k8 API is emulated below (each lane holds a whole
+// tile; lane 0 computes and stores, the other lanes' fragments are never stored), with
+// __float_to_tf32 rounding to nearest, ties away from zero (cvt.rna.tf32.f32), and float
+// accumulation in k order.
 #pragma once
 #include <cmath>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <mutex>
+#include <type_traits>
 #include <thread>
 #include <vector>
 
@@ -56,7 +63,8 @@ inline thread_local EmuBlock emu_block;
 #define __host__
 #define __launch_bounds__(n)
 #define __shared__ static
-#define __CUDA_ARCH__ 700
+#define __CUDA_ARCH__ 800
+#define DN_EMULATION 1
 #define DN_DYNAMIC_SHARED(name) float* name = emu_block.shared
 #define DN_KERNEL_INLINE inline
 
@@ -81,13 +89,109 @@ T __shfl_down_sync(unsigned /*mask*/, T v, int offset) {
 using std::max;
 using std::min;
 
+namespace nvcuda {
+namespace wmma {
+struct row_major {};
+struct col_major {};
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+namespace precision {
+struct tf32 {};
+}  // namespace precision
+enum layout_t { mem_row_major, mem_col_major };
+
+template <class Use, int M, int N, int K, class T, class Layout = void>
+struct fragment;
+// matrix_a: 16 x 8 (row m, column k) at x[m * 8 + k]; matrix_b: 8 x 16 at x[k * 16 + n];
+// accumulator: 16 x 16 at x[m * 16 + n].
+template <class Layout>
+struct fragment<matrix_a, 16, 16, 8, precision::tf32, Layout> {
+  static constexpr int num_elements = 16 * 8;
+  float x[num_elements];
+};
+template <class Layout>
+struct fragment<matrix_b, 16, 16, 8, precision::tf32, Layout> {
+  static constexpr int num_elements = 8 * 16;
+  float x[num_elements];
+};
+template <>
+struct fragment<accumulator, 16, 16, 8, float, void> {
+  static constexpr int num_elements = 16 * 16;
+  float x[num_elements];
+};
+
+inline float __float_to_tf32(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0x1000u) & 0xffffe000u;  // finite: 10-bit mantissa
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// wmma's load/store pointers must be 256-bit aligned, and ldm a multiple of 4 floats (16 bytes).
+inline void check_fragment_address(const float* p, unsigned ldm) {
+  if (reinterpret_cast<uintptr_t>(p) % 32 != 0 || ldm % 4 != 0) {
+    std::fprintf(stderr, "wmma emulation: misaligned fragment pointer %p or ldm %u\n", (const void*)p, ldm);
+    std::abort();
+  }
+}
+
+template <class Frag>
+void fill_fragment(Frag& f, float v) {
+  for (float& e : f.x) e = v;
+}
+
+template <class Layout>
+void load_matrix_sync(fragment<matrix_a, 16, 16, 8, precision::tf32, Layout>& a, const float* p, unsigned ldm) {
+  constexpr bool row = std::is_same<Layout, row_major>::value;
+  check_fragment_address(p, ldm);
+  for (int m = 0; m < 16; ++m)
+    for (int k = 0; k < 8; ++k) a.x[m * 8 + k] = row ? p[m * ldm + k] : p[k * ldm + m];
+}
+template <class Layout>
+void load_matrix_sync(fragment<matrix_b, 16, 16, 8, precision::tf32, Layout>& b, const float* p, unsigned ldm) {
+  constexpr bool row = std::is_same<Layout, row_major>::value;
+  check_fragment_address(p, ldm);
+  for (int k = 0; k < 8; ++k)
+    for (int n = 0; n < 16; ++n) b.x[k * 16 + n] = row ? p[k * ldm + n] : p[n * ldm + k];
+}
+
+template <class LA, class LB>
+void mma_sync(fragment<accumulator, 16, 16, 8, float>& d, const fragment<matrix_a, 16, 16, 8, precision::tf32, LA>& a,
+              const fragment<matrix_b, 16, 16, 8, precision::tf32, LB>& b,
+              const fragment<accumulator, 16, 16, 8, float>& c) {
+  if (threadIdx.x % 32 != 0) return;  // lane 0 computes and stores for the warp
+  for (int m = 0; m < 16; ++m)
+    for (int n = 0; n < 16; ++n) {
+      float acc = c.x[m * 16 + n];
+      for (int k = 0; k < 8; ++k) acc = std::fma(a.x[m * 8 + k], b.x[k * 16 + n], acc);
+      d.x[m * 16 + n] = acc;
+    }
+}
+
+inline void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 8, float>& c, unsigned ldm,
+                              layout_t layout) {
+  check_fragment_address(p, ldm);
+  if (threadIdx.x % 32 != 0) return;
+  for (int m = 0; m < 16; ++m)
+    for (int n = 0; n < 16; ++n) {
+      if (layout == mem_row_major) p[m * ldm + n] = c.x[m * 16 + n];
+      else p[n * ldm + m] = c.x[m * 16 + n];
+    }
+}
+}  // namespace wmma
+}  // namespace nvcuda
+
 // Runs body() as grid x threads CUDA threads, block after block, with smem_bytes of dynamic
 // shared memory. threads must be a multiple of 32.
 template <class Body>
 void emu_launch(EmuDim grid, unsigned threads, size_t smem_bytes, Body body) {
   gridDim = grid;
   blockDim = {threads, 1, 1};
-  std::vector<float> shared(smem_bytes / sizeof(float) + 1, NAN);
+  // Dynamic shared memory 128-byte aligned, as the kernels declare it (__align__(128)).
+  std::vector<float> shared_storage(smem_bytes / sizeof(float) + 1 + 32, NAN);
+  float* shared = shared_storage.data() + ((128 - reinterpret_cast<uintptr_t>(shared_storage.data()) % 128) % 128) / 4;
   std::vector<double> lanes(threads);
   for (unsigned z = 0; z < grid.z; ++z)
     for (unsigned y = 0; y < grid.y; ++y)
@@ -101,7 +205,7 @@ void emu_launch(EmuDim grid, unsigned threads, size_t smem_bytes, Body body) {
           team.emplace_back([&, t] {
             threadIdx = {t, 0, 0};
             blockIdx = {x, y, z};
-            emu_block = {&barrier, &warps, lanes.data(), shared.data()};
+            emu_block = {&barrier, &warps, lanes.data(), shared};
             body();
           });
         for (auto& th : team) th.join();
