@@ -1,6 +1,6 @@
 // The CUDA backend's convolutions as one implicit GEMM: the device code and its planning.
 // cuda/conv_fast.cu launches it for CudaBackend; tests/cuda_emulation runs the same code on
-// the CPU (a thread per CUDA thread, wmma emulated, synchronous copies) so its index arithmetic
+// the CPU (a thread per CUDA thread, wmma and cp.async emulated) so its index arithmetic, pipeline
 // and fragment layout are tested without a GPU. The CPU's counterpart is csrc/kernels/conv_fast.cpp.
 //
 //   forward          out[f][n]  = sum_k W[f][k] * col[k][n]       n = (image, output pixel)
@@ -125,10 +125,15 @@ struct ImplicitGemm {
 
 
 // ------------------------------------------------------------ cp.async (sm_80+)
+// Under DN_EMULATION (tests/cuda_emulation) the copies are queued per thread and land only when
+// a wait_group retires their group, the latest the hardware may deliver them: a tile read before
+// its wait and barrier reads the previous contents and shows in the results.
 DN_KERNEL_INLINE void copy4_async(float* smem, const float* gmem, bool valid) {
 #if DN_CP_ASYNC
   const unsigned dst = (unsigned)__cvta_generic_to_shared(smem);
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(gmem), "r"(valid ? 4 : 0));
+#elif defined(DN_EMULATION)
+  emu_copy_async(smem, gmem, 1, valid);
 #else
   *smem = valid ? *gmem : 0.f;
 #endif
@@ -137,6 +142,8 @@ DN_KERNEL_INLINE void copy16_async(float* smem, const float* gmem, bool valid) {
 #if DN_CP_ASYNC
   const unsigned dst = (unsigned)__cvta_generic_to_shared(smem);
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(valid ? 16 : 0));
+#elif defined(DN_EMULATION)
+  emu_copy_async(smem, gmem, 4, valid);
 #else
   for (int i = 0; i < 4; ++i) smem[i] = valid ? gmem[i] : 0.f;
 #endif
@@ -144,12 +151,16 @@ DN_KERNEL_INLINE void copy16_async(float* smem, const float* gmem, bool valid) {
 DN_KERNEL_INLINE void async_commit() {
 #if DN_CP_ASYNC
   asm volatile("cp.async.commit_group;\n" ::);
+#elif defined(DN_EMULATION)
+  emu_commit_group();
 #endif
 }
 template <int kPending>
 DN_KERNEL_INLINE void async_wait() {  // at most kPending committed groups still in flight
 #if DN_CP_ASYNC
   asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
+#elif defined(DN_EMULATION)
+  emu_wait_group(kPending);
 #endif
 }
 

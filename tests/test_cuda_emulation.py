@@ -2,9 +2,9 @@
 
 tests/cuda_emulation/*_host.cpp compile the kernels with g++ (emulation.hpp: one std::thread
 per CUDA thread, a barrier for __syncthreads, a warp barrier around a shared table for
-__shfl_down_sync, nvcuda::wmma's TF32 API with its alignment rules checked), with synchronous
-copies instead of cp.async (cp.async, the real tensor cores and the timings are what only a GPU
-run checks). The TF32 path is held against float64 convolutions of the TF32-rounded operands
+__shfl_down_sync, nvcuda::wmma's TF32 API with its alignment rules checked, cp.async copies that
+land only when a wait_group retires them); the hardware itself and the timings are what only a
+GPU run checks. The TF32 path is held against float64 convolutions of the TF32-rounded operands
 within 1e-5, so every fragment must land where it belongs.
 
 Convolutions: the same planner, loaders, pipeline stages, split-K partials and epilogue run as

@@ -2,8 +2,8 @@
 // arithmetic (implicit im2col gathers, tiles, pipeline stages, split-K partials, the epilogue's
 // output mapping, the flipped filters) is tested on machines without a GPU
 // (tests/test_cuda_emulation.py). emulation.hpp sets __CUDA_ARCH__ 800 with DN_EMULATION: the kernels take their
-// FP32 and TF32 paths with synchronous copies (the same loaders, barriers and epilogue; the TF32
-// products through emulation.hpp's wmma; cp.async itself is what only a GPU run checks). The launch sequence mirrors
+// FP32 and TF32 paths with cp.async copies landing at wait_group (the same loaders, barriers and epilogue; the TF32
+// products through emulation.hpp's wmma). The launch sequence mirrors
 // CudaBackend::implicit_gemm and conv_input_gradient (cuda/conv_fast.cu).
 //
 //   g++ -std=c++17 -O1 -pthread -shared -fPIC -Icsrc -Icuda tests/cuda_emulation/*_host.cpp

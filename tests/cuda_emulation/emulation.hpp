@@ -3,8 +3,9 @@
 // the block, __shfl_down_sync a barrier of the warp around a shared table (every lane of the
 // warp must call it, as the kernels do); __shared__ variables are static (one block runs at a
 // time); dynamic shared memory is a host array filled with NaN so reads of unwritten shared
-// memory show in the results. __CUDA_ARCH__ is 800 with DN_EMULATION: copies are synchronous
-// (no cp.async), and nvcuda::wmma's TF32 m16n16k8 API is emulated below (each lane holds a whole
+// memory show in the results. __CUDA_ARCH__ is 800 with DN_EMULATION: cp.async copies are queued
+// per thread and land when a wait_group retires their commit group (the latest the hardware may
+// deliver them), and nvcuda::wmma's TF32 m16n16k8 API is emulated below (each lane holds a whole
 // tile; lane 0 computes and stores, the other lanes' fragments are never stored), with
 // __float_to_tf32 rounding to nearest, ties away from zero (cvt.rna.tf32.f32), and float
 // accumulation in k order.
@@ -69,6 +70,31 @@ inline thread_local EmuBlock emu_block;
 #define DN_KERNEL_INLINE inline
 
 inline void __syncthreads() { emu_block.block->wait(); }
+
+// cp.async: per-thread queues of copies; commit closes a group, wait_group(n) performs every
+// committed group but the newest n, oldest first.
+struct EmuCopy {
+  float* dst;
+  const float* src;
+  int floats;
+  bool valid;  // false: zero fill (src-size 0)
+};
+inline thread_local std::vector<EmuCopy> emu_open_group;
+inline thread_local std::deque<std::vector<EmuCopy>> emu_committed_groups;
+inline void emu_copy_async(float* dst, const float* src, int floats, bool valid) {
+  emu_open_group.push_back({dst, src, floats, valid});
+}
+inline void emu_commit_group() {
+  emu_committed_groups.push_back(std::move(emu_open_group));
+  emu_open_group.clear();
+}
+inline void emu_wait_group(int pending) {
+  while ((int)emu_committed_groups.size() > pending) {
+    for (const EmuCopy& c : emu_committed_groups.front())
+      for (int i = 0; i < c.floats; ++i) c.dst[i] = c.valid ? c.src[i] : 0.f;
+    emu_committed_groups.pop_front();
+  }
+}
 
 struct float4 {
   float x, y, z, w;
@@ -203,6 +229,8 @@ void emu_launch(EmuDim grid, unsigned threads, size_t smem_bytes, Body body) {
         team.reserve(threads);
         for (unsigned t = 0; t < threads; ++t)
           team.emplace_back([&, t] {
+            emu_open_group.clear();
+            emu_committed_groups.clear();
             threadIdx = {t, 0, 0};
             blockIdx = {x, y, z};
             emu_block = {&barrier, &warps, lanes.data(), shared};
