@@ -114,10 +114,11 @@ else
 fi
 stage gpu_kernels 110 "$OUT/gpu_kernels.txt" "$PY" "$REPO/bench/kernels/gpu_kernels.py" --batch 1 16 --runs 10 \
   --json "$OUT/gpu_kernels.json"
-stage profile_b1 40 "$OUT/profile_yolov2-voc_b1.txt" "$PY" -m darknet_py.cli profile "$REPO/cfg/yolov2-voc.cfg" \
-  --device cuda --batch 1 --runs 20
-stage profile_b16_train 60 "$OUT/profile_yolov2-voc_b16_train.txt" "$PY" -m darknet_py.cli profile \
-  "$REPO/cfg/yolov2-voc.cfg" --device cuda --batch 16 --runs 5 --backward
+# From /tmp, so `-m darknet_py.cli` imports the installed package, not the checkout's sources.
+stage profile_b1 40 "$OUT/profile_yolov2-voc_b1.txt" bash -c 'cd /tmp && exec "$0" -m darknet_py.cli "$@"' "$PY" \
+  profile "$REPO/cfg/yolov2-voc.cfg" --device cuda --batch 1 --runs 20
+stage profile_b16_train 60 "$OUT/profile_yolov2-voc_b16_train.txt" bash -c 'cd /tmp && exec "$0" -m darknet_py.cli "$@"' \
+  "$PY" profile "$REPO/cfg/yolov2-voc.cfg" --device cuda --batch 16 --runs 5 --backward
 [ "$SANITIZED" = 1 ] || memcheck
 
 stage bench 60 "$OUT/bench.txt" "$PY" "$REPO/tools/gpu_bench.py" --budget 2

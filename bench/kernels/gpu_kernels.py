@@ -38,7 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+REPO = Path(__file__).resolve().parents[2]
+if any((REPO / "darknet_py").glob("_core*")):  # an in-place build; otherwise the installed package
+    sys.path.insert(0, str(REPO))
 import darknet_py  # noqa: E402
 from darknet_py import _core  # noqa: E402
 
