@@ -77,9 +77,9 @@ class Network {
   float cost = 0.f;
   bool train = false;
   std::mt19937_64 rng{0};  // dropout etc.; seed with set_seed
-  // When non-null, forward()/backward() store each layer's wall time (seconds)
-  // here (on a GPU the backend is synchronised after each layer); one pointer
-  // test per layer when off.
+  // When non-null, forward()/backward() store each layer's time (seconds) here: wall
+  // time on the CPU, the device's own clock where the backend has one (CUDA events
+  // between the layers, Backend::timing_*); one pointer test per layer when off.
   std::vector<double>* layer_times = nullptr;
   // Inference forwards on CUDA that ran as a replay of the recorded graph (ExecOptions::cuda_graphs).
   int64_t graph_replays = 0;

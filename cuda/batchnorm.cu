@@ -45,6 +45,16 @@ __global__ void bias_kernel(float* __restrict__ x, const float* __restrict__ bia
 
 }  // namespace
 
+// delta = Darknet's normalize_delta of every element, from mean_delta / variance_delta.
+static void launch_input_delta(const float* x, const float* mean, const float* variance, const float* mean_delta,
+                               const float* variance_delta, int batch, int filters, int spatial, float* delta,
+                               cudaStream_t stream) {
+  const size_t total = (size_t)batch * filters * spatial;
+  input_delta_kernel<<<grid_for(total), kThreads, 0, stream>>>(x, mean, variance, mean_delta, variance_delta, batch,
+                                                               filters, spatial, delta);
+  DN_CUDA_LAUNCH_CHECK();
+}
+
 template <Partial kOp, int kSums>
 static void launch_partials(const PartialArgs& a, double* partials, cudaStream_t stream) {
   filter_partials_kernel<kOp, kSums><<<dim3(a.chunks, (unsigned)a.filters), kPartialThreads, 0, stream>>>(a, partials);
@@ -125,10 +135,7 @@ void CudaBackend::bn_backward_delta(const float* x, const float* mean, const flo
   finish_deltas_kernel<2><<<grid_for(filters), kThreads, 0, stream_>>>(partials, a.chunks, filters, variance, nullptr,
                                                                        nullptr, mean_delta, variance_delta);
   DN_CUDA_LAUNCH_CHECK();
-  const size_t total = (size_t)batch * filters * spatial;
-  input_delta_kernel<<<grid_for(total), kThreads, 0, stream_>>>(x, mean, variance, mean_delta, variance_delta, batch,
-                                                                filters, spatial, delta);
-  DN_CUDA_LAUNCH_CHECK();
+  launch_input_delta(x, mean, variance, mean_delta, variance_delta, batch, filters, spatial, delta, stream_);
 }
 
 void CudaBackend::bn_train_normalize(const float* mean, const float* variance, const float* scales,
@@ -157,10 +164,7 @@ void CudaBackend::bn_train_backward(const float* y, Activation act, const float*
                                                                        bias_updates, scale_updates, mean_delta,
                                                                        variance_delta);
   DN_CUDA_LAUNCH_CHECK();
-  const size_t total = (size_t)batch * filters * spatial;
-  input_delta_kernel<<<grid_for(total), kThreads, 0, stream_>>>(x, mean, variance, mean_delta, variance_delta, batch,
-                                                                filters, spatial, delta);
-  DN_CUDA_LAUNCH_CHECK();
+  launch_input_delta(x, mean, variance, mean_delta, variance_delta, batch, filters, spatial, delta, stream_);
 }
 
 }  // namespace cuda

@@ -192,8 +192,7 @@ DN_KERNEL_INLINE void store_final(const ImplicitGemm& p, int f, int n, float sum
 // Sums the splits of each C element in split order, then the epilogue.
 __global__ void conv_splitk_reduce(ImplicitGemm p) {
   const size_t mn = (size_t)p.M * p.N;
-  for (size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x; idx < (size_t)p.groups * mn;
-       idx += (size_t)blockDim.x * gridDim.x) {
+  DN_GRID_STRIDE(idx, (size_t)p.groups * mn) {
     const int g = (int)(idx / mn);
     const size_t rest = idx - (size_t)g * mn;
     const int m = (int)(rest / p.N), n = (int)(rest - (size_t)m * p.N);
@@ -211,8 +210,7 @@ __global__ void conv_splitk_reduce(ImplicitGemm p) {
 // mean = S / n, variance = (SS - S * mean) / (n - 1) (Darknet's N-1; in double, clamped at 0).
 __global__ void conv_stats_finish(const double* __restrict__ stats, int filters, int tiles, double n,
                                   float* __restrict__ mean, float* __restrict__ variance) {
-  for (size_t f = (size_t)blockIdx.x * blockDim.x + threadIdx.x; f < (size_t)filters;
-       f += (size_t)blockDim.x * gridDim.x) {
+  DN_GRID_STRIDE(f, filters) {
     double sum = 0, squares = 0;
     for (int t = 0; t < tiles; ++t) {
       sum += stats[(f * tiles + t) * 2];
@@ -228,13 +226,40 @@ __global__ void conv_stats_finish(const double* __restrict__ stats, int filters,
 // out[ch][f][size-1-ky][size-1-kx] = w[f][ch][ky][kx]: the filters of the input gradient.
 __global__ void flip_transpose_filters(const float* __restrict__ w, int filters, int channels, int taps,
                                        float* __restrict__ out) {
-  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (size_t)filters * channels * taps;
-       i += (size_t)blockDim.x * gridDim.x) {
+  DN_GRID_STRIDE(i, (size_t)filters * channels * taps) {
     const int t = (int)(i % taps);
     const size_t rest = i / taps;
     const int ch = (int)(rest % channels), f = (int)(rest / channels);
     out[((size_t)ch * filters + f) * taps + (taps - 1 - t)] = w[i];
   }
+}
+
+// ------------------------------------------------------------ implicit im2col
+// Where output pixel n (n = image * ohw + pixel) of group g reads the input: the first channel
+// plane of its image and group, and its top-left tap (y0, x0), outside the image in the padding.
+struct TapOrigin {
+  const float* planes;
+  int image, pixel, y0, x0;
+};
+DN_KERNEL_INLINE TapOrigin tap_origin(const ImplicitGemm& p, int g, int n) {
+  const int ohw = p.out_h * p.out_w;
+  TapOrigin o;
+  o.image = n / ohw;
+  o.pixel = n - o.image * ohw;
+  const int oy = o.pixel / p.out_w, ox = o.pixel - oy * p.out_w;
+  o.y0 = oy * p.stride - p.pad;
+  o.x0 = ox * p.stride - p.pad;
+  o.planes = p.image + ((size_t)o.image * p.c + (size_t)g * (p.c / p.groups)) * ((size_t)p.h * p.w);
+  return o;
+}
+// Element (row, pixel) of the im2col matrix: *src set and true inside the image, false (a zero)
+// in the padding.
+DN_KERNEL_INLINE bool im2col_source(const ImplicitGemm& p, const TapOrigin& o, int row, const float** src) {
+  const Im2colRow r = im2col_row(row, p.size);
+  const int iy = o.y0 + r.ky, ix = o.x0 + r.kx;
+  if ((unsigned)iy >= (unsigned)p.h || (unsigned)ix >= (unsigned)p.w) return false;
+  *src = o.planes + (size_t)r.channel * ((size_t)p.h * p.w) + (size_t)iy * p.w + ix;
+  return true;
 }
 
 // ------------------------------------------------------------ the kernel
@@ -248,26 +273,12 @@ __global__ void __launch_bounds__(kGemmThreads) implicit_gemm_kernel(const Impli
   const int g = (int)blockIdx.z / p.splits, split = (int)blockIdx.z - g * p.splits;
   const int k_begin = split * p.k_split, k_end = min(p.K, k_begin + p.k_split);
   const int ohw = p.out_h * p.out_w;
-  const int cg = p.c / p.groups;
-  const size_t plane = (size_t)p.h * p.w;
 
   // Forward: this thread's B column (output pixel) is fixed for the whole k loop.
   constexpr int kBRowStep = kGemmThreads / T::BN;
   const int b_col = tid % T::BN;
-  const float* pixel_image = p.image;
-  int pixel_y0 = 0, pixel_x0 = 0;
-  bool pixel_valid = false;
-  if (kOp == GemmOp::Forward) {
-    const int n = n0 + b_col;
-    pixel_valid = n < p.N;
-    if (pixel_valid) {
-      const int image = n / ohw, pixel = n - image * ohw;
-      const int oy = pixel / p.out_w, ox = pixel - oy * p.out_w;
-      pixel_y0 = oy * p.stride - p.pad;
-      pixel_x0 = ox * p.stride - p.pad;
-      pixel_image = p.image + ((size_t)image * p.c + (size_t)g * cg) * plane;
-    }
-  }
+  const bool pixel_valid = kOp == GemmOp::Forward && n0 + b_col < p.N;
+  const TapOrigin pixel = pixel_valid ? tap_origin(p, g, n0 + b_col) : TapOrigin{p.image, 0, 0, 0, 0};
 
   // Queues the copies of k tile [k0, k0 + kBK) into stage `stage`.
   auto load_tile = [&](int stage, int k0) {
@@ -297,15 +308,7 @@ __global__ void __launch_bounds__(kGemmThreads) implicit_gemm_kernel(const Impli
       for (int kk = tid / T::BN; kk < kBK; kk += kBRowStep) {
         const int gk = k0 + kk;
         const float* src = p.image;
-        bool ok = false;
-        if (pixel_valid && gk < k_end) {
-          const Im2colRow r = im2col_row(gk, p.size);
-          const int iy = pixel_y0 + r.ky, ix = pixel_x0 + r.kx;
-          if ((unsigned)iy < (unsigned)p.h && (unsigned)ix < (unsigned)p.w) {
-            ok = true;
-            src = pixel_image + (size_t)r.channel * plane + (size_t)iy * p.w + ix;
-          }
-        }
+        const bool ok = pixel_valid && gk < k_end && im2col_source(p, pixel, gk, &src);
         copy4_async(Bs + kk * T::kLdBF + b_col, src, ok);
       }
     } else {
@@ -313,16 +316,8 @@ __global__ void __launch_bounds__(kGemmThreads) implicit_gemm_kernel(const Impli
       const int r_local = tid % kBK;
       const int r = k0 + r_local;
       const bool r_valid = r < k_end;
-      int image = 0, pixel = 0, y0 = 0, x0 = 0;
-      if (r_valid) {
-        image = r / ohw;
-        pixel = r - image * ohw;
-        const int oy = pixel / p.out_w, ox = pixel - oy * p.out_w;
-        y0 = oy * p.stride - p.pad;
-        x0 = ox * p.stride - p.pad;
-      }
-      const float* delta = p.a + ((size_t)image * p.groups * p.M + (size_t)g * p.M) * ohw + pixel;
-      const float* img = p.image + ((size_t)image * p.c + (size_t)g * cg) * plane;
+      const TapOrigin o = r_valid ? tap_origin(p, g, r) : TapOrigin{p.image, 0, 0, 0, 0};
+      const float* delta = p.a + ((size_t)o.image * p.groups * p.M + (size_t)g * p.M) * ohw + o.pixel;
       constexpr int kStep = kGemmThreads / kBK;
 #pragma unroll 4
       for (int m = tid / kBK; m < T::BM; m += kStep) {
@@ -334,15 +329,7 @@ __global__ void __launch_bounds__(kGemmThreads) implicit_gemm_kernel(const Impli
       for (int nn = tid / kBK; nn < T::BN; nn += kStep) {
         const int gn = n0 + nn;
         const float* src = p.image;
-        bool ok = false;
-        if (r_valid && gn < p.N) {
-          const Im2colRow row = im2col_row(gn, p.size);
-          const int iy = y0 + row.ky, ix = x0 + row.kx;
-          if ((unsigned)iy < (unsigned)p.h && (unsigned)ix < (unsigned)p.w) {
-            ok = true;
-            src = img + (size_t)row.channel * plane + (size_t)iy * p.w + ix;
-          }
-        }
+        const bool ok = r_valid && gn < p.N && im2col_source(p, o, gn, &src);
         copy4_async(Bs + nn * T::kLdBW + r_local, src, ok);
       }
     }

@@ -430,16 +430,22 @@ def test_cpu_side_of_every_row(name, tmp_dir):
     assert not params or moved, f"{name}: the update changed no parameter"
 
 
-@pytest.mark.parametrize("name", sorted(ROWS))
-def test_cuda_matches_cpu(name, tmp_dir):
+def cuda_against_cpu(name: str, tmp_dir: Path, cuda_math: str = "fp32", tol: Optional[Tol] = None) -> None:
+    """Row `name` on the CPU and on CUDA with `cuda_math`, compared at the row's tolerances (or
+    at `tol` for every computed array)."""
     reason = cuda_skip_reason()
     if reason:
         pytest.skip(reason)
     row = ROWS[name]
     prep = prepare(name, row, tmp_dir)
     ref = run(name, row, prep, "cpu")
-    got = run(name, row, prep, "cuda")
-    compare(name, row, prep.text, got, ref)
+    got = run(name, row, prep, "cuda", cuda_math=cuda_math)
+    compare(name, row if tol is None else row._replace(tol=tol, tol_by=()), prep.text, got, ref)
+
+
+@pytest.mark.parametrize("name", sorted(ROWS))
+def test_cuda_matches_cpu(name, tmp_dir):
+    cuda_against_cpu(name, tmp_dir)
 
 
 # TF32 (the default cuda_math): the convolutions' operands rounded to 10-bit mantissas (unit
@@ -456,14 +462,7 @@ CONV_ROWS = sorted(n for n in ROWS if n.startswith("conv") and n != "conv_activa
 @pytest.mark.parametrize("name", CONV_ROWS)
 def test_cuda_tf32_matches_cpu(name, tmp_dir):
     """The convolution rows with the tensor-core (TF32) arithmetic, within TF32's tolerance."""
-    reason = cuda_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    row = ROWS[name]
-    prep = prepare(name, row, tmp_dir)
-    ref = run(name, row, prep, "cpu")
-    got = run(name, row, prep, "cuda", cuda_math="tf32")
-    compare(name, row._replace(tol=TF32, tol_by=()), prep.text, got, ref)
+    cuda_against_cpu(name, tmp_dir, cuda_math="tf32", tol=TF32)
 
 
 def test_conv_rows_cover_the_implicit_gemm_cases():

@@ -1,8 +1,6 @@
 // cuda/batchnorm.cuh's kernels (multi-block per-filter sums, fused training passes) run on the
 // CPU through emulation.hpp, in the launch sequences of CudaBackend's batch-norm ops
 // (cuda/batchnorm.cu), for tests/test_cuda_emulation.py.
-#include <cstdio>
-#include <exception>
 #include <vector>
 
 #include "emulation.hpp"
@@ -18,17 +16,6 @@ void partials(const PartialArgs& a, std::vector<double>& out) {
   out.assign((size_t)a.filters * a.chunks * kSums + a.filters, NAN);
   double* p = out.data();
   emu_launch({a.chunks, (unsigned)a.filters, 1}, kPartialThreads, 0, [&] { filter_partials_kernel<kOp, kSums>(a, p); });
-}
-
-template <class F>
-int guarded(char* err, int err_len, F f) {
-  try {
-    f();
-    return 0;
-  } catch (const std::exception& e) {
-    std::snprintf(err, (size_t)err_len, "%s", e.what());
-    return 1;
-  }
 }
 
 void input_deltas(const float* x, const float* mean, const float* variance, const float* mean_delta,
@@ -47,7 +34,7 @@ extern "C" {
 // for; *chunks receives the chunks per filter used.
 int emu_bn_mean_variance(const float* x, int batch, int filters, int spatial, float* mean, float* variance, int sms,
                          int* chunks, char* err, int err_len) {
-  return guarded(err, err_len, [&] {
+  return emu_guarded(err, err_len, [&] {
     PartialArgs a = chunked(batch, filters, spatial, sms);
     *chunks = (int)a.chunks;
     std::vector<double> p;
@@ -66,7 +53,7 @@ int emu_bn_mean_variance(const float* x, int batch, int filters, int spatial, fl
 
 int emu_bn_backward_scale(const float* x_norm, const float* delta, int batch, int filters, int spatial,
                           float* updates, int sms, char* err, int err_len) {
-  return guarded(err, err_len, [&] {
+  return emu_guarded(err, err_len, [&] {
     PartialArgs a = chunked(batch, filters, spatial, sms);
     a.x_norm = x_norm;
     a.delta = const_cast<float*>(delta);
@@ -79,7 +66,7 @@ int emu_bn_backward_scale(const float* x_norm, const float* delta, int batch, in
 int emu_bn_backward_delta(const float* x, const float* mean, const float* variance, int batch, int filters,
                           int spatial, float* mean_delta, float* variance_delta, float* delta, int sms, char* err,
                           int err_len) {
-  return guarded(err, err_len, [&] {
+  return emu_guarded(err, err_len, [&] {
     PartialArgs a = chunked(batch, filters, spatial, sms);
     a.x = x, a.mean = mean, a.delta = delta;
     std::vector<double> p;
@@ -94,7 +81,7 @@ int emu_bn_backward_delta(const float* x, const float* mean, const float* varian
 int emu_bn_train_normalize(const float* mean, const float* variance, const float* scales, const float* biases,
                            int batch, int filters, int spatial, int act, const float* x, float* out, float* x_norm,
                            char* err, int err_len) {
-  return guarded(err, err_len, [&] {
+  return emu_guarded(err, err_len, [&] {
     const size_t total = (size_t)batch * filters * spatial;
     emu_launch({emu_blocks_for(total), 1, 1}, 256, 0, [&] {
       train_normalize_kernel(x, mean, variance, scales, biases, batch, filters, spatial, static_cast<Activation>(act),
@@ -107,7 +94,7 @@ int emu_bn_train_backward(const float* y, int act, const float* x, const float* 
                           const float* variance, const float* scales, int batch, int filters, int spatial,
                           float* bias_updates, float* scale_updates, float* mean_delta, float* variance_delta,
                           float* delta, int sms, int* chunks, char* err, int err_len) {
-  return guarded(err, err_len, [&] {
+  return emu_guarded(err, err_len, [&] {
     PartialArgs a = chunked(batch, filters, spatial, sms);
     *chunks = (int)a.chunks;
     a.x = x, a.y = y, a.x_norm = x_norm, a.delta = delta, a.mean = mean, a.variance = variance, a.scales = scales;

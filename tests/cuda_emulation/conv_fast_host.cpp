@@ -68,6 +68,15 @@ bool implicit_gemm(ImplicitGemm& p, int multiprocessors, int max_splits, int* sp
   return stats;
 }
 
+ConvShape conv_shape(int batch, int c, int h, int w, int filters, int size, int stride, int pad, int groups) {
+  ConvShape s;
+  s.batch = batch, s.c = c, s.h = h, s.w = w, s.filters = filters, s.size = size, s.stride = stride, s.pad = pad;
+  s.groups = groups;
+  s.out_h = (h + 2 * pad - size) / stride + 1;
+  s.out_w = (w + 2 * pad - size) / stride + 1;
+  return s;
+}
+
 }  // namespace
 
 extern "C" {
@@ -83,12 +92,8 @@ int emu_conv(int op, int batch, int c, int h, int w, int filters, int size, int 
              const float* input, const float* a, float* out, const float* bias, const float* bn_scale,
              const float* bn_mean, const float* bn_var, int act, int multiprocessors, int* splits, char* err,
              int err_len) {
-  try {
-    ConvShape s;
-    s.batch = batch, s.c = c, s.h = h, s.w = w, s.filters = filters, s.size = size, s.stride = stride, s.pad = pad;
-    s.groups = groups;
-    s.out_h = (h + 2 * pad - size) / stride + 1;
-    s.out_w = (w + 2 * pad - size) / stride + 1;
+  return emu_guarded(err, err_len, [&] {
+    const ConvShape s = conv_shape(batch, c, h, w, filters, size, stride, pad, groups);
     if (op == 0 || op == 1) {
       ImplicitGemm p = forward_gemm(s, input, a, out);
       if (op == 0) {
@@ -113,11 +118,7 @@ int emu_conv(int op, int batch, int c, int h, int w, int filters, int size, int 
     } else {
       fail("unknown op ", op);
     }
-    return 0;
-  } catch (const std::exception& e) {
-    std::snprintf(err, (size_t)err_len, "%s", e.what());
-    return 1;
-  }
+  });
 }
 
 int emu_bn_mean_variance(const float* x, int batch, int filters, int spatial, float* mean, float* variance, int sms,
@@ -128,23 +129,16 @@ int emu_bn_mean_variance(const float* x, int batch, int filters, int spatial, fl
 int emu_conv_stats(int batch, int c, int h, int w, int filters, int size, int stride, int pad, int groups,
                    const float* input, const float* weights, float* out, float* mean, float* variance,
                    int multiprocessors, int* splits, int* from_epilogue, char* err, int err_len) {
-  try {
-    ConvShape s;
-    s.batch = batch, s.c = c, s.h = h, s.w = w, s.filters = filters, s.size = size, s.stride = stride, s.pad = pad;
-    s.groups = groups;
-    s.out_h = (h + 2 * pad - size) / stride + 1;
-    s.out_w = (w + 2 * pad - size) / stride + 1;
+  int spatial = 0;
+  const int rc = emu_guarded(err, err_len, [&] {
+    const ConvShape s = conv_shape(batch, c, h, w, filters, size, stride, pad, groups);
+    spatial = s.out_h * s.out_w;
     ImplicitGemm p = forward_gemm(s, input, weights, out);
     *from_epilogue = implicit_gemm(p, multiprocessors, kForwardMaxSplits, splits, mean, variance) ? 1 : 0;
-    int chunks = 0;
-    if (!*from_epilogue)
-      return emu_bn_mean_variance(out, batch, filters, s.out_h * s.out_w, mean, variance, multiprocessors, &chunks,
-                                  err, err_len);
-    return 0;
-  } catch (const std::exception& e) {
-    std::snprintf(err, (size_t)err_len, "%s", e.what());
-    return 1;
-  }
+  });
+  if (rc || *from_epilogue) return rc;
+  int chunks = 0;
+  return emu_bn_mean_variance(out, batch, filters, spatial, mean, variance, multiprocessors, &chunks, err, err_len);
 }
 
 // The tile rows and split count the planner picks (no kernels run).

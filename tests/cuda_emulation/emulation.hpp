@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <exception>
 #include <mutex>
 #include <type_traits>
 #include <thread>
@@ -238,6 +239,19 @@ void emu_launch(EmuDim grid, unsigned threads, size_t smem_bytes, Body body) {
           });
         for (auto& th : team) th.join();
       }
+}
+
+// Runs f, returning 0, or 1 with the exception's message in err: the emulator's C entry points
+// report errors as the C API does, never by unwinding into ctypes.
+template <class F>
+int emu_guarded(char* err, int err_len, F f) {
+  try {
+    f();
+    return 0;
+  } catch (const std::exception& e) {
+    std::snprintf(err, (size_t)err_len, "%s", e.what());
+    return 1;
+  }
 }
 
 // Blocks for n elements of a grid-stride kernel, kept small (the emulation runs them in turn).
