@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "core/limits.hpp"
+#include "layers/convolutional.hpp"
 #include "layers/layers.hpp"
 
 #ifdef _OPENMP
@@ -396,8 +397,10 @@ void Network::set_training(bool on) {
 
 bool Network::output_kept(int i) const {
   if (!pooled_) return true;
-  return i >= 0 && i < (int)kept_.size() && kept_[i];
+  return i >= 0 && i < (int)kept_.size() && kept_[i] && !fused_with_next(i);
 }
+
+bool Network::fused_with_next(int i) const { return i >= 0 && i < (int)fused_.size() && fused_[i]; }
 
 size_t Network::pool_floats() const {
   size_t n = 0;
@@ -408,6 +411,21 @@ size_t Network::pool_floats() const {
 void Network::plan_outputs() {
   // The pool lends host memory: CPU inference only.
   const bool want = !train && !keep_outputs && options_.device == Device::Cpu;
+  const int n = (int)layers.size();
+  // Fused pairs: a convolution whose only reader is the 2x2 max pool right after it (no route
+  // reads it, and it is not the network's output).
+  fused_.assign(n, 0);
+  if (want && options_.fuse_layers) {
+    std::vector<int> readers(n, 0);
+    for (int i = 1; i < n; ++i) ++readers[i - 1];
+    for (int i = 0; i < n; ++i)
+      for (int src : layers[i]->reads())
+        if (src != i - 1) ++readers[src];
+    for (int i = 0; i + 1 < n && i + 1 <= output_index(); ++i)
+      fused_[i] = layers[i]->kind == LayerType::Convolutional && readers[i] == 1 &&
+                  layers[i + 1]->is_maxpool_2x2_stride_2() &&
+                  backend_->can_fuse_conv_maxpool(static_cast<const ConvolutionalLayer&>(*layers[i]));
+  }
   if (!want) {
     if (pooled_) {  // back to owned outputs
       for (auto& l : layers) l->output.reset((size_t)l->batch * l->outputs);
@@ -417,16 +435,24 @@ void Network::plan_outputs() {
     }
     return;
   }
-  bool same = pooled_ && pooled_batch_ == opt.batch && pooled_w_ == opt.w && pooled_h_ == opt.h;
+  // (The fused pairs change the liveness: a plan made for other pairs is planned again.)
+  bool same = pooled_ && pooled_batch_ == opt.batch && pooled_w_ == opt.w && pooled_h_ == opt.h &&
+              pooled_fused_ == fused_;
   if (same)  // a layer reallocated its own output (set_batch/resize/set_training): plan again
     for (auto& l : layers) same = same && l->output.lent();
   if (same) return;
-  const int n = (int)layers.size();
   // last_use[i]: the last layer that reads layer i's output; the output layers live to the end.
   std::vector<int> last_use(n);
   for (int i = 0; i < n; ++i) last_use[i] = i + 1;
   for (int i = 0; i < n; ++i)
     for (int src : layers[i]->reads()) last_use[src] = std::max(last_use[src], i);
+  // A fused pair reads the conv's inputs while it writes the pool's output: they stay alive
+  // through the pool, so its output never takes their memory.
+  for (int i = 0; i < n; ++i)
+    if (fused_[i]) {
+      if (i > 0) last_use[i - 1] = std::max(last_use[i - 1], i + 1);
+      for (int src : layers[i]->reads()) last_use[src] = std::max(last_use[src], i + 1);
+    }
   // The network's output (last non-cost layer) and everything after it stay alive.
   for (int i = output_index(); i < n; ++i) last_use[i] = n;
   // Greedy slot assignment in layer order: a layer takes the smallest free slot
@@ -465,6 +491,7 @@ void Network::plan_outputs() {
       if (slot[j] == slot[i]) kept_[i] = 0;
   }
   pooled_ = true;
+  pooled_fused_ = fused_;
   pooled_batch_ = opt.batch;
   pooled_w_ = opt.w;
   pooled_h_ = opt.h;
@@ -595,6 +622,18 @@ void Network::run_forward(const float* input, const float* truth_host) {
     Clock::time_point t0;
     if (times) t0 = Clock::now();
     if (!l->delta.empty()) backend_->fill(l->delta.write(dev), l->delta.size(), 0.f);
+    if (fused_with_next((int)i)) {  // the pair as one kernel, straight into the next layer's output
+      Layer* next = layers[i + 1].get();
+      backend_->conv_inference_maxpool(static_cast<ConvolutionalLayer&>(*l), ctx.input, next->output.write(dev));
+      if (times) {
+        backend_->timing_mark((int)i);
+        (*times)[i] = std::chrono::duration<double>(Clock::now() - t0).count();
+        backend_->timing_mark((int)i + 1);
+      }
+      ctx.input = next->output.read(dev);
+      ++i;
+      continue;
+    }
     l->forward(ctx);
     ctx.input = l->output.read(dev);
     if (times) {

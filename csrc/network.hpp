@@ -92,6 +92,10 @@ class Network {
   // layer's own output, as tests and layer inspection need.
   bool keep_outputs = true;
   bool output_kept(int i) const;
+  // Layer i runs with layer i + 1 fused into it (inference without kept outputs on a backend
+  // that fuses the pair, ExecOptions::fuse_layers): layer i's output is never written, and
+  // layer_times gives the pair's time to layer i and 0 to layer i + 1.
+  bool fused_with_next(int i) const;
   size_t pool_floats() const;  // floats in the inference pool (0 when not pooled)
 
   int batch() const { return opt.batch; }
@@ -211,6 +215,8 @@ class Network {
   // Inference pool (keep_outputs = false).
   std::vector<std::vector<float>> pool_;
   std::vector<char> kept_;  // per layer: output still readable after forward
+  std::vector<char> fused_;  // per layer: fused_with_next
+  std::vector<char> pooled_fused_;  // the fused_ the pool was planned for
   bool pooled_ = false;
   int pooled_batch_ = 0, pooled_w_ = 0, pooled_h_ = 0;
   void plan_outputs();

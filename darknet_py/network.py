@@ -127,27 +127,31 @@ class Network:
     @property
     def exec_options(self) -> dict:
         """This network's run-time switches: {device, isa, winograd, reference_kernels, threads,
-        cuda_math, cuda_graphs}. The environment (DARKNET_PY_ISA, DARKNET_PY_WINOGRAD,
+        cuda_math, cuda_graphs, fuse_layers}. The environment (DARKNET_PY_ISA, DARKNET_PY_WINOGRAD,
         DARKNET_PY_REFERENCE_KERNELS, DARKNET_PY_THREADS, DARKNET_PY_CUDA_MATH,
-        DARKNET_PY_CUDA_GRAPHS) only seeds their defaults when a network is built."""
+        DARKNET_PY_CUDA_GRAPHS, DARKNET_PY_FUSE) only seeds their defaults when a network is built."""
         return dict(self._net.exec_options)
 
     def set_exec_options(self, device: Optional[str] = None, isa: Optional[str] = None,
                          winograd: Optional[str] = None, reference_kernels: Optional[bool] = None,
                          threads: Optional[int] = None, cuda_math: Optional[str] = None,
-                         cuda_graphs: Optional[bool] = None) -> "Network":
+                         cuda_graphs: Optional[bool] = None, fuse_layers: Optional[bool] = None) -> "Network":
         """Change some run-time switches (None keeps the current value); returns self.
         isa: "auto", "avx512", "avx2" or "plain"; winograd: "auto", "on" or "off";
         reference_kernels: run inference on the plain reference kernels; threads: OpenMP
         threads for this network's calls (0 = the runtime's default); cuda_math: the CUDA
         convolutions' arithmetic, "tf32" (tensor cores, the default) or "fp32" (plain FMA);
         cuda_graphs: on CUDA, record an inference forward once and replay it as a CUDA graph
-        while the buffers stay the same (default True). Invalid values raise DarknetError."""
+        while the buffers stay the same (default True); fuse_layers: with keep_outputs off, run a
+        convolution and the 2x2 max pool after it as one kernel where the backend can (default
+        True; the pool's profile row then reads 0, its time is in the conv's). Invalid values
+        raise DarknetError."""
         self._net.set_exec_options(device=None if device is None else _device_name(device), isa=isa,
                                    winograd=winograd,
                                    reference_kernels=None if reference_kernels is None else bool(reference_kernels),
                                    threads=None if threads is None else int(threads), cuda_math=cuda_math,
-                                   cuda_graphs=None if cuda_graphs is None else bool(cuda_graphs))
+                                   cuda_graphs=None if cuda_graphs is None else bool(cuda_graphs),
+                                   fuse_layers=None if fuse_layers is None else bool(fuse_layers))
         return self
 
     @property
@@ -185,6 +189,13 @@ class Network:
 
     def output_kept(self, i: int) -> bool:
         return self._net.output_kept(i)
+
+    def fused_with_next(self, i: int) -> bool:
+        """Whether layer i ran with layer i + 1 fused into it in the last inference forward
+        (exec option fuse_layers, keep_outputs off): a [convolutional] and the 2x2 [maxpool]
+        after it as one kernel. Layer i's output is then not written, and per-layer times give
+        the pair's time to layer i and 0 to layer i + 1."""
+        return self._net.fused_with_next(int(i))
 
     @property
     def layers(self) -> List[LayerView]:

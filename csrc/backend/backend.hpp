@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "core/buffer.hpp"
+#include "core/error.hpp"
 #include "core/options.hpp"
 #include "kernels/activations.hpp"
 #include "kernels/cost.hpp"
@@ -169,6 +170,19 @@ class Backend {
   virtual bool conv_inference(ConvolutionalLayer& l, const float* input, float* output) {
     (void)l, (void)input, (void)output;
     return false;
+  }
+  // Inference convolution with the next layer's 2x2 stride-2 max pool fused (Network plans it
+  // when the pool is the conv's only reader and outputs are not kept): the pooled map goes to
+  // `pooled`, the conv's own output is never written. can_fuse_conv_maxpool says at plan time
+  // whether this backend, with its current options, runs conv_inference_maxpool for the layer;
+  // the result must equal conv_inference followed by maxpool_forward bit for bit.
+  virtual bool can_fuse_conv_maxpool(const ConvolutionalLayer& l) const {
+    (void)l;
+    return false;
+  }
+  virtual void conv_inference_maxpool(ConvolutionalLayer& l, const float* input, float* pooled) {
+    (void)l, (void)input, (void)pooled;
+    fail("this backend does not fuse a convolution with a max pool");
   }
   // Training convolution, the raw sums only (no batch norm, bias or activation) for the
   // whole batch (CPU: the packed GEMM reading the image in place, no im2col buffer).

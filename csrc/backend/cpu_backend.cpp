@@ -570,13 +570,7 @@ class CpuBackend final : public Backend {
   // the GEMM epilogue; Winograd where the mode selects it, else the packed GEMM.
   bool conv_inference(ConvolutionalLayer& l, const float* input, float* output) override {
     if (options_.reference_kernels) return false;
-    fold_batchnorm(l.filters, l.biases.read(Device::Cpu), l.batch_normalize ? l.scales.read(Device::Cpu) : nullptr,
-                   l.batch_normalize ? l.rolling_mean.read(Device::Cpu) : nullptr,
-                   l.batch_normalize ? l.rolling_variance.read(Device::Cpu) : nullptr, l.fold_scale, l.fold_bias);
-    ConvEpilogue ep;
-    ep.scale = l.fold_scale.empty() ? nullptr : l.fold_scale.data();
-    ep.bias = l.fold_bias.data();
-    ep.act = l.activation;
+    const ConvEpilogue ep = folded_epilogue(l);
     const ConvShape shape = l.shape();
     const float* weights = l.weights.read(Device::Cpu);
     const WinogradPlan plan = winograd_plan(shape, options_.winograd);
@@ -601,6 +595,37 @@ class CpuBackend final : public Backend {
     if (!l.wino_u.empty()) std::vector<float>().swap(l.wino_u);  // only layers that use Winograd keep U
     conv_forward_fast(options_.isa, shape, input, weights, ep, output);
     return true;
+  }
+
+  // The direct 3x3 kernel pools in its epilogue (the few-channel layers on large maps, where
+  // the conv's output is the largest map of the net: tiny-voc's 416x416x16 and 208x208x32);
+  // these are exactly the layers conv_inference sends to it (conv_forward_fast takes the direct
+  // kernel first wherever it applies, and Winograd is not planned), so the values are the same.
+  bool can_fuse_conv_maxpool(const ConvolutionalLayer& l) const override {
+    const ConvShape s = l.shape();
+    return !options_.reference_kernels && winograd_plan(s, options_.winograd) == WinogradPlan::None &&
+           conv3x3_direct_applicable(options_.isa, s) && s.out_h % 2 == 0 && s.out_w % 2 == 0;
+  }
+  void conv_inference_maxpool(ConvolutionalLayer& l, const float* input, float* pooled) override {
+    check(can_fuse_conv_maxpool(l), "layer ", l.index, ": this convolution cannot run with a fused max pool");
+    ConvEpilogue ep = folded_epilogue(l);
+    ep.maxpool2x2 = true;
+    if (!l.wino_u.empty()) std::vector<float>().swap(l.wino_u);
+    conv3x3_direct(options_.isa, l.shape(), input, l.weights.read(Device::Cpu), ep, pooled);
+  }
+
+ private:
+  // Batch norm's rolling statistics folded into a per-filter scale and bias (kept in the
+  // layer), with the layer's activation.
+  static ConvEpilogue folded_epilogue(ConvolutionalLayer& l) {
+    fold_batchnorm(l.filters, l.biases.read(Device::Cpu), l.batch_normalize ? l.scales.read(Device::Cpu) : nullptr,
+                   l.batch_normalize ? l.rolling_mean.read(Device::Cpu) : nullptr,
+                   l.batch_normalize ? l.rolling_variance.read(Device::Cpu) : nullptr, l.fold_scale, l.fold_bias);
+    ConvEpilogue ep;
+    ep.scale = l.fold_scale.empty() ? nullptr : l.fold_scale.data();
+    ep.bias = l.fold_bias.data();
+    ep.act = l.activation;
+    return ep;
   }
 };
 

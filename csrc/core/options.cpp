@@ -115,6 +115,8 @@ ExecOptions ExecOptions::from_environment() {
   from_env("DARKNET_PY_CUDA_MATH", &o.cuda_math, parse_cuda_math);
   const char* graphs = std::getenv("DARKNET_PY_CUDA_GRAPHS");
   if (graphs && *graphs) o.cuda_graphs = std::string(graphs) != "0";
+  const char* fuse = std::getenv("DARKNET_PY_FUSE");
+  if (fuse && *fuse) o.fuse_layers = std::string(fuse) != "0";
   const char* reference = std::getenv("DARKNET_PY_REFERENCE_KERNELS");
   o.reference_kernels = reference && *reference && std::string(reference) != "0";
   return o;

@@ -2,7 +2,7 @@
 // to its layers and backend. The environment only seeds the defaults, here:
 //   DARKNET_PY_DEVICE=cpu|cuda, DARKNET_PY_ISA=auto|avx512|avx2|plain,
 //   DARKNET_PY_WINOGRAD=auto|on|stream|off, DARKNET_PY_REFERENCE_KERNELS=1, DARKNET_PY_THREADS=N,
-//   DARKNET_PY_CUDA_MATH=tf32|fp32, DARKNET_PY_CUDA_GRAPHS=0|1
+//   DARKNET_PY_CUDA_MATH=tf32|fp32, DARKNET_PY_CUDA_GRAPHS=0|1, DARKNET_PY_FUSE=0|1
 #pragma once
 #include <string>
 
@@ -35,6 +35,9 @@ struct ExecOptions {
   int threads = 0;                        // OpenMP threads for this network's calls; 0 = the runtime's default
   CudaMath cuda_math = CudaMath::Tf32;    // the CUDA convolutions' arithmetic (reference_kernels: the plain SGEMM)
   bool cuda_graphs = true;                // CUDA inference forwards recorded once and replayed as a graph
+  // Inference with keep_outputs off: a convolution and the 2x2 max pool after it run as one
+  // kernel where the backend can (Network::fused_with_next); off, every layer runs alone.
+  bool fuse_layers = true;
 
   // Defaults: best ISA, auto Winograd, fast kernels, CPU, all threads; then the environment.
   static ExecOptions from_environment();

@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -13,6 +14,7 @@
 #include "kernels/batchnorm.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/im2col.hpp"
+#include "kernels/pool.hpp"
 #include "kernels/simd_avx2.hpp"
 
 namespace dn {
@@ -88,15 +90,24 @@ void pack_im2col_panel(const ConvShape& s, const float* image, int k0, int kc, i
 // ---------------------------------------------------------------- direct 3x3, few channels
 namespace {
 
-// One h x w plane into dst as (h + 2) x (w + 2) with a zero border of one (3x3, pad 1).
-void pad_plane(const float* src, int h, int w, float* dst) {
-  const size_t wp = (size_t)w + 2, plane = ((size_t)h + 2) * wp;
-  std::fill(dst, dst + wp, 0.f);
-  std::fill(dst + plane - wp, dst + plane, 0.f);
-  for (int y = 0; y < h; ++y) {
-    float* row = dst + (size_t)(y + 1) * wp;
-    row[0] = row[wp - 1] = 0.f;
-    std::memcpy(row + 1, src + (size_t)y * w, sizeof(float) * w);
+// Rows [first, first + count) of each of the c planes of an h x w image into dst as count
+// rows of w + 2 with a zero column each side (plane stride plane_rows * (w + 2)); rows
+// outside the image are zeros (3x3, pad 1).
+void pad_rows(const float* image, int c, int h, int w, int first, int count, int plane_rows, float* dst) {
+  const size_t wp = (size_t)w + 2;
+  for (int ch = 0; ch < c; ++ch) {
+    const float* src = image + (size_t)ch * h * w;
+    float* plane = dst + (size_t)ch * plane_rows * wp;
+    for (int r = 0; r < count; ++r) {
+      float* row = plane + (size_t)r * wp;
+      const int y = first + r;
+      if (y < 0 || y >= h) {
+        std::fill(row, row + wp, 0.f);
+        continue;
+      }
+      row[0] = row[wp - 1] = 0.f;
+      std::memcpy(row + 1, src + (size_t)y * w, sizeof(float) * w);
+    }
   }
 }
 
@@ -269,9 +280,10 @@ __attribute__((target("avx2,fma"))) inline void fv_tile<3, 4>(const float* in, s
 }
 #undef DN_FV_TAP
 
-// One output row of one filter block: the input, weights and output of fv_row.
+// One output row of one filter block (or, pooled, the 2x2 max pool of two): the input,
+// weights and output of fv_row.
 struct FvRow {
-  const float* in;     // padded input at the output row's origin
+  const float* in;     // padded input at the (first) output row's origin
   size_t plane;        // floats per padded channel plane
   int wp, channels, width;
   const float* wt;     // the block's repacked weights [9 * channels][FV * 8]
@@ -282,32 +294,77 @@ struct FvRow {
   const float* bias;
   Activation act;
   bool accumulate;
+  bool pool;           // rows y and y + 1 (in + wp), written as one pooled row (width / 2)
 };
+
+// The tiles of n consecutive output pixels of one row, pixel-major, into tiles[n][FV * 8].
+template <int FV>
+__attribute__((target("avx2,fma"))) inline void fv_tiles(const FvRow& t, const float* in, int n, float* tiles) {
+  constexpr int FBW = FV * 8, PX = 3;
+  int p = 0;
+  for (; p + PX <= n; p += PX) fv_tile<PX, FV>(in + p, t.plane, t.wp, t.channels, t.wt, tiles + p * FBW);
+  switch (n - p) {  // the row's last 1..PX-1 pixels
+    case 1: fv_tile<1, FV>(in + p, t.plane, t.wp, t.channels, t.wt, tiles + p * FBW); break;
+    case 2: fv_tile<2, FV>(in + p, t.plane, t.wp, t.channels, t.wt, tiles + p * FBW); break;
+    default: break;
+  }
+}
 
 template <int FV>
 __attribute__((target("avx2,fma"))) void fv_row(const FvRow& t) {
-  // Chunks of up to 240 pixels (a multiple of 3 and of 8): the tiles fill `tiles`
-  // pixel-major, the transposes fill `rows` filter-major, and the epilogue then writes each
-  // filter's output row as one contiguous run. Transposing straight into the output wrote
-  // 32 rows 32 bytes at a time and cost a third of the layer's time.
-  constexpr int FBW = FV * 8, PX = 3, kChunk = 240;
-  // 60 KB per thread, kept off the stack (a host thread's stack may be small) and reused.
+  // Chunks of up to 96 pixels (a multiple of 3 and of 16): the tiles fill `tiles` (and
+  // `tiles2` for the second row of a pool) pixel-major, where the epilogue is per-filter
+  // vectors and the 2x2 pool is a vertical max of four pixel vectors, no shuffles; the
+  // transposes then fill `rows` filter-major, and each filter's output row is written as one
+  // contiguous run (transposing straight into the output wrote 32 rows 32 bytes at a time
+  // and cost a third of the layer's time).
+  constexpr int FBW = FV * 8, kChunk = 96;
+  // 48 KB per thread, kept off the stack (a host thread's stack may be small) and reused.
   static thread_local std::vector<float> scratch;
-  if (scratch.size() < (size_t)2 * kChunk * FBW + 8) scratch.resize((size_t)2 * kChunk * FBW + 8);
+  if (scratch.size() < (size_t)3 * kChunk * FBW + 8) scratch.resize((size_t)3 * kChunk * FBW + 8);
   float* tiles = scratch.data() + ((32 - reinterpret_cast<uintptr_t>(scratch.data()) % 32) % 32) / sizeof(float);
-  float* rows = tiles + kChunk * FBW;
+  float* tiles2 = tiles + kChunk * FBW;
+  float* rows = tiles2 + kChunk * FBW;
+  // The block's scale and bias as filter vectors (identity past its last filter).
+  alignas(32) float scale[FBW], bias[FBW];
+  for (int f = 0; f < FBW; ++f) {
+    scale[f] = t.scale && f < t.filters ? t.scale[f] : 1.f;
+    bias[f] = t.bias && f < t.filters ? t.bias[f] : 0.f;
+  }
+  const __m256 lowest = _mm256_set1_ps(-FLT_MAX);
   for (int x0 = 0; x0 < t.width; x0 += kChunk) {
     const int n = std::min(kChunk, t.width - x0);
-    const float* in = t.in + x0;
-    int p = 0;
-    for (; p + PX <= n; p += PX) fv_tile<PX, FV>(in + p, t.plane, t.wp, t.channels, t.wt, tiles + p * FBW);
-    switch (n - p) {  // the row's last 1..PX-1 pixels
-      case 1: fv_tile<1, FV>(in + p, t.plane, t.wp, t.channels, t.wt, tiles + p * FBW); break;
-      case 2: fv_tile<2, FV>(in + p, t.plane, t.wp, t.channels, t.wt, tiles + p * FBW); break;
-      default: break;
+    fv_tiles<FV>(t, t.in + x0, n, tiles);
+    if (t.pool) fv_tiles<FV>(t, t.in + t.wp + x0, n, tiles2);
+    if (!t.accumulate)
+      for (float* tl : {tiles, tiles2}) {
+        if (tl == tiles2 && !t.pool) break;
+        for (int p = 0; p < n; ++p)
+#pragma GCC unroll 4
+          for (int v = 0; v < FV; ++v) {
+            float* q = tl + p * FBW + 8 * v;
+            const __m256 y = _mm256_fmadd_ps(_mm256_load_ps(q), _mm256_load_ps(scale + 8 * v), _mm256_load_ps(bias + 8 * v));
+            _mm256_store_ps(q, activate_avx2(y, t.act));
+          }
+      }
+    int out_n = n;
+    if (t.pool) {
+      // Darknet's scan order (row y even, odd; row y + 1 even, odd) from -FLT_MAX, as the
+      // maxpool layer's kernel (vmaxps keeps its second operand on ties and NaNs).
+      out_n = n / 2;
+      for (int q = 0; q < out_n; ++q)
+#pragma GCC unroll 4
+        for (int v = 0; v < FV; ++v) {
+          const int e = 2 * q * FBW + 8 * v, o = e + FBW;
+          __m256 m = _mm256_max_ps(_mm256_load_ps(tiles + e), lowest);
+          m = _mm256_max_ps(_mm256_load_ps(tiles + o), m);
+          m = _mm256_max_ps(_mm256_load_ps(tiles2 + e), m);
+          m = _mm256_max_ps(_mm256_load_ps(tiles2 + o), m);
+          _mm256_store_ps(tiles + q * FBW + 8 * v, m);
+        }
     }
-    // Pixels n..n+7 of the last block are stale tile values, stored to `rows` but never out.
-    for (int xb = 0; xb < n; xb += 8)
+    // Pixels out_n..out_n+7 of the last block are stale tile values, stored to `rows` but never out.
+    for (int xb = 0; xb < out_n; xb += 8)
       for (int v = 0; v < FV && 8 * v < t.filters; ++v) {
         __m256 r[8];
 #pragma GCC unroll 8
@@ -316,18 +373,17 @@ __attribute__((target("avx2,fma"))) void fv_row(const FvRow& t) {
 #pragma GCC unroll 8
         for (int j = 0; j < 8; ++j) _mm256_store_ps(rows + (8 * v + j) * kChunk + xb, r[j]);
       }
+    const int ox0 = t.pool ? x0 / 2 : x0;
     for (int f = 0; f < t.filters; ++f) {
       const float* src = rows + f * kChunk;
-      float* c = t.out + (size_t)f * t.ldc + x0;
-      const __m256 s = _mm256_set1_ps(t.scale ? t.scale[f] : 1.f);
-      const __m256 bi = _mm256_set1_ps(t.bias ? t.bias[f] : 0.f);
-      for (int x = 0; x < n; x += 8) {
-        __m256 y = activate_avx2(_mm256_fmadd_ps(_mm256_load_ps(src + x), s, bi), t.act);
-        if (n - x >= 8) {
+      float* c = t.out + (size_t)f * t.ldc + ox0;
+      for (int x = 0; x < out_n; x += 8) {
+        __m256 y = _mm256_load_ps(src + x);
+        if (out_n - x >= 8) {
           if (t.accumulate) y = _mm256_add_ps(_mm256_loadu_ps(c + x), y);
           _mm256_storeu_ps(c + x, y);
         } else {
-          const __m256i mask = tail_mask_avx2(n - x);
+          const __m256i mask = tail_mask_avx2(out_n - x);
           if (t.accumulate) y = _mm256_add_ps(_mm256_maskload_ps(c + x, mask), y);
           _mm256_maskstore_ps(c + x, mask, y);
         }
@@ -352,18 +408,27 @@ void conv3x3_direct(CpuIsa isa, const ConvShape& s, const float* input, const fl
   require_cpu_isa(isa);
   check(variant != DirectVariant::FilterVectors || s.filters <= kDirectFilterVectorMaxFilters,
         "conv3x3_direct: the filter-vector kernel takes at most ", kDirectFilterVectorMaxFilters, " filters");
+  const bool pool = ep.maxpool2x2;
+  check(!pool || (s.out_h % 2 == 0 && s.out_w % 2 == 0 && !ep.accumulate),
+        "conv3x3_direct: the fused 2x2 max pool needs an even output (", s.out_h, "x", s.out_w,
+        ") and no accumulation");
   const bool filter_vectors = variant == DirectVariant::Auto
                                   ? s.filters > 16 && s.filters <= kDirectFilterVectorMaxFilters && s.c >= 8
                                   : variant == DirectVariant::FilterVectors;
-  const int hp = s.h + 2, wp = s.w + 2, K = s.c * 9;
-  const size_t plane = (size_t)hp * wp, out_plane = (size_t)s.out_h * s.out_w;
-  // The zero-padded image; 24 floats of slack: a row's last band reads past its end.
-  static thread_local std::vector<float> padded_buf;
-  const size_t need = (size_t)s.c * plane + 24;
-  if (padded_buf.size() < need) padded_buf.assign(need, 0.f);
-  float* padded = padded_buf.data();
+  const int wp = s.w + 2, K = s.c * 9;
+  const size_t out_plane = (size_t)s.out_h * s.out_w;
   const int threads = std::max(1, omp_get_max_threads());
-  // Bands: the offset of each row of the virtual im2col matrix in the padded image.
+  // Each thread pads only the input rows of its chunk of output rows (R rows need R + 2) into
+  // its own buffer of about 192 KB, which stays in L2 while the chunk's rows read it: one
+  // pass over the input instead of a whole padded copy that the kernel then streams back from
+  // L3 (208x208 16->32, 1 thread: 0.85x the time). R is even when the pool is fused, so row
+  // pairs never straddle chunks.
+  int rows = (int)std::clamp<long>(kDirectChunkFloats / ((long)s.c * wp) - 2, 2, 16);
+  rows = std::min(rows, std::max(1, (s.out_h + threads - 1) / threads));
+  if (pool) rows = std::max(2, rows & ~1);
+  const int chunks = (s.out_h + rows - 1) / rows;
+  const size_t plane = (size_t)(rows + 2) * wp;
+  // Bands: the offset of each row of the virtual im2col matrix in a chunk's padded rows.
   std::vector<int> koff;
   const int strips = (s.filters + 7) / 8;
   // Filter vectors: blocks of 32 filters, the weights repacked [block][K][32], zero past the
@@ -382,53 +447,83 @@ void conv3x3_direct(CpuIsa isa, const ConvShape& s, const float* input, const fl
         for (int kx = 0; kx < 3; ++kx) koff[c * 9 + ky * 3 + kx] = (int)(c * plane + ky * wp + kx);
   }
   const float* wt = wt_buf.data();
+  // One output row from the padded rows at `in` (the row above it first) into `out` (filter
+  // stride ldc), every filter; filter vectors can pool two rows into one as they go.
+  auto conv_row = [&](const float* in, float* out, size_t ldc, bool pool_pair) {
+    if (filter_vectors) {
+      for (int blk = 0; blk < blocks; ++blk) {
+        FvRow t;
+        t.in = in;
+        t.plane = plane;
+        t.wp = wp;
+        t.channels = s.c;
+        t.width = s.out_w;
+        t.wt = wt + (size_t)blk * K * fbw;
+        t.out = out + (size_t)blk * fbw * ldc;
+        t.ldc = ldc;
+        t.filters = std::min(fbw, s.filters - blk * fbw);
+        t.scale = ep.scale ? ep.scale + blk * fbw : nullptr;
+        t.bias = ep.bias ? ep.bias + blk * fbw : nullptr;
+        t.act = ep.act;
+        t.accumulate = ep.accumulate;
+        t.pool = pool_pair;
+        fv_row<fbw / 8>(t);
+      }
+      return;
+    }
+    for (int st = 0; st < strips; ++st) {
+      DirectBand t;
+      t.a = weights + (size_t)st * 8 * K;
+      t.lda = K;
+      t.K = K;
+      t.koff = koff.data();
+      t.b = in;
+      t.c = out + (size_t)st * 8 * ldc;
+      t.ldc = ldc;
+      t.mv = std::min(8, s.filters - st * 8);
+      t.width = s.out_w;
+      t.scale = ep.scale ? ep.scale + st * 8 : nullptr;
+      t.bias = ep.bias ? ep.bias + st * 8 : nullptr;
+      t.act = ep.act;
+      t.accumulate = ep.accumulate;
+      direct_row_strip(t);
+    }
+  };
+  const int pooled_w = s.out_w / 2;
+  const size_t pooled_plane = out_plane / 4;
   for (int b = 0; b < s.batch; ++b) {
     const float* img = input + (size_t)b * s.c * s.h * s.w;
-    float* out = output + (size_t)b * s.filters * out_plane;
-#pragma omp parallel num_threads(threads)
-    {
-#pragma omp for schedule(static)
-      for (int c = 0; c < s.c; ++c) pad_plane(img + (size_t)c * s.h * s.w, s.h, s.w, padded + c * plane);
+    float* out = output + (size_t)b * s.filters * (pool ? pooled_plane : out_plane);
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int chunk = 0; chunk < chunks; ++chunk) {
+      // 24 floats of slack: a row's last band reads past its end.
+      static thread_local std::vector<float> padded_buf, pair_buf;
+      const size_t need = (size_t)s.c * plane + 24;
+      if (padded_buf.size() < need) padded_buf.assign(need, 0.f);
+      float* padded = padded_buf.data();
+      const int y0 = chunk * rows, y1 = std::min(s.out_h, y0 + rows);
+      pad_rows(img, s.c, s.h, s.w, y0 - 1, y1 - y0 + 2, rows + 2, padded);
+      if (!pool) {
+        for (int y = y0; y < y1; ++y)
+          conv_row(padded + (size_t)(y - y0) * wp, out + (size_t)y * s.out_w, out_plane, false);
+        continue;
+      }
+      // The conv's own output never goes to memory: filter vectors pool each row pair in
+      // their tiles; bands write the pair into this thread's [filters][2][out_w] buffer.
       if (filter_vectors) {
-#pragma omp for schedule(static) collapse(2)
-        for (int y = 0; y < s.out_h; ++y)
-          for (int blk = 0; blk < blocks; ++blk) {
-            FvRow t;
-            t.in = padded + (size_t)y * wp;
-            t.plane = plane;
-            t.wp = wp;
-            t.channels = s.c;
-            t.width = s.out_w;
-            t.wt = wt + (size_t)blk * K * fbw;
-            t.out = out + (size_t)blk * fbw * out_plane + (size_t)y * s.out_w;
-            t.ldc = out_plane;
-            t.filters = std::min(fbw, s.filters - blk * fbw);
-            t.scale = ep.scale ? ep.scale + blk * fbw : nullptr;
-            t.bias = ep.bias ? ep.bias + blk * fbw : nullptr;
-            t.act = ep.act;
-            t.accumulate = ep.accumulate;
-            fv_row<fbw / 8>(t);
-          }
-      } else {
-#pragma omp for schedule(static)
-        for (int y = 0; y < s.out_h; ++y)
-          for (int st = 0; st < strips; ++st) {
-            DirectBand t;
-            t.a = weights + (size_t)st * 8 * K;
-            t.lda = K;
-            t.K = K;
-            t.koff = koff.data();
-            t.b = padded + (size_t)y * wp;
-            t.c = out + (size_t)st * 8 * out_plane + (size_t)y * s.out_w;
-            t.ldc = out_plane;
-            t.mv = std::min(8, s.filters - st * 8);
-            t.width = s.out_w;
-            t.scale = ep.scale ? ep.scale + st * 8 : nullptr;
-            t.bias = ep.bias ? ep.bias + st * 8 : nullptr;
-            t.act = ep.act;
-            t.accumulate = ep.accumulate;
-            direct_row_strip(t);
-          }
+        for (int y = y0; y < y1; y += 2)
+          conv_row(padded + (size_t)(y - y0) * wp, out + (size_t)(y / 2) * pooled_w, pooled_plane, true);
+        continue;
+      }
+      if (pair_buf.size() < (size_t)s.filters * 2 * s.out_w) pair_buf.resize((size_t)s.filters * 2 * s.out_w);
+      float* pair = pair_buf.data();
+      for (int y = y0; y < y1; y += 2) {
+        conv_row(padded + (size_t)(y - y0) * wp, pair, 2 * (size_t)s.out_w, false);
+        conv_row(padded + (size_t)(y + 1 - y0) * wp, pair + s.out_w, 2 * (size_t)s.out_w, false);
+        for (int f = 0; f < s.filters; ++f) {
+          const float* r0 = pair + (size_t)f * 2 * s.out_w;
+          maxpool2x2_row(isa, r0, r0 + s.out_w, out + f * pooled_plane + (size_t)(y / 2) * pooled_w, pooled_w);
+        }
       }
     }
   }
@@ -696,7 +791,8 @@ void conv3x3_weight_gradient_direct(CpuIsa isa, const ConvShape& s, const float*
 #pragma omp for collapse(2) schedule(static)
       for (int j = 0; j < n; ++j)
         for (int c = 0; c < s.c; ++c)
-          pad_plane(input + ((size_t)(b0 + j) * s.c + c) * spatial, h, w, padded + j * image + c * plane);
+          pad_rows(input + ((size_t)(b0 + j) * s.c + c) * spatial, 1, h, w, -1, h + 2, h + 2,
+                   padded + j * image + c * plane);
       for (int j = 0; j < n; ++j)
         for (int y0 = 0; y0 < h; y0 += rows_per_block) {
           const int rows = std::min(rows_per_block, h - y0);

@@ -26,6 +26,10 @@ struct ConvEpilogue {
   const float* bias = nullptr;
   Activation act = Activation::Linear;
   bool accumulate = false;  // output += conv (scale, bias and act must then be the identity)
+  // conv3x3_direct only: the output is the 2x2 stride-2 max pool of the activated convolution
+  // (out_h/2 x out_w/2 per filter, Darknet's [maxpool] size=2 stride=2 on an even map); the
+  // convolution's own output is never written.
+  bool maxpool2x2 = false;
 };
 
 // Folds BN (rolling statistics) into scale/bias: scale = gamma / sqrt(var + eps),
@@ -55,6 +59,7 @@ constexpr int kDirectFewFiltersMaxChannels = 64, kDirectFewFiltersMax = 64;
 // Up to this many filters the direct kernel swaps its roles (the filters are the vector
 // operand, the pixels broadcast; conv_fast.cpp's fv_row), bit-identical results.
 constexpr int kDirectFilterVectorMaxFilters = 64;
+constexpr long kDirectChunkFloats = 48 * 1024;  // a thread's padded input rows (192 KB, L2)
 bool conv3x3_direct_applicable(CpuIsa isa, const ConvShape& s);
 // Which kernel conv3x3_direct runs: its rule (Auto), or one forced (the kernel lab and the
 // tests compare them; FilterVectors needs at most kDirectFilterVectorMaxFilters filters).

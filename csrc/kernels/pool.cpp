@@ -42,6 +42,14 @@ __attribute__((target("avx2"))) int pool2x2_row_avx2(const float* r0, const floa
 
 }  // namespace
 
+void maxpool2x2_row(CpuIsa isa, const float* r0, const float* r1, float* o, int out_w, ptrdiff_t prefetch_next) {
+  int j = isa != CpuIsa::Plain ? pool2x2_row_avx2(r0, r1, o, out_w, prefetch_next) : 0;
+  for (; j < out_w; ++j) {
+    const float top = darknet_max(r0[2 * j + 1], darknet_max(r0[2 * j], -FLT_MAX));
+    o[j] = darknet_max(r1[2 * j + 1], darknet_max(r1[2 * j], top));
+  }
+}
+
 // Per output row: 2x2 / 2 windows straight from the two input rows (AVX2: 8 outputs
 // per step); other windows a vertical max over the window's valid input rows into a
 // row buffer (contiguous, vectorised), then a horizontal max over each window's valid
@@ -72,12 +80,7 @@ void maxpool_forward_fast(CpuIsa isa, const float* in, float* out, int batch, in
         }
         const float* r0 = src + (long)y0 * w;
         if (size == 2 && stride == 2 && offset == 0 && 2 * out_w <= w && y1 - y0 == 2) {
-          const float* r1 = r0 + w;
-          int j = isa != CpuIsa::Plain ? pool2x2_row_avx2(r0, r1, o, out_w, 2 * (ptrdiff_t)w) : 0;
-          for (; j < out_w; ++j) {
-            const float top = darknet_max(r0[2 * j + 1], darknet_max(r0[2 * j], -FLT_MAX));
-            o[j] = darknet_max(r1[2 * j + 1], darknet_max(r1[2 * j], top));
-          }
+          maxpool2x2_row(isa, r0, r0 + w, o, out_w, 2 * (ptrdiff_t)w);
           continue;
         }
         // Other windows: the same maximum, columns first (only the sign of a zero tie can

@@ -6,9 +6,17 @@
 // (the compiler-vectorised loop gathers the even and odd columns at SSE width).
 #pragma once
 
+#include <cstddef>
+
 #include "core/options.hpp"
 
 namespace dn {
+
+// One output row of a 2x2 stride-2 pool (Darknet's scan order and ties) from the whole input
+// rows r0 and r1 (2 * out_w floats each): the fused pool of conv3x3_direct uses it too.
+// prefetch_next: the distance to the next row pair, prefetched as the row is read (0: none
+// needed, the rows are in cache).
+void maxpool2x2_row(CpuIsa isa, const float* r0, const float* r1, float* out, int out_w, ptrdiff_t prefetch_next = 0);
 
 void maxpool_forward_fast(CpuIsa isa, const float* in, float* out, int batch, int c, int h, int w, int size,
                           int stride, int padding, int out_h, int out_w);

@@ -98,6 +98,9 @@ class Layer {
     (void)rng;
     (void)init;
   }
+  // A [maxpool] of 2x2 windows at stride 2 from the origin over an even map (out = in / 2): what
+  // Backend::conv_inference_maxpool fuses into the convolution before it.
+  virtual bool is_maxpool_2x2_stride_2() const { return false; }
   // Earlier layers (besides the previous one) whose outputs forward() reads.
   virtual std::vector<int> reads() const { return {}; }
   // Scratch floats this layer needs from the shared workspace.

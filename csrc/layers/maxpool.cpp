@@ -48,6 +48,10 @@ class MaxpoolLayer : public Layer {
     allocate();
   }
   double flops() const override { return (double)outputs * size * size; }
+  bool is_maxpool_2x2_stride_2() const override {
+    return size == 2 && stride == 2 && padding / 2 == 0 && w % 2 == 0 && h % 2 == 0 && out_w * 2 == w &&
+           out_h * 2 == h && out_c == c;
+  }
 
   // Without argmax (inference) the backend may take its values-only vectorised path.
   void forward(LayerContext& ctx) override {

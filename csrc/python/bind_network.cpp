@@ -63,13 +63,15 @@ py::dict options_dict(const ExecOptions& o) {
   d["threads"] = o.threads;
   d["cuda_math"] = cuda_math_name(o.cuda_math);
   d["cuda_graphs"] = o.cuda_graphs;
+  d["fuse_layers"] = o.fuse_layers;
   return d;
 }
 
 // Options with the given fields replaced (None keeps the current value).
 ExecOptions with_changes(ExecOptions o, const py::object& device, const py::object& isa, const py::object& winograd,
                          const py::object& reference_kernels, const py::object& threads,
-                         const py::object& cuda_math, const py::object& cuda_graphs) {
+                         const py::object& cuda_math, const py::object& cuda_graphs,
+                         const py::object& fuse_layers) {
   if (!device.is_none()) o.device = parse_device(device.cast<std::string>());
   if (!isa.is_none()) o.isa = parse_cpu_isa(isa.cast<std::string>());
   if (!winograd.is_none()) o.winograd = parse_winograd_mode(winograd.cast<std::string>());
@@ -81,6 +83,7 @@ ExecOptions with_changes(ExecOptions o, const py::object& device, const py::obje
   }
   if (!cuda_math.is_none()) o.cuda_math = parse_cuda_math(cuda_math.cast<std::string>());
   if (!cuda_graphs.is_none()) o.cuda_graphs = cuda_graphs.cast<bool>();
+  if (!fuse_layers.is_none()) o.fuse_layers = fuse_layers.cast<bool>();
   return o;
 }
 
@@ -182,18 +185,23 @@ void bind_network(py::module_& m) {
           "set_exec_options",
           [](Network& n, const py::object& device, const py::object& isa, const py::object& winograd,
              const py::object& reference_kernels, const py::object& threads, const py::object& cuda_math,
-             const py::object& cuda_graphs) {
+             const py::object& cuda_graphs, const py::object& fuse_layers) {
             const ExecOptions o = with_changes(n.options(), device, isa, winograd, reference_kernels, threads,
-                                               cuda_math, cuda_graphs);
+                                               cuda_math, cuda_graphs, fuse_layers);
             py::gil_scoped_release release;
             n.set_options(o);
           },
           py::arg("device") = py::none(), py::arg("isa") = py::none(), py::arg("winograd") = py::none(),
           py::arg("reference_kernels") = py::none(), py::arg("threads") = py::none(),
           py::arg("cuda_math") = py::none(), py::arg("cuda_graphs") = py::none(),
+          py::arg("fuse_layers") = py::none(),
           "Change this network's execution options (None keeps a value): device 'cpu'|'cuda', isa "
           "'auto'|'avx512'|'avx2'|'plain', winograd 'auto'|'on'|'stream'|'off', reference_kernels, threads (0 = "
-          "default), cuda_math 'tf32'|'fp32', cuda_graphs (CUDA inference forwards replayed as a graph).")
+          "default), cuda_math 'tf32'|'fp32', cuda_graphs (CUDA inference forwards replayed as a graph), "
+          "fuse_layers (inference without kept outputs: conv + 2x2 max pool as one kernel).")
+      .def("fused_with_next", &Network::fused_with_next, py::arg("i"),
+           "True where layer i runs with layer i + 1 fused into it (exec option fuse_layers, inference with "
+           "keep_outputs off): layer i's output is not written, and its profile time includes layer i + 1's.")
       .def_property_readonly("output_index", &Network::output_index,
                              "The output layer: the last layer that is not a [cost] layer.")
       .def(

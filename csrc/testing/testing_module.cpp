@@ -82,7 +82,8 @@ void run_gemm(bool ta, bool tb, int M, int N, int K, float alpha, const FloatArr
 // kernel's own rule (variant "auto") or "bands" / "filter_vectors" forced.
 py::array_t<float> run_conv3x3_direct(const FloatArray& input, const FloatArray& weights, const FloatArray& scale,
                                       const FloatArray& bias, const std::string& activation,
-                                      const std::string& variant, std::optional<py::array_t<float>> out_arg) {
+                                      const std::string& variant, std::optional<py::array_t<float>> out_arg,
+                                      bool maxpool) {
   if (input.ndim() != 4 || weights.ndim() != 4) fail("input must be (N, C, H, W) and weights (F, C, 3, 3)");
   ConvShape s;
   s.batch = (int)input.shape(0);
@@ -99,6 +100,8 @@ py::array_t<float> run_conv3x3_direct(const FloatArray& input, const FloatArray&
   ep.scale = scale.data();
   ep.bias = bias.data();
   if (!parse_activation(activation, &ep.act)) fail("unknown activation ", activation);
+  ep.maxpool2x2 = maxpool;
+  const int oh = maxpool ? s.h / 2 : s.h, ow = maxpool ? s.w / 2 : s.w;
   DirectVariant v = DirectVariant::Auto;
   if (variant == "bands")
     v = DirectVariant::Bands;
@@ -109,9 +112,9 @@ py::array_t<float> run_conv3x3_direct(const FloatArray& input, const FloatArray&
   const CpuIsa isa = core_defaults().isa;
   py::array_t<float> out = out_arg ? *out_arg
                                    : py::array_t<float>({(py::ssize_t)s.batch, (py::ssize_t)s.filters,
-                                                         (py::ssize_t)s.h, (py::ssize_t)s.w});
-  if (!(out.flags() & py::array::c_style) || out.size() != (py::ssize_t)s.batch * s.filters * s.h * s.w)
-    fail("out must be a C-contiguous float32 array of (N, F, H, W)");
+                                                         (py::ssize_t)oh, (py::ssize_t)ow});
+  if (!(out.flags() & py::array::c_style) || out.size() != (py::ssize_t)s.batch * s.filters * oh * ow)
+    fail("out must be a C-contiguous float32 array of (N, F, H, W), (N, F, H/2, W/2) pooled");
   float* o = out.mutable_data();
   {
     py::gil_scoped_release r;
@@ -211,10 +214,12 @@ PYBIND11_MODULE(_testing, m) {
 
   m.def("conv3x3_direct", &dn::run_conv3x3_direct, py::arg("input"), py::arg("weights"), py::arg("scale"),
         py::arg("bias"), py::arg("activation") = "linear", py::arg("variant") = "auto", py::arg("out") = py::none(),
+        py::arg("maxpool") = false,
         "The direct 3x3 stride-1 pad-1 convolution (AVX2/AVX-512 kernel families; DarknetError on plain or\n"
         "where it does not apply): act(scale * conv + bias) per filter. variant: 'auto' (the kernel's rule),\n"
         "'bands' (weights broadcast, pixels the vectors) or 'filter_vectors' (<= 64 filters, swapped roles).\n"
-        "out: an (N, F, H, W) float32 array to write (returned), else a new one.");
+        "out: an (N, F, H, W) float32 array to write (returned), else a new one. maxpool: the output is the\n"
+        "2x2 stride-2 max pool of that (N, F, H/2, W/2), fused (even H and W).");
 
   m.def("run_region_layer", &dn::run_region_layer, py::arg("cfg_file"), py::arg("cfg_text") = py::none(),
         py::arg("batch"), py::arg("w"), py::arg("h"), py::arg("c"), py::arg("input"), py::arg("truth") = py::none(),
