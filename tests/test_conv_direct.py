@@ -349,7 +349,7 @@ def test_direct_reference_is_a_convolution():
 
 # ---------------------------------------------------------------- the direct kernel's variants
 # (W, H, C, F, batch): pixel tails of 1 and 2 past the filter-vector kernel's 3-pixel tiles,
-# rows longer than its 240-pixel chunk, partial 32-filter blocks, 8-wide band tails.
+# rows longer than its 96-pixel chunk, partial 32-filter blocks, 8-wide band tails.
 DIRECT_VARIANT_SHAPES = [(19, 3, 8, 17, 1), (50, 4, 16, 32, 2), (242, 2, 9, 33, 1), (7, 5, 24, 64, 1),
                          (1, 1, 8, 40, 1), (26, 3, 64, 48, 1)]
 
@@ -392,3 +392,48 @@ def test_direct_kernel_variant_errors():
         _testing.conv3x3_direct(x, np.zeros((65, 8, 3, 3), np.float32), ones, ones, "linear", "filter_vectors")
     with pytest.raises(DarknetError, match="variant"):
         _testing.conv3x3_direct(x, np.zeros((4, 8, 3, 3), np.float32), ones[:4], ones[:4], "linear", "fast")
+
+
+# ---------------------------------------------------------------- the fused 2x2 max pool
+# (W, H, C, F, batch): pooled rows of 1..9 outputs (vector tails), rows past the 96-pixel
+# chunk, 3 channels (bands' rule), partial filter blocks, maps taller than a thread's chunk.
+FUSED_POOL_SHAPES = [(2, 2, 3, 16, 1), (18, 6, 8, 17, 2), (34, 40, 3, 32, 1), (200, 6, 16, 32, 1),
+                     (14, 52, 32, 64, 1), (30, 10, 24, 40, 2)]
+
+
+@pytest.mark.parametrize("act", ["leaky", "linear", "logistic"])
+@pytest.mark.parametrize("variant", ["bands", "filter_vectors"])
+@pytest.mark.parametrize("shape", FUSED_POOL_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_direct_fused_maxpool_is_the_pool_of_the_conv(shape, variant, act):
+    """The kernel's pooled output equals Darknet's 2x2 stride-2 max pool of its unfused output
+    bit for bit. Scales of both signs: a pool taken before the epilogue would pick the wrong
+    pixel wherever a scale is negative."""
+    from darknet_py import _core, _testing
+    if not [i for i in available_isas() if i != "plain"]:
+        pytest.skip("the direct kernel needs AVX2")
+    w, h, c, f, batch = shape
+    rng = np.random.default_rng(zlib.crc32(repr((shape, act)).encode()))
+    x = rng.standard_normal((batch, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((f, c, 3, 3)).astype(np.float32)
+    scale = rng.uniform(-1.5, 1.5, f).astype(np.float32)
+    bias = rng.standard_normal(f).astype(np.float32)
+    for isa in [i for i in available_isas() if i != "plain"]:
+        try:
+            _core.set_cpu_kernel(isa)
+            full = _testing.conv3x3_direct(x, wt, scale, bias, act, variant)
+            pooled = _testing.conv3x3_direct(x, wt, scale, bias, act, variant, maxpool=True)
+        finally:
+            _core.set_cpu_kernel("auto")
+        expected = full.reshape(batch, f, h // 2, 2, w // 2, 2).max(axis=(3, 5))
+        assert pooled.shape == expected.shape
+        assert np.array_equal(pooled.view(np.uint32), expected.view(np.uint32)), f"{shape} {variant} {act} {isa}"
+
+
+def test_direct_fused_maxpool_errors():
+    from darknet_py import DarknetError, _core, _testing
+    if _core.cpu_kernel_best() == "plain":
+        pytest.skip("the direct kernel needs AVX2")
+    ones = np.ones(4, np.float32)
+    with pytest.raises(DarknetError, match="even output"):
+        _testing.conv3x3_direct(np.zeros((1, 3, 5, 4), np.float32), np.zeros((4, 3, 3, 3), np.float32), ones, ones,
+                                "linear", maxpool=True)
