@@ -376,6 +376,17 @@ int dn_cuda_available(void) {
   }
 }
 
+int dn_network_set_fuse_layers(dn_network* net, int enable) {
+  return guarded(__func__, [&] {
+    require_pointer(net, "net");
+    require(enable == 0 || enable == 1, "enable must be 0 or 1");
+    HandleUse use(net);
+    dn::ExecOptions o = net->net->options();
+    o.fuse_layers = enable != 0;
+    net->net->set_options(o);
+  });
+}
+
 int dn_network_set_keep_outputs(dn_network* net, int keep) {
   return guarded(__func__, [&] {
     require_pointer(net, "net");
@@ -490,8 +501,9 @@ int dn_network_layer_output(dn_network* net, int index, const float** data, int*
     if (index < 0 || index >= layers)
       bad_argument("layer index " + std::to_string(index) + " out of range (" + std::to_string(layers) + " layers)");
     if (!n.output_kept(index))
-      dn::fail("layer ", index, "'s output was overwritten by a later layer (keep_outputs is 0: inference lends ",
-               "outputs from a shared pool); call dn_network_set_keep_outputs(net, 1) to read every layer");
+      dn::fail("layer ", index, "'s output was overwritten by a later layer or, fused with the next layer, never ",
+               "written (keep_outputs is 0: inference lends outputs from a shared pool); call ",
+               "dn_network_set_keep_outputs(net, 1) to read every layer");
     dn::Layer& l = n.layer(index);
     if (l.output.size() < (size_t)l.batch * l.outputs) dn::fail("layer ", index, " has no output yet (run a forward)");
     *data = l.output.host();

@@ -39,13 +39,13 @@ ISA_TOL = 1e-5
 WINOGRAD_TOL = 1e-4
 FAST_PATH_TOL = 1e-4
 
-OPTION_KEYS = {"device", "isa", "winograd", "reference_kernels", "threads", "cuda_math", "cuda_graphs"}
+OPTION_KEYS = {"device", "isa", "winograd", "reference_kernels", "threads", "cuda_math", "cuda_graphs", "fuse_layers"}
 ISA_ORDER = ["plain", "avx2", "avx512"]
 BEST_ISA = _core.cpu_kernel_best()
 SUPPORTED_ISAS = ISA_ORDER[:ISA_ORDER.index(BEST_ISA) + 1]
 UNSUPPORTED_ISAS = ISA_ORDER[ISA_ORDER.index(BEST_ISA) + 1:]
 ENV_KEYS = ("DARKNET_PY_DEVICE", "DARKNET_PY_ISA", "DARKNET_PY_WINOGRAD", "DARKNET_PY_REFERENCE_KERNELS",
-            "DARKNET_PY_THREADS")
+            "DARKNET_PY_THREADS", "DARKNET_PY_CUDA_MATH", "DARKNET_PY_CUDA_GRAPHS", "DARKNET_PY_FUSE")
 
 
 def conv(filters, size, stride=1, pad=1, bn=1, act="leaky"):
@@ -115,7 +115,7 @@ import json, darknet_py
 net = darknet_py.Network.from_text("[net]\\nwidth=8\\nheight=8\\nchannels=3\\n[convolutional]\\nfilters=4\\nsize=3\\n")
 seeded = net.exec_options
 net.set_exec_options(isa="auto", winograd="auto", reference_kernels=False, threads=0, cuda_math="tf32",
-                     cuda_graphs=True)
+                     cuda_graphs=True, fuse_layers=True)
 print(json.dumps({"seeded": seeded, "overridden": net.exec_options}))
 """
 
@@ -125,7 +125,7 @@ print(json.dumps({"seeded": seeded, "overridden": net.exec_options}))
 def test_exec_options_defaults_in_a_clean_environment(tmp_path):
     r = run_python(OPTIONS_SCRIPT, {}, tmp_path)
     assert r["seeded"] == {"device": "cpu", "isa": BEST_ISA, "winograd": "auto", "reference_kernels": False,
-                           "threads": 0, "cuda_math": "tf32", "cuda_graphs": True}
+                           "threads": 0, "cuda_math": "tf32", "cuda_graphs": True, "fuse_layers": True}
 
 
 def test_environment_only_seeds_the_defaults(tmp_path):
@@ -133,11 +133,12 @@ def test_environment_only_seeds_the_defaults(tmp_path):
     network's own set_exec_options overrides them."""
     r = run_python(OPTIONS_SCRIPT, {"DARKNET_PY_ISA": "plain", "DARKNET_PY_WINOGRAD": "off",
                                     "DARKNET_PY_REFERENCE_KERNELS": "1", "DARKNET_PY_THREADS": "1",
-                                    "DARKNET_PY_CUDA_MATH": "fp32", "DARKNET_PY_CUDA_GRAPHS": "0"}, tmp_path)
+                                    "DARKNET_PY_CUDA_MATH": "fp32", "DARKNET_PY_CUDA_GRAPHS": "0",
+                                    "DARKNET_PY_FUSE": "0"}, tmp_path)
     assert r["seeded"] == {"device": "cpu", "isa": "plain", "winograd": "off", "reference_kernels": True,
-                           "threads": 1, "cuda_math": "fp32", "cuda_graphs": False}
+                           "threads": 1, "cuda_math": "fp32", "cuda_graphs": False, "fuse_layers": False}
     assert r["overridden"] == {"device": "cpu", "isa": BEST_ISA, "winograd": "auto", "reference_kernels": False,
-                               "threads": 0, "cuda_math": "tf32", "cuda_graphs": True}
+                               "threads": 0, "cuda_math": "tf32", "cuda_graphs": True, "fuse_layers": True}
 
 
 def test_exec_options_shape_and_setters(wino):
@@ -150,13 +151,13 @@ def test_exec_options_shape_and_setters(wino):
     before = dict(opts)
     try:
         assert net.set_exec_options(isa="plain", winograd="off", reference_kernels=True, threads=1,
-                                    cuda_math="fp32", cuda_graphs=False) is net
+                                    cuda_math="fp32", cuda_graphs=False, fuse_layers=False) is net
         assert net.exec_options == {"device": "cpu", "isa": "plain", "winograd": "off", "reference_kernels": True,
-                                    "threads": 1, "cuda_math": "fp32", "cuda_graphs": False}
+                                    "threads": 1, "cuda_math": "fp32", "cuda_graphs": False, "fuse_layers": False}
         assert net._net.reference_kernels is True  # the property reads the same option
         net.set_exec_options(winograd="on")  # None keeps the others
         assert net.exec_options == {"device": "cpu", "isa": "plain", "winograd": "on", "reference_kernels": True,
-                                    "threads": 1, "cuda_math": "fp32", "cuda_graphs": False}
+                                    "threads": 1, "cuda_math": "fp32", "cuda_graphs": False, "fuse_layers": False}
         net.set_exec_options(isa="auto")
         assert net.exec_options["isa"] == BEST_ISA
         net._net.reference_kernels = False

@@ -416,8 +416,9 @@ void bind_network(py::module_& m) {
              auto guard = lock_net(n);
              Layer& l = n.layer(i);
              if (!n.output_kept(i < 0 ? i + (int)n.layers.size() : i))
-               fail("layer ", i, "'s output was overwritten by a later layer (keep_outputs is False: inference "
-                    "lends outputs from a shared pool); set net.keep_outputs = True to inspect every layer");
+               fail("layer ", i, "'s output was overwritten by a later layer or, fused with the next layer, never "
+                    "written (keep_outputs is False: inference lends outputs from a shared pool); set "
+                    "net.keep_outputs = True to inspect every layer");
              return copy_map(l.output, l.batch, l.out_c, l.out_h, l.out_w);
            })
       .def("layer_delta",

@@ -219,6 +219,7 @@ static void test_bad_sizes(void) {
   EXPECT_FAIL(dn_network_set_cuda_math(net, "tf16"), DN_ERROR, "unknown CUDA math 'tf16'");
   EXPECT_FAIL(dn_network_set_cuda_math(net, NULL), DN_INVALID_ARGUMENT, "math is NULL");
   EXPECT_FAIL(dn_network_set_cuda_graphs(NULL, 1), DN_INVALID_ARGUMENT, "net is NULL");
+  EXPECT_FAIL(dn_network_set_fuse_layers(NULL, 1), DN_INVALID_ARGUMENT, "net is NULL");
   if (!dn_cuda_available()) /* a build without CUDA, or no device: refused with the reason */
     EXPECT_FAIL(dn_network_set_device(net, "cuda"), DN_ERROR, "");
   EXPECT_FAIL(dn_network_layer_type(net, 4, &text), DN_INVALID_ARGUMENT, "layer index 4 out of range (4 layers)");
@@ -347,6 +348,12 @@ static void test_compute(void) {
   EXPECT_OK(dn_network_forward(net, input32, 3 * 32 * 32, &out, &n));
   CHECK(out && same_floats(out, first, 35 * 16 * 16));
   EXPECT_FAIL(dn_network_layer_output(net, 0, &layer, NULL, NULL, NULL, NULL), DN_ERROR, "overwritten");
+  /* Every layer alone: the same result. */
+  EXPECT_FAIL(dn_network_set_fuse_layers(net, 2), DN_INVALID_ARGUMENT, "enable must be 0 or 1");
+  EXPECT_OK(dn_network_set_fuse_layers(net, 0));
+  EXPECT_OK(dn_network_forward(net, input32, 3 * 32 * 32, &out, &n));
+  CHECK(out && same_floats(out, first, 35 * 16 * 16));
+  EXPECT_OK(dn_network_set_fuse_layers(net, 1));
   EXPECT_OK(dn_network_set_keep_outputs(net, 1));
 
   /* Save and reload: the same output, bit for bit. */

@@ -120,6 +120,10 @@ DN_API int dn_cuda_available(void);
  * liveness (a few activation maps alive instead of all); afterwards only outputs no later
  * layer overwrote are readable, others fail with a message. Detection needs only the last. */
 DN_API int dn_network_set_keep_outputs(dn_network* net, int keep);
+/* enable = 1 (default; DARKNET_PY_FUSE seeds it): with keep = 0, a convolution and the 2x2
+ * stride-2 max pool after it run as one kernel where the CPU backend can (the conv's output is
+ * then never written; the result is the same bit for bit); 0 runs every layer alone. */
+DN_API int dn_network_set_fuse_layers(dn_network* net, int enable);
 /* Changes the input size in place (weights kept), as Darknet's resize_network. */
 DN_API int dn_network_resize(dn_network* net, int width, int height);
 

@@ -131,6 +131,7 @@ class Network {
   void set_cuda_graphs(bool enable) { check_status(dn_network_set_cuda_graphs(handle_, enable ? 1 : 0)); }
   void set_device(const std::string& device) { check_status(dn_network_set_device(handle_, device.c_str())); }
   void set_keep_outputs(bool keep) { check_status(dn_network_set_keep_outputs(handle_, keep ? 1 : 0)); }
+  void set_fuse_layers(bool enable) { check_status(dn_network_set_fuse_layers(handle_, enable ? 1 : 0)); }
   void resize(int width, int height) { check_status(dn_network_resize(handle_, width, height)); }
 
   Shape input_shape() const {
