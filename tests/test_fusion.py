@@ -1,6 +1,6 @@
 """Fused layers at inference: a [convolutional] and the 2x2 stride-2 [maxpool] after it run as
-one kernel (the direct 3x3 kernel pools in its epilogue; Network plans the pairs when outputs
-are not kept). The fused result must be the unfused pair's bit for bit, in every network
+one kernel (the direct 3x3 kernel and both Winograd variants pool in their epilogues; Network
+plans the pairs when outputs are not kept). The fused result must be the unfused pair's bit for bit, in every network
 shape that allows a pair, and the pairs that must not fuse (a route reads the conv, a
 stride-1 pool, an odd map, kept outputs, reference kernels, fuse_layers off) must not.
 """
@@ -68,9 +68,11 @@ def test_fused_network_equals_unfused_bit_for_bit(text, expected, batch, threads
 
 
 @needs_direct
-def test_yolov2_tiny_voc_fuses_its_first_three_pairs():
+def test_yolov2_tiny_voc_fuses_its_pairs():
     """The shipped tiny cfg: the 416x416 3->16, 208x208 16->32 and 104x104 32->64 layers take the
-    direct kernel (the last by the Winograd rule's direct-first clause) and fuse their pools."""
+    direct kernel (the last by the Winograd rule's direct-first clause), 52x52 64->128 the cached
+    Winograd and 26x26 128->256 the streamed one; all five fuse their 2x2 stride-2 pools (the
+    13x13 layer's pool is stride 1)."""
     from pathlib import Path
     cfg = Path(__file__).resolve().parent.parent / "cfg" / "yolov2-tiny-voc.cfg"
     net = darknet_py.load(str(cfg))
@@ -79,7 +81,7 @@ def test_yolov2_tiny_voc_fuses_its_first_three_pairs():
     kept = net.forward(x).copy()
     net.keep_outputs = False
     out = net.forward(x)
-    assert fused_pairs(net) == [0, 2, 4]
+    assert fused_pairs(net) == [0, 2, 4, 6, 8]
     assert np.array_equal(out.view(np.uint32), kept.view(np.uint32))
 
 
@@ -90,10 +92,10 @@ def test_fusion_off_where_it_must_be():
     net.set_exec_options(reference_kernels=True)   # the plain kernels run every layer alone
     net.forward(x)
     assert fused_pairs(net) == []
-    net.set_exec_options(reference_kernels=False, winograd="on")  # every 3x3 conv on Winograd
+    net.set_exec_options(reference_kernels=False, winograd="off", isa="plain")  # the GEMM: no pooling epilogue
     net.forward(x)
     assert fused_pairs(net) == []
-    net.set_exec_options(winograd="auto")
+    net.set_exec_options(winograd="auto", isa="auto")
     net.forward(x)
     assert fused_pairs(net) == CHAIN_FUSED
     net.training = True
@@ -118,3 +120,26 @@ def test_fuse_environment_default():
         env = dict(os.environ, DARKNET_PY_FUSE=value)
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
         assert out.stdout.strip() == expected, (value, out.stdout, out.stderr)
+
+
+# The second conv's 10x22 map ends part-way through its 4x4 Winograd tiles (10 = 2 tiles + 2,
+# 22 = 5 + 2); channels past one streamed depth (64).
+WINOGRAD_CHAIN = ("[net]\nwidth=20\nheight=44\nchannels=80\n\n" + conv(72, 3) + maxpool(2, 2) +
+                  conv(40, 3, bn=0, act="relu") + maxpool(2, 2) + conv(6, 1, act="linear"))
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("mode", ["on", "stream"])
+def test_winograd_fused_pool_equals_unfused(mode, batch):
+    """Both Winograd variants pool the activated 4x4 output tiles (even maps: no window straddles
+    two tiles); the result is the unfused pair's bit for bit, on every kernel family."""
+    for isa in [k for k in ("avx512", "avx2", "plain")
+                if ["plain", "avx2", "avx512"].index(k) <= ["plain", "avx2", "avx512"].index(_core.cpu_kernel_best())]:
+        net, x = make(WINOGRAD_CHAIN, batch, 9)
+        net.set_exec_options(winograd=mode, isa=isa)
+        assert net.layers[0].uses_winograd and net.layers[2].uses_winograd
+        kept = net.forward(x).copy()
+        net.keep_outputs = False
+        out = net.forward(x).copy()
+        assert fused_pairs(net) == [0, 2], isa
+        assert np.array_equal(out.view(np.uint32), kept.view(np.uint32)), (mode, batch, isa)

@@ -570,14 +570,34 @@ class CpuBackend final : public Backend {
   // the GEMM epilogue; Winograd where the mode selects it, else the packed GEMM.
   bool conv_inference(ConvolutionalLayer& l, const float* input, float* output) override {
     if (options_.reference_kernels) return false;
-    const ConvEpilogue ep = folded_epilogue(l);
+    run_inference(l, input, output, false);
+    return true;
+  }
+
+  // The direct 3x3 kernel and both Winograd variants pool in their epilogues (tiny-voc:
+  // every conv before a 2x2 stride-2 pool; the largest maps of a net are the ones pooled);
+  // the kernel is the one conv_inference picks, so the values are the unfused pair's.
+  bool can_fuse_conv_maxpool(const ConvolutionalLayer& l) const override {
+    const ConvShape s = l.shape();
+    if (options_.reference_kernels || s.out_h % 2 || s.out_w % 2) return false;
+    return winograd_plan(s, options_.winograd) != WinogradPlan::None || conv3x3_direct_applicable(options_.isa, s);
+  }
+  void conv_inference_maxpool(ConvolutionalLayer& l, const float* input, float* pooled) override {
+    check(can_fuse_conv_maxpool(l), "layer ", l.index, ": this convolution cannot run with a fused max pool");
+    run_inference(l, input, pooled, true);
+  }
+
+ private:
+  void run_inference(ConvolutionalLayer& l, const float* input, float* output, bool pool) {
+    ConvEpilogue ep = folded_epilogue(l);
+    ep.maxpool2x2 = pool;
     const ConvShape shape = l.shape();
     const float* weights = l.weights.read(Device::Cpu);
     const WinogradPlan plan = winograd_plan(shape, options_.winograd);
     if (plan == WinogradPlan::Streamed) {
       if (!l.wino_u.empty()) std::vector<float>().swap(l.wino_u);
       conv3x3_winograd_streamed(options_.isa, shape, input, weights, ep, output);
-      return true;
+      return;
     }
     if (plan == WinogradPlan::Cached) {
       // The cache key: a checksum of the raw weight bits plus the shape (cheap next to the conv: 9 reads per
@@ -590,31 +610,14 @@ class CpuBackend final : public Backend {
         l.wino_key = key;
       }
       conv3x3_winograd(options_.isa, shape, input, l.wino_u.data(), ep, output);
-      return true;
+      return;
     }
     if (!l.wino_u.empty()) std::vector<float>().swap(l.wino_u);  // only layers that use Winograd keep U
+    // conv_forward_fast takes the direct kernel first wherever it applies: the one that pools.
+    if (pool) return conv3x3_direct(options_.isa, shape, input, weights, ep, output);
     conv_forward_fast(options_.isa, shape, input, weights, ep, output);
-    return true;
   }
 
-  // The direct 3x3 kernel pools in its epilogue (the few-channel layers on large maps, where
-  // the conv's output is the largest map of the net: tiny-voc's 416x416x16 and 208x208x32);
-  // these are exactly the layers conv_inference sends to it (conv_forward_fast takes the direct
-  // kernel first wherever it applies, and Winograd is not planned), so the values are the same.
-  bool can_fuse_conv_maxpool(const ConvolutionalLayer& l) const override {
-    const ConvShape s = l.shape();
-    return !options_.reference_kernels && winograd_plan(s, options_.winograd) == WinogradPlan::None &&
-           conv3x3_direct_applicable(options_.isa, s) && s.out_h % 2 == 0 && s.out_w % 2 == 0;
-  }
-  void conv_inference_maxpool(ConvolutionalLayer& l, const float* input, float* pooled) override {
-    check(can_fuse_conv_maxpool(l), "layer ", l.index, ": this convolution cannot run with a fused max pool");
-    ConvEpilogue ep = folded_epilogue(l);
-    ep.maxpool2x2 = true;
-    if (!l.wino_u.empty()) std::vector<float>().swap(l.wino_u);
-    conv3x3_direct(options_.isa, l.shape(), input, l.weights.read(Device::Cpu), ep, pooled);
-  }
-
- private:
   // Batch norm's rolling statistics folded into a per-filter scale and bias (kept in the
   // layer), with the layer's activation.
   static ConvEpilogue folded_epilogue(ConvolutionalLayer& l) {

@@ -26,7 +26,7 @@ struct ConvEpilogue {
   const float* bias = nullptr;
   Activation act = Activation::Linear;
   bool accumulate = false;  // output += conv (scale, bias and act must then be the identity)
-  // conv3x3_direct only: the output is the 2x2 stride-2 max pool of the activated convolution
+  // conv3x3_direct and the Winograd convolutions: the output is the 2x2 stride-2 max pool of the activated convolution
   // (out_h/2 x out_w/2 per filter, Darknet's [maxpool] size=2 stride=2 on an even map); the
   // convolution's own output is never written.
   bool maxpool2x2 = false;

@@ -12,6 +12,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cfloat>
 #include <cstring>
 #include <vector>
 
@@ -36,6 +37,14 @@ constexpr int kStreamDepth = 64;
 struct Geom {
   int c, h, w, out_h, out_w, tiles_w, tiles_h, tiles_img;
 };
+
+// The fused 2x2 max pool (ConvEpilogue::maxpool2x2) needs an even map: its windows then never
+// straddle two 4x4 tiles.
+void check_pool(const ConvShape& s, const ConvEpilogue& ep) {
+  check(!ep.maxpool2x2 || (s.out_h % 2 == 0 && s.out_w % 2 == 0 && !ep.accumulate),
+        "Winograd convolution: the fused 2x2 max pool needs an even output (", s.out_h, "x", s.out_w,
+        ") and no accumulation");
+}
 
 // The layer's planes and its grid of 4x4 output tiles.
 Geom geometry(const ConvShape& s) {
@@ -89,13 +98,13 @@ void input_block(CpuIsa isa, const Geom& g, const float* input, int t0, int nb, 
 }
 
 void output_block(CpuIsa isa, const Geom& g, int filters, const float* M, int t0, int nb, int nbs,
-                  const float* scale, const float* bias, Activation act, float* output) {
+                  const float* scale, const float* bias, Activation act, bool pool, float* output) {
   switch (isa) {
-    case CpuIsa::Avx512: return output_block_avx512(g, filters, M, t0, nb, nbs, scale, bias, act, output);
-    case CpuIsa::Avx2: return output_block_avx2(g, filters, M, t0, nb, nbs, scale, bias, act, output);
+    case CpuIsa::Avx512: return output_block_avx512(g, filters, M, t0, nb, nbs, scale, bias, act, pool, output);
+    case CpuIsa::Avx2: return output_block_avx2(g, filters, M, t0, nb, nbs, scale, bias, act, pool, output);
     case CpuIsa::Plain: break;
   }
-  output_block_plain(g, filters, M, t0, nb, nbs, scale, bias, act, output);
+  output_block_plain(g, filters, M, t0, nb, nbs, scale, bias, act, pool, output);
 }
 
 // dst[e][f] = src[f * row_stride + e] for e < len, f < rows; columns rows..width-1 zero.
@@ -160,15 +169,16 @@ void weights_row(CpuIsa isa, int row, const float* taps, int kc, int width, floa
 }
 
 void output_block_tm(CpuIsa isa, const Geom& g, int filters, int f0, int nf, const float* M, int width, size_t xs,
-                     int t0, int nb, const float* scale, const float* bias, Activation act, float* output) {
+                     int t0, int nb, const float* scale, const float* bias, Activation act, bool pool,
+                     float* output) {
   switch (isa) {
     case CpuIsa::Avx512:
-      return output_block_tm_avx512(g, filters, f0, nf, M, width, xs, t0, nb, scale, bias, act, output);
+      return output_block_tm_avx512(g, filters, f0, nf, M, width, xs, t0, nb, scale, bias, act, pool, output);
     case CpuIsa::Avx2:
-      return output_block_tm_avx2(g, filters, f0, nf, M, width, xs, t0, nb, scale, bias, act, output);
+      return output_block_tm_avx2(g, filters, f0, nf, M, width, xs, t0, nb, scale, bias, act, pool, output);
     case CpuIsa::Plain: break;
   }
-  output_block_tm_plain(g, filters, f0, nf, M, width, xs, t0, nb, scale, bias, act, output);
+  output_block_tm_plain(g, filters, f0, nf, M, width, xs, t0, nb, scale, bias, act, pool, output);
 }
 
 }  // namespace wino_detail
@@ -232,6 +242,7 @@ void winograd_transform_weights(int filters, int c, const float* weights, float*
 void conv3x3_winograd(CpuIsa isa, const ConvShape& s, const float* input, const float* u, const ConvEpilogue& ep,
                       float* output) {
   check(winograd_applicable(s), "conv3x3_winograd: not a 3x3 stride-1 pad-1 ungrouped convolution");
+  check_pool(s, ep);
   require_cpu_isa(isa);  // here, outside the parallel region the kernels run in
   const Geom g = geometry(s);
   const int T = s.batch * g.tiles_img;
@@ -263,7 +274,7 @@ void conv3x3_winograd(CpuIsa isa, const ConvShape& s, const float* input, const 
           gemm_panel(isa, F, g.c, u + xi * xs_u, g.c, 1, V + (size_t)xi * g.c * nbs + (size_t)q * g.c * kPanel,
                      (nvq + 15) / 16 * 16, nvq, M + (size_t)xi * F * nbs + q * kPanel, nbs, false);
         }
-      wino_detail::output_block(isa, g, F, M, t0, nb, nbs, ep.scale, ep.bias, ep.act, output);
+      wino_detail::output_block(isa, g, F, M, t0, nb, nbs, ep.scale, ep.bias, ep.act, ep.maxpool2x2, output);
     }
   }
 }
@@ -271,6 +282,7 @@ void conv3x3_winograd(CpuIsa isa, const ConvShape& s, const float* input, const 
 void conv3x3_winograd_streamed(CpuIsa isa, const ConvShape& s, const float* input, const float* weights,
                                const ConvEpilogue& ep, float* output) {
   check(winograd_applicable(s), "conv3x3_winograd_streamed: not a 3x3 stride-1 pad-1 ungrouped convolution");
+  check_pool(s, ep);
   require_cpu_isa(isa);  // here, outside the parallel region the kernels run in
   const Geom g = geometry(s);
   const int T = s.batch * g.tiles_img;
@@ -327,7 +339,8 @@ void conv3x3_winograd_streamed(CpuIsa isa, const ConvShape& s, const float* inpu
             }
           }
         }
-        wino_detail::output_block_tm(isa, g, F, f0, nf, M, kGemmNR, xs_m, t0, nb, ep.scale, ep.bias, ep.act, output);
+        wino_detail::output_block_tm(isa, g, F, f0, nf, M, kGemmNR, xs_m, t0, nb, ep.scale, ep.bias, ep.act,
+                                     ep.maxpool2x2, output);
       }
     }
   }
