@@ -19,7 +19,9 @@ Versions:
            (<= 64 filters: a 32-filter block of repacked weights is the vector operand,
            3 pixels broadcast, hand-scheduled 3 x 4 tile, transposed back to NCHW);
            validated against each other bit for bit and against the GEMM path, then
-           timed alternately; "auto" is the rule's pick
+           timed alternately; "auto" is the rule's pick; "+pool ms" the auto pick with
+           the 2x2 stride-2 max pool fused (checked bit for bit against numpy's pool of
+           its unfused output) and "pool/auto" its time over the auto pick's alone
   train    one conv layer's training forward + backward (3x3, BN + leaky, batch 8-32):
            reference (reference_kernels: im2col + GEMM per image, unfused BN, col2im) vs
            fast (direct or packed conv into x, fused AVX2 batch norm keeping only x, the
@@ -224,7 +226,7 @@ DIRECT_SHAPES = [(416, 3, 16), (416, 3, 32), (208, 16, 32), (208, 32, 64), (104,
 def bench_direct(runs):
     print("== direct 3x3 (batch 1, folded BN + leaky): v1 bands vs v2 filter vectors, alternated ==")
     print(f"{'shape':24s} {'GFLOP':>7s} {'v1 ms':>8s} {'GF/s':>6s} {'v2 ms':>8s} {'GF/s':>6s} {'v1/v2':>6s} "
-          f"{'auto':>5s}  max rel err vs reference path")
+          f"{'auto':>5s} {'+pool ms':>8s} {'pool/auto':>9s}  max rel err vs reference path")
     rng = np.random.default_rng(0)
     for (s, c, f) in DIRECT_SHAPES:
         x = rng.standard_normal((1, c, s, s)).astype(np.float32)
@@ -232,7 +234,9 @@ def bench_direct(runs):
         scale = rng.uniform(.5, 1.5, f).astype(np.float32)
         bias = rng.standard_normal(f).astype(np.float32)
         out = np.empty((1, f, s, s), np.float32)
-        call = lambda v: _testing.conv3x3_direct(x, w, scale, bias, "leaky", v, out=out)  # noqa: E731
+        pooled = np.empty((1, f, s // 2, s // 2), np.float32)
+        call = lambda v: (_testing.conv3x3_direct(x, w, scale, bias, "leaky", "auto", out=pooled, maxpool=True)  # noqa: E731
+                          if v == "pool" else _testing.conv3x3_direct(x, w, scale, bias, "leaky", v, out=out))
         v1 = call("bands").copy()
         # the check: v1 with unit scales against the same layer on the reference path (im2col + GEMM)
         net = single_layer_net(s, s, c, f"[convolutional]\nfilters={f}\nsize=3\nstride=1\npad=1\nactivation=leaky\n")
@@ -244,6 +248,10 @@ def bench_direct(runs):
         if "filter_vectors" in versions:
             v2 = call("filter_vectors").copy()
             assert np.array_equal(v1.view(np.uint32), v2.view(np.uint32)), f"{(s, c, f)}: v1 and v2 differ"
+        got = call("pool").copy()
+        assert np.array_equal(got.view(np.uint32), v1.reshape(1, f, s // 2, 2, s // 2, 2).max(axis=(3, 5)).view(np.uint32)), \
+            f"{(s, c, f)}: the fused pool differs"
+        versions.append("pool")
         ref = _testing.conv3x3_direct(x, w, np.ones(f, np.float32), bias, "leaky", "bands")  # unscaled
         net.set_exec_options(reference_kernels=True)
         expected = np.asarray(net.forward(x), np.float64)
@@ -258,8 +266,10 @@ def bench_direct(runs):
         t1 = statistics.median(times["bands"])
         t2 = statistics.median(times["filter_vectors"]) if "filter_vectors" in times else float("nan")
         auto = "v2" if (16 < f <= 64 and c >= 8) else "v1"
+        tp = statistics.median(times["pool"])
+        ta = t2 if auto == "v2" else t1
         print(f"{s:4d}x{s:<4d}x{c:4d} -> {f:4d}   {fl / 1e9:7.3f} {t1 * 1e3:8.2f} {fl / t1 / 1e9:6.0f} "
-              f"{t2 * 1e3:8.2f} {fl / t2 / 1e9:6.0f} {t1 / t2:6.2f} {auto:>5s}  {err:.1e}")
+              f"{t2 * 1e3:8.2f} {fl / t2 / 1e9:6.0f} {t1 / t2:6.2f} {auto:>5s} {tp * 1e3:8.2f} {tp / ta:9.2f}  {err:.1e}")
 
 
 def bench_train(runs):
