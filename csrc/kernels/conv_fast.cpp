@@ -130,6 +130,10 @@ struct DirectBand {
 };
 
 template <int RB, int NJ>
+__attribute__((target("avx2,fma"), always_inline)) inline void direct_band_store(const DirectBand& t, int i0, int j0,
+                                                                                 __m256 (&acc)[RB][NJ]);
+
+template <int RB, int NJ>
 __attribute__((target("avx2,fma"))) inline void direct_band(const DirectBand& t, int i0, int j0) {
   __m256 acc[RB][NJ];
 #pragma GCC unroll 8
@@ -157,6 +161,64 @@ __attribute__((target("avx2,fma"))) inline void direct_band(const DirectBand& t,
       }
     }
   }
+  direct_band_store<RB, NJ>(t, i0, j0, acc);
+}
+
+// The 4 x 24 band as hand-scheduled code: per tap the three input vectors are held and each
+// weight is broadcast once for its three FMAs (12 accumulators + 3 inputs + 1 broadcast = the
+// 16 ymm registers; GCC's allocation of the intrinsics above spills an accumulator every step
+// and stalls on the reload). Kernel lab, 1 thread, the band time over the (unchanged)
+// filter-vector time in the same runs, two runs each: 104x104 64->32 1.19-1.32 against
+// 1.52-1.64 with the intrinsics, 52x52 64->64 1.29-1.37 against 1.61-1.72, 208x208 32->16
+// 0.68-0.76 against 0.84-0.87, 416x416 3->16 0.60-0.63 against 0.68-0.81. The same products
+// in the same k order, so the results are the intrinsics' bit for bit.
+#define DN_BAND_TAP(U)                                  \
+  "vmovups " #U "*4(%[b]), %%ymm12\n\t"                 \
+  "vmovups " #U "*4+32(%[b]), %%ymm13\n\t"              \
+  "vmovups " #U "*4+64(%[b]), %%ymm14\n\t"              \
+  "vbroadcastss " #U "*4(%[w0]), %%ymm15\n\t"           \
+  "vfmadd231ps %%ymm12, %%ymm15, %[a00]\n\t"            \
+  "vfmadd231ps %%ymm13, %%ymm15, %[a01]\n\t"            \
+  "vfmadd231ps %%ymm14, %%ymm15, %[a02]\n\t"            \
+  "vbroadcastss " #U "*4(%[w1]), %%ymm15\n\t"           \
+  "vfmadd231ps %%ymm12, %%ymm15, %[a10]\n\t"            \
+  "vfmadd231ps %%ymm13, %%ymm15, %[a11]\n\t"            \
+  "vfmadd231ps %%ymm14, %%ymm15, %[a12]\n\t"            \
+  "vbroadcastss " #U "*4(%[w2]), %%ymm15\n\t"           \
+  "vfmadd231ps %%ymm12, %%ymm15, %[a20]\n\t"            \
+  "vfmadd231ps %%ymm13, %%ymm15, %[a21]\n\t"            \
+  "vfmadd231ps %%ymm14, %%ymm15, %[a22]\n\t"            \
+  "vbroadcastss " #U "*4(%[w3]), %%ymm15\n\t"           \
+  "vfmadd231ps %%ymm12, %%ymm15, %[a30]\n\t"            \
+  "vfmadd231ps %%ymm13, %%ymm15, %[a31]\n\t"            \
+  "vfmadd231ps %%ymm14, %%ymm15, %[a32]\n\t"
+
+template <>
+__attribute__((target("avx2,fma"))) inline void direct_band<4, 3>(const DirectBand& t, int i0, int j0) {
+  __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a10 = a00, a11 = a00, a12 = a00, a20 = a00, a21 = a00,
+         a22 = a00, a30 = a00, a31 = a00, a32 = a00;
+  const float* w0 = t.a + (size_t)std::min(i0 + 0, t.mv - 1) * t.lda;
+  const float* w1 = t.a + (size_t)std::min(i0 + 1, t.mv - 1) * t.lda;
+  const float* w2 = t.a + (size_t)std::min(i0 + 2, t.mv - 1) * t.lda;
+  const float* w3 = t.a + (size_t)std::min(i0 + 3, t.mv - 1) * t.lda;
+  const float* b = t.b + j0;
+  for (int k = 0; k < t.K; k += 3) {
+    // vfmadd231ps x, w, acc in AT&T order: acc += w * x (the intrinsics' weight * input).
+    asm(DN_BAND_TAP(0) DN_BAND_TAP(1) DN_BAND_TAP(2)
+        : [a00] "+x"(a00), [a01] "+x"(a01), [a02] "+x"(a02), [a10] "+x"(a10), [a11] "+x"(a11), [a12] "+x"(a12),
+          [a20] "+x"(a20), [a21] "+x"(a21), [a22] "+x"(a22), [a30] "+x"(a30), [a31] "+x"(a31), [a32] "+x"(a32)
+        : [b] "r"(b + t.koff[k]), [w0] "r"(w0 + k), [w1] "r"(w1 + k), [w2] "r"(w2 + k), [w3] "r"(w3 + k)
+        : "ymm12", "ymm13", "ymm14", "ymm15", "memory");
+  }
+  __m256 acc[4][3] = {{a00, a01, a02}, {a10, a11, a12}, {a20, a21, a22}, {a30, a31, a32}};
+  direct_band_store<4, 3>(t, i0, j0, acc);
+}
+#undef DN_BAND_TAP
+
+// The band's accumulators through the epilogue into the output (masked past the row's end).
+template <int RB, int NJ>
+__attribute__((target("avx2,fma"), always_inline)) inline void direct_band_store(const DirectBand& t, int i0, int j0,
+                                                                                 __m256 (&acc)[RB][NJ]) {
   const int rows = std::min(RB, t.mv - i0);
 #pragma GCC unroll 8
   for (int i = 0; i < RB; ++i) {
