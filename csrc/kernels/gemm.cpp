@@ -108,6 +108,65 @@ void ukr_plain(const Tile& t) {
 }
 
 // ---------------------------------------------------------------- AVX2 + FMA
+// The 4 x 24 band's k loop, four steps per iteration, as hand-scheduled code: per step the
+// three B vectors are held and each A value is broadcast once for its three FMAs (12
+// accumulators + 3 B vectors + 1 broadcast = the 16 ymm registers). GCC's allocation of the
+// same intrinsics added register copies (vfmadd132ps forms) to every step. A(i, k) is read at
+// ap[i] + k * cs (any stride: the streamed Winograd GEMMs read A transposed), B row k at
+// b + k * W.
+// The same products in the same k order as band_avx2's intrinsics: the results are theirs
+// bit for bit.
+// One k step: B's row as one memory operand (its three vectors at +0, +32, +64), A's four
+// values as four (the compiler folds the step's offsets into the addressing).
+#define DN_GEMM_STEP                                \
+  "vmovups %[bk], %%ymm12\n\t"                      \
+  "vmovups 32+%[bk], %%ymm13\n\t"                   \
+  "vmovups 64+%[bk], %%ymm14\n\t"                   \
+  "vbroadcastss %[x0], %%ymm15\n\t"                 \
+  "vfmadd231ps %%ymm12, %%ymm15, %[c00]\n\t"        \
+  "vfmadd231ps %%ymm13, %%ymm15, %[c01]\n\t"        \
+  "vfmadd231ps %%ymm14, %%ymm15, %[c02]\n\t"        \
+  "vbroadcastss %[x1], %%ymm15\n\t"                 \
+  "vfmadd231ps %%ymm12, %%ymm15, %[c10]\n\t"        \
+  "vfmadd231ps %%ymm13, %%ymm15, %[c11]\n\t"        \
+  "vfmadd231ps %%ymm14, %%ymm15, %[c12]\n\t"        \
+  "vbroadcastss %[x2], %%ymm15\n\t"                 \
+  "vfmadd231ps %%ymm12, %%ymm15, %[c20]\n\t"        \
+  "vfmadd231ps %%ymm13, %%ymm15, %[c21]\n\t"        \
+  "vfmadd231ps %%ymm14, %%ymm15, %[c22]\n\t"        \
+  "vbroadcastss %[x3], %%ymm15\n\t"                 \
+  "vfmadd231ps %%ymm12, %%ymm15, %[c30]\n\t"        \
+  "vfmadd231ps %%ymm13, %%ymm15, %[c31]\n\t"        \
+  "vfmadd231ps %%ymm14, %%ymm15, %[c32]\n\t"
+
+template <int W, int kCs>
+__attribute__((target("avx2,fma"), always_inline)) inline void band4x24_steps(__m256 (&acc)[4][3], const float* (&ap)[4],
+                                                                              const float* b, ptrdiff_t cs_rt, int steps) {
+  __m256 c00 = acc[0][0], c01 = acc[0][1], c02 = acc[0][2], c10 = acc[1][0], c11 = acc[1][1], c12 = acc[1][2],
+         c20 = acc[2][0], c21 = acc[2][1], c22 = acc[2][2], c30 = acc[3][0], c31 = acc[3][1], c32 = acc[3][2];
+  const float *a0 = ap[0], *a1 = ap[1], *a2 = ap[2], *a3 = ap[3];
+  const ptrdiff_t cs = kCs ? kCs : cs_rt;  // a constant stride folds into the addressing
+  for (int k = 0; k < steps; k += 4) {
+#pragma GCC unroll 4
+    for (int u = 0; u < 4; ++u)
+      // vfmadd231ps b, a, c in AT&T order: c += a * b (the intrinsics' broadcast A times B).
+      asm(DN_GEMM_STEP
+          : [c00] "+x"(c00), [c01] "+x"(c01), [c02] "+x"(c02), [c10] "+x"(c10), [c11] "+x"(c11), [c12] "+x"(c12),
+            [c20] "+x"(c20), [c21] "+x"(c21), [c22] "+x"(c22), [c30] "+x"(c30), [c31] "+x"(c31), [c32] "+x"(c32)
+          : [bk] "m"(b[u * W]), [x0] "m"(a0[u * cs]), [x1] "m"(a1[u * cs]), [x2] "m"(a2[u * cs]),
+            [x3] "m"(a3[u * cs])
+          : "ymm12", "ymm13", "ymm14", "ymm15", "memory");
+    b += 4 * W;
+    a0 += 4 * cs;
+    a1 += 4 * cs;
+    a2 += 4 * cs;
+    a3 += 4 * cs;
+  }
+  acc[0][0] = c00, acc[0][1] = c01, acc[0][2] = c02, acc[1][0] = c10, acc[1][1] = c11, acc[1][2] = c12;
+  acc[2][0] = c20, acc[2][1] = c21, acc[2][2] = c22, acc[3][0] = c30, acc[3][1] = c31, acc[3][2] = c32;
+}
+#undef DN_GEMM_STEP
+
 // 16 ymm registers cannot hold an 8 x W tile, so the tile runs as row bands of
 // RB rows x NJ*8 columns held in registers (12 accumulators + NJ B vectors + one
 // broadcast), each finished by a vector epilogue straight into C. Two FMA pipes
@@ -143,7 +202,13 @@ __attribute__((target("avx2,fma"))) inline void band_avx2(const Tile& t, int i0,
   // The 8 x 8 band stays rolled: unrolled, GCC spills its registers.
   constexpr int U = NJ == 1 ? 1 : 4;
   const int kc = t.kc, kcu = kc / U * U;
-  for (int k0 = 0; k0 < kcu; k0 += U) {
+  if constexpr (RB == 4 && NJ == 3) {
+    band4x24_steps<W, kCs>(acc, ap, b, cs, kcu);
+    b += (size_t)kcu * W;
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; ++i) ap[i] += (ptrdiff_t)kcu * cs;
+  }
+  for (int k0 = 0; k0 < (RB == 4 && NJ == 3 ? 0 : kcu); k0 += U) {
 #pragma GCC unroll 4
     for (int u = 0; u < U; ++u) step(u);
     b += U * W;
