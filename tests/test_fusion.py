@@ -113,12 +113,17 @@ def test_profile_gives_the_pair_to_the_conv():
         assert all(t == 0 for t in raw["layers"][i + 1])
 
 
-def test_fuse_environment_default():
+def test_fuse_environment_default(tmp_path):
+    """DARKNET_PY_FUSE seeds a new network's fuse_layers (a fresh interpreter on the package this
+    test imported, run outside the checkout so an uncompiled source tree is not picked up)."""
+    from pathlib import Path
     code = "import darknet_py; n = darknet_py.Network.from_text('[net]\\nwidth=4\\nheight=4\\nchannels=1\\n\\n" \
            "[maxpool]\\nsize=2\\nstride=2\\n', name='e'); print(n.exec_options['fuse_layers'])"
     for value, expected in [("0", "False"), ("1", "True"), ("", "True")]:
-        env = dict(os.environ, DARKNET_PY_FUSE=value)
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        env = dict(os.environ, DARKNET_PY_FUSE=value, PYTHONPATH=str(Path(darknet_py.__file__).parents[1]))
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path,
+                             timeout=300)
+        assert out.returncode == 0, out.stdout + out.stderr
         assert out.stdout.strip() == expected, (value, out.stdout, out.stderr)
 
 
