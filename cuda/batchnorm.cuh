@@ -13,9 +13,6 @@
 #include "kernels/activations.hpp"
 #include "kernels/batchnorm.hpp"
 
-#ifndef DN_KERNEL_INLINE
-#define DN_KERNEL_INLINE __device__ inline
-#endif
 
 namespace dn {
 namespace cuda {

@@ -58,9 +58,6 @@
 #ifndef DN_DYNAMIC_SHARED
 #define DN_DYNAMIC_SHARED(name) extern __shared__ __align__(128) float name[]
 #endif
-#ifndef DN_KERNEL_INLINE
-#define DN_KERNEL_INLINE __device__ inline
-#endif
 
 namespace dn {
 namespace cuda {

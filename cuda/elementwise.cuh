@@ -4,12 +4,10 @@
 // (kernels/sgd.hpp, kernels/activations.hpp). No CUDA runtime header: tests/cuda_emulation runs
 // these on the CPU too.
 #pragma once
+#include "kernel_utils.cuh"
 #include "kernels/activations.hpp"
 #include "kernels/sgd.hpp"
 
-#ifndef DN_KERNEL_INLINE
-#define DN_KERNEL_INLINE __device__ inline
-#endif
 
 namespace dn {
 namespace cuda {

@@ -6,6 +6,11 @@
 namespace dn {
 namespace cuda {
 
+// Device helpers of the kernels (tests/cuda_emulation defines it as plain inline first).
+#ifndef DN_KERNEL_INLINE
+#define DN_KERNEL_INLINE __device__ inline
+#endif
+
 // for (size_t i = global thread index; i < n; i += total threads)
 #ifndef DN_GRID_STRIDE
 #define DN_GRID_STRIDE(i, n)                                                          \

@@ -87,6 +87,11 @@ void pack_im2col_panel(const ConvShape& s, const float* image, int k0, int kc, i
     for (int t = nr; t < width; ++t) dst[(size_t)kk * width + t] = 0.f;
 }
 
+void check_fused_pool(const char* kernel, const ConvShape& s, const ConvEpilogue& ep) {
+  check(!ep.maxpool2x2 || (s.out_h % 2 == 0 && s.out_w % 2 == 0 && !ep.accumulate), kernel,
+        ": the fused 2x2 max pool needs an even output (", s.out_h, "x", s.out_w, ") and no accumulation");
+}
+
 // ---------------------------------------------------------------- direct 3x3, few channels
 namespace {
 
@@ -396,19 +401,20 @@ __attribute__((target("avx2,fma"))) void fv_row(const FvRow& t) {
   const __m256 lowest = _mm256_set1_ps(-FLT_MAX);
   for (int x0 = 0; x0 < t.width; x0 += kChunk) {
     const int n = std::min(kChunk, t.width - x0);
-    fv_tiles<FV>(t, t.in + x0, n, tiles);
-    if (t.pool) fv_tiles<FV>(t, t.in + t.wp + x0, n, tiles2);
-    if (!t.accumulate)
-      for (float* tl : {tiles, tiles2}) {
-        if (tl == tiles2 && !t.pool) break;
-        for (int p = 0; p < n; ++p)
+    // The n pixels' tiles of one row at `in`, through the epilogue unless accumulating.
+    auto row_tiles = [&](const float* in, float* tl) __attribute__((always_inline, target("avx2,fma"))) {
+      fv_tiles<FV>(t, in, n, tl);
+      if (t.accumulate) return;
+      for (int p = 0; p < n; ++p)
 #pragma GCC unroll 4
-          for (int v = 0; v < FV; ++v) {
-            float* q = tl + p * FBW + 8 * v;
-            const __m256 y = _mm256_fmadd_ps(_mm256_load_ps(q), _mm256_load_ps(scale + 8 * v), _mm256_load_ps(bias + 8 * v));
-            _mm256_store_ps(q, activate_avx2(y, t.act));
-          }
-      }
+        for (int v = 0; v < FV; ++v) {
+          float* q = tl + p * FBW + 8 * v;
+          const __m256 y = _mm256_fmadd_ps(_mm256_load_ps(q), _mm256_load_ps(scale + 8 * v), _mm256_load_ps(bias + 8 * v));
+          _mm256_store_ps(q, activate_avx2(y, t.act));
+        }
+    };
+    row_tiles(t.in + x0, tiles);
+    if (t.pool) row_tiles(t.in + t.wp + x0, tiles2);
     int out_n = n;
     if (t.pool) {
       // Darknet's scan order (row y even, odd; row y + 1 even, odd) from -FLT_MAX, as the
@@ -470,10 +476,8 @@ void conv3x3_direct(CpuIsa isa, const ConvShape& s, const float* input, const fl
   require_cpu_isa(isa);
   check(variant != DirectVariant::FilterVectors || s.filters <= kDirectFilterVectorMaxFilters,
         "conv3x3_direct: the filter-vector kernel takes at most ", kDirectFilterVectorMaxFilters, " filters");
+  check_fused_pool("conv3x3_direct", s, ep);
   const bool pool = ep.maxpool2x2;
-  check(!pool || (s.out_h % 2 == 0 && s.out_w % 2 == 0 && !ep.accumulate),
-        "conv3x3_direct: the fused 2x2 max pool needs an even output (", s.out_h, "x", s.out_w,
-        ") and no accumulation");
   const bool filter_vectors = variant == DirectVariant::Auto
                                   ? s.filters > 16 && s.filters <= kDirectFilterVectorMaxFilters && s.c >= 8
                                   : variant == DirectVariant::FilterVectors;

@@ -32,6 +32,10 @@ struct ConvEpilogue {
   bool maxpool2x2 = false;
 };
 
+// Refuses ep.maxpool2x2 on an odd output or with accumulation, naming `kernel` in the error;
+// nothing when no pool is asked for.
+void check_fused_pool(const char* kernel, const ConvShape& s, const ConvEpilogue& ep);
+
 // Folds BN (rolling statistics) into scale/bias: scale = gamma / sqrt(var + eps),
 // bias = beta - mean * scale. Without BN, scale is empty and bias = biases.
 void fold_batchnorm(int filters, const float* biases, const float* scales, const float* mean, const float* var,

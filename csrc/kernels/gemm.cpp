@@ -202,13 +202,15 @@ __attribute__((target("avx2,fma"))) inline void band_avx2(const Tile& t, int i0,
   // The 8 x 8 band stays rolled: unrolled, GCC spills its registers.
   constexpr int U = NJ == 1 ? 1 : 4;
   const int kc = t.kc, kcu = kc / U * U;
+  int k_done = 0;  // steps already run
   if constexpr (RB == 4 && NJ == 3) {
     band4x24_steps<W, kCs>(acc, ap, b, cs, kcu);
     b += (size_t)kcu * W;
 #pragma GCC unroll 8
     for (int i = 0; i < RB; ++i) ap[i] += (ptrdiff_t)kcu * cs;
+    k_done = kcu;
   }
-  for (int k0 = 0; k0 < (RB == 4 && NJ == 3 ? 0 : kcu); k0 += U) {
+  for (int k0 = k_done; k0 < kcu; k0 += U) {
 #pragma GCC unroll 4
     for (int u = 0; u < U; ++u) step(u);
     b += U * W;

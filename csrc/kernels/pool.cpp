@@ -11,10 +11,6 @@ namespace dn {
 
 namespace {
 
-// Darknet's update, max = val > max ? val : max from -FLT_MAX: a NaN never wins, and a
-// window of -inf gives -FLT_MAX. vmaxps(val, max) is the same comparison.
-inline float darknet_max(float val, float max) { return val > max ? val : max; }
-
 // One output row of a 2x2 / 2 pool from input rows r0, r1 (both whole), in the reference
 // scan's order (r0 even, r0 odd, r1 even, r1 odd), so ties and NaNs give its bits.
 // Returns the outputs written (a multiple of 8); the caller finishes the row.
@@ -44,10 +40,7 @@ __attribute__((target("avx2"))) int pool2x2_row_avx2(const float* r0, const floa
 
 void maxpool2x2_row(CpuIsa isa, const float* r0, const float* r1, float* o, int out_w, ptrdiff_t prefetch_next) {
   int j = isa != CpuIsa::Plain ? pool2x2_row_avx2(r0, r1, o, out_w, prefetch_next) : 0;
-  for (; j < out_w; ++j) {
-    const float top = darknet_max(r0[2 * j + 1], darknet_max(r0[2 * j], -FLT_MAX));
-    o[j] = darknet_max(r1[2 * j + 1], darknet_max(r1[2 * j], top));
-  }
+  for (; j < out_w; ++j) o[j] = darknet_max_2x2(r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1]);
 }
 
 // Per output row: 2x2 / 2 windows straight from the two input rows (AVX2: 8 outputs

@@ -6,11 +6,22 @@
 // (the compiler-vectorised loop gathers the even and odd columns at SSE width).
 #pragma once
 
+#include <cfloat>
 #include <cstddef>
 
 #include "core/options.hpp"
 
 namespace dn {
+
+// Darknet's update, max = val > max ? val : max from -FLT_MAX: a NaN never wins, and a
+// window of -inf gives -FLT_MAX. vmaxps(val, max) is the same comparison.
+inline float darknet_max(float val, float max) { return val > max ? val : max; }
+
+// One 2x2 window in Darknet's scan order (top left, top right, bottom left, bottom right):
+// the maxpool layer's bits, for the kernels that pool in their epilogues too.
+inline float darknet_max_2x2(float top_left, float top_right, float bottom_left, float bottom_right) {
+  return darknet_max(bottom_right, darknet_max(bottom_left, darknet_max(top_right, darknet_max(top_left, -FLT_MAX))));
+}
 
 // One output row of a 2x2 stride-2 pool (Darknet's scan order and ties) from the whole input
 // rows r0 and r1 (2 * out_w floats each): the fused pool of conv3x3_direct uses it too.

@@ -12,12 +12,12 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <cfloat>
 #include <cstring>
 #include <vector>
 
 #include "core/error.hpp"
 #include "kernels/gemm.hpp"
+#include "kernels/pool.hpp"
 #include "kernels/simd_avx2.hpp"
 
 namespace dn {
@@ -37,14 +37,6 @@ constexpr int kStreamDepth = 64;
 struct Geom {
   int c, h, w, out_h, out_w, tiles_w, tiles_h, tiles_img;
 };
-
-// The fused 2x2 max pool (ConvEpilogue::maxpool2x2) needs an even map: its windows then never
-// straddle two 4x4 tiles.
-void check_pool(const ConvShape& s, const ConvEpilogue& ep) {
-  check(!ep.maxpool2x2 || (s.out_h % 2 == 0 && s.out_w % 2 == 0 && !ep.accumulate),
-        "Winograd convolution: the fused 2x2 max pool needs an even output (", s.out_h, "x", s.out_w,
-        ") and no accumulation");
-}
 
 // The layer's planes and its grid of 4x4 output tiles.
 Geom geometry(const ConvShape& s) {
@@ -242,7 +234,7 @@ void winograd_transform_weights(int filters, int c, const float* weights, float*
 void conv3x3_winograd(CpuIsa isa, const ConvShape& s, const float* input, const float* u, const ConvEpilogue& ep,
                       float* output) {
   check(winograd_applicable(s), "conv3x3_winograd: not a 3x3 stride-1 pad-1 ungrouped convolution");
-  check_pool(s, ep);
+  check_fused_pool("conv3x3_winograd", s, ep);  // even maps: no pool window straddles two 4x4 tiles
   require_cpu_isa(isa);  // here, outside the parallel region the kernels run in
   const Geom g = geometry(s);
   const int T = s.batch * g.tiles_img;
@@ -282,7 +274,7 @@ void conv3x3_winograd(CpuIsa isa, const ConvShape& s, const float* input, const 
 void conv3x3_winograd_streamed(CpuIsa isa, const ConvShape& s, const float* input, const float* weights,
                                const ConvEpilogue& ep, float* output) {
   check(winograd_applicable(s), "conv3x3_winograd_streamed: not a 3x3 stride-1 pad-1 ungrouped convolution");
-  check_pool(s, ep);
+  check_fused_pool("conv3x3_winograd_streamed", s, ep);
   require_cpu_isa(isa);  // here, outside the parallel region the kernels run in
   const Geom g = geometry(s);
   const int T = s.batch * g.tiles_img;

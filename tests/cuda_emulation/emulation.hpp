@@ -169,19 +169,21 @@ void fill_fragment(Frag& f, float v) {
   for (float& e : f.x) e = v;
 }
 
+// A rows x cols tile into x (row-major), read from p in the Layout's order.
 template <class Layout>
-void load_matrix_sync(fragment<matrix_a, 16, 16, 8, precision::tf32, Layout>& a, const float* p, unsigned ldm) {
+void load_tile(float* x, int rows, int cols, const float* p, unsigned ldm) {
   constexpr bool row = std::is_same<Layout, row_major>::value;
   check_fragment_address(p, ldm);
-  for (int m = 0; m < 16; ++m)
-    for (int k = 0; k < 8; ++k) a.x[m * 8 + k] = row ? p[m * ldm + k] : p[k * ldm + m];
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) x[r * cols + c] = row ? p[r * ldm + c] : p[c * ldm + r];
+}
+template <class Layout>
+void load_matrix_sync(fragment<matrix_a, 16, 16, 8, precision::tf32, Layout>& a, const float* p, unsigned ldm) {
+  load_tile<Layout>(a.x, 16, 8, p, ldm);  // m x k
 }
 template <class Layout>
 void load_matrix_sync(fragment<matrix_b, 16, 16, 8, precision::tf32, Layout>& b, const float* p, unsigned ldm) {
-  constexpr bool row = std::is_same<Layout, row_major>::value;
-  check_fragment_address(p, ldm);
-  for (int k = 0; k < 8; ++k)
-    for (int n = 0; n < 16; ++n) b.x[k * 16 + n] = row ? p[k * ldm + n] : p[n * ldm + k];
+  load_tile<Layout>(b.x, 8, 16, p, ldm);  // k x n
 }
 
 template <class LA, class LB>
