@@ -8,6 +8,7 @@ GIL, so worker threads run in parallel with each other and with training.
 """
 from __future__ import annotations
 
+import abc
 import os
 import threading
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -40,7 +41,7 @@ class _BatchBuild:
         self.error: Optional[BaseException] = None
 
 
-class PrefetchLoader:
+class PrefetchLoader(abc.ABC):
     """Worker threads filling batches ahead of use; the machinery shared by the
     detection and classification loaders.
 
@@ -160,9 +161,10 @@ class PrefetchLoader:
 
     # ------------------------------------------------------------ workers
 
+    @abc.abstractmethod
     def _sample(self, batch_index: int, slot: int, net_w: int, net_h: int) -> Tuple[np.ndarray, np.ndarray]:
-        """One (image, truth) slot; every concrete loader (detection, classification, joint) defines it."""
-        raise NotImplementedError(f"{type(self).__name__} does not define _sample")
+        """One (image, truth) slot; every concrete loader (detection, classification, joint) defines it
+        (a loader without it cannot be built: abc refuses the instance)."""
 
     def _check_size(self, w: int, h: int) -> None:
         if int(w) <= 0 or int(h) <= 0:
